@@ -1,0 +1,62 @@
+//! The domain's errors. Each variant corresponds to one row of the API's error table, so the
+//! HTTP layer maps them mechanically; store failures carry their cause for the log only.
+
+use crate::capability::Capability;
+use thiserror::Error;
+
+/// Why a use case refused or failed.
+#[derive(Debug, Error)]
+pub enum DomainError {
+    /// The caller lacks the capability the operation needs (403).
+    #[error("this operation requires the `{0}` capability")]
+    Forbidden(Capability),
+    /// A request value is malformed or out of range (422); `field` names it.
+    #[error("{message}")]
+    Invalid {
+        /// The offending field, as the client spelled it.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The resource does not exist or belongs to another organization (404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request is well-formed but breaks a rule about its target (400).
+    #[error("{0}")]
+    Rule(String),
+    /// The target's state forbids the operation right now (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Something underneath failed (500); the cause is for the log, never the client.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl DomainError {
+    /// A 422 for `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+impl From<StoreError> for DomainError {
+    fn from(error: StoreError) -> Self {
+        Self::Internal(Box::new(error))
+    }
+}
+
+/// A store adapter's failure: the database is unreachable, a query failed, or stored data
+/// could not be read back.
+#[derive(Debug, Error)]
+#[error("store: {message}")]
+pub struct StoreError {
+    /// What went wrong, for the log.
+    pub message: String,
+}
+
+impl StoreError {
+    /// A store error from anything displayable.
+    pub fn new(message: impl std::fmt::Display) -> Self {
+        Self { message: message.to_string() }
+    }
+}

@@ -1,0 +1,259 @@
+//! The use cases: what a caller can ask of Herald, each checking capability first, then the
+//! request's values, then the resources it names — the precedence the API's error table fixes —
+//! and only then touching the store through the ports.
+
+use crate::api_key::{ApiKey, MintedKey};
+use crate::capability::{Capabilities, Capability, Principal};
+use crate::error::DomainError;
+use crate::event::{Envelope, EventType};
+use crate::ids::{ApiKeyId, OrgId, SessionId, WebhookId};
+use crate::ports::{
+    seal_change, ChangeListener, Clock, Engine, KeyMinter, SecretCipher, StatusReport, Store,
+};
+use crate::session::Session;
+use crate::webhook::{SecretChange, Webhook, WebhookFields};
+use std::sync::Arc;
+
+/// Everything the use cases need, wired once at start-up and shared by every request.
+#[derive(Clone)]
+pub struct Gateway {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Seals webhook secrets.
+    pub cipher: Arc<dyn SecretCipher>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// The messaging network.
+    pub engine: Arc<dyn Engine>,
+    /// Mints and hashes API key tokens.
+    pub minter: Arc<dyn KeyMinter>,
+    /// Told when events are committed.
+    pub listener: Arc<dyn ChangeListener>,
+}
+
+type Result<T> = std::result::Result<T, DomainError>;
+
+impl Gateway {
+    // ---- webhooks -------------------------------------------------------------------------
+
+    /// The caller's organization's webhooks.
+    pub async fn list_webhooks(&self, caller: &Principal) -> Result<Vec<Webhook>> {
+        caller.require(Capability::Manage)?;
+        Ok(self.store.list_webhooks(&caller.organization).await?)
+    }
+
+    /// Registers a webhook.
+    pub async fn create_webhook(&self, caller: &Principal, fields: WebhookFields) -> Result<Webhook> {
+        caller.require(Capability::Manage)?;
+        let change = fields.create(WebhookId::generate(), caller.organization.clone(), self.clock.now_ms())?;
+        self.check_session_scope(caller, &change.webhook).await?;
+        let sealed = match &change.secret {
+            SecretChange::Set(secret) => Some(self.cipher.seal(secret.expose())),
+            SecretChange::Keep | SecretChange::Remove => None,
+        };
+        self.store.insert_webhook(&change.webhook, sealed.as_ref()).await?;
+        Ok(change.webhook)
+    }
+
+    /// One webhook of the caller's organization.
+    pub async fn get_webhook(&self, caller: &Principal, id: &str) -> Result<Webhook> {
+        caller.require(Capability::Manage)?;
+        self.find_webhook(&caller.organization, id).await
+    }
+
+    /// Changes any subset of a webhook's fields.
+    pub async fn update_webhook(&self, caller: &Principal, id: &str, fields: WebhookFields) -> Result<Webhook> {
+        caller.require(Capability::Manage)?;
+        let current = self.find_webhook(&caller.organization, id).await?;
+        let change = fields.apply(current, self.clock.now_ms())?;
+        self.check_session_scope(caller, &change.webhook).await?;
+        let secret = seal_change(self.cipher.as_ref(), &change.secret);
+        if !self.store.update_webhook(&change.webhook, &secret).await? {
+            return Err(DomainError::NotFound("webhook"));
+        }
+        Ok(change.webhook)
+    }
+
+    /// Deletes a webhook (its pending deliveries are cancelled).
+    pub async fn delete_webhook(&self, caller: &Principal, id: &str) -> Result<()> {
+        caller.require(Capability::Manage)?;
+        let id = WebhookId::parse(id).ok_or(DomainError::NotFound("webhook"))?;
+        if self.store.delete_webhook(&caller.organization, &id).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("webhook"))
+        }
+    }
+
+    /// Looks a webhook up by its textual id within `org`; malformed and foreign ids are 404.
+    pub async fn find_webhook(&self, org: &OrgId, id: &str) -> Result<Webhook> {
+        let id = WebhookId::parse(id).ok_or(DomainError::NotFound("webhook"))?;
+        self.store.find_webhook(org, &id).await?.ok_or(DomainError::NotFound("webhook"))
+    }
+
+    async fn check_session_scope(&self, caller: &Principal, webhook: &Webhook) -> Result<()> {
+        if let Some(session) = &webhook.session_id {
+            if self.store.find_session(&caller.organization, session).await?.is_none() {
+                return Err(DomainError::NotFound("session"));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- sessions -------------------------------------------------------------------------
+
+    /// The caller's organization's sessions.
+    pub async fn list_sessions(&self, caller: &Principal) -> Result<Vec<Session>> {
+        caller.require(Capability::Read)?;
+        Ok(self.store.list_sessions(&caller.organization).await?)
+    }
+
+    /// One session of the caller's organization.
+    pub async fn get_session(&self, caller: &Principal, id: &str) -> Result<Session> {
+        caller.require(Capability::Read)?;
+        self.find_session(&caller.organization, id).await
+    }
+
+    /// Looks a session up by its textual id within `org`; malformed and foreign ids are 404.
+    pub async fn find_session(&self, org: &OrgId, id: &str) -> Result<Session> {
+        let id = SessionId::parse(id).ok_or(DomainError::NotFound("session"))?;
+        self.store.find_session(org, &id).await?.ok_or(DomainError::NotFound("session"))
+    }
+
+    /// Creates a session and asks the engine to connect it; every status change it reports at
+    /// once is applied (and emitted as `session.status`) before this returns.
+    pub async fn create_session(&self, caller: &Principal, name: &str) -> Result<Session> {
+        caller.require(Capability::Manage)?;
+        let mut session = Session::new(caller.organization.clone(), name, self.clock.now_ms())?;
+        let started = self.status_event(&session);
+        self.store.insert_session(&session, std::slice::from_ref(&started)).await?;
+        self.listener.events_committed(&session.organization_id);
+        let reports = match self.engine.start(&session).await {
+            Ok(reports) => reports,
+            Err(error) => {
+                tracing::warn!(session = %session.id, %error, "engine failed to start the session");
+                vec![StatusReport { status: crate::session::SessionStatus::Failed, me: None }]
+            }
+        };
+        for report in reports {
+            session = self.apply_status(session, report).await?;
+        }
+        Ok(session)
+    }
+
+    /// Applies an engine's status report to a session: the new state and its `session.status`
+    /// event are written together.
+    pub async fn apply_status(&self, mut session: Session, report: StatusReport) -> Result<Session> {
+        session.status = report.status;
+        if report.me.is_some() {
+            session.me = report.me;
+        }
+        session.updated_at = self.clock.now_ms().max(session.updated_at);
+        let event = self.status_event(&session);
+        if !self.store.update_session(&session, std::slice::from_ref(&event)).await? {
+            return Err(DomainError::NotFound("session"));
+        }
+        self.listener.events_committed(&session.organization_id);
+        Ok(session)
+    }
+
+    fn status_event(&self, session: &Session) -> Envelope {
+        Envelope::new(
+            EventType::SessionStatus,
+            session.organization_id.clone(),
+            Some(session.id),
+            session.me.clone(),
+            self.clock.now_ms(),
+            session.status_payload(),
+        )
+    }
+
+    /// Deletes a session, its messages and votes, after telling the engine to let it go.
+    pub async fn delete_session(&self, caller: &Principal, id: &str) -> Result<()> {
+        caller.require(Capability::Manage)?;
+        let session = self.find_session(&caller.organization, id).await?;
+        // The engine failing to disconnect must not keep a user from deleting their session.
+        if let Err(error) = self.engine.stop(&session).await {
+            tracing::warn!(session = %session.id, %error, "engine failed to stop the session");
+        }
+        if self.store.delete_session(&caller.organization, &session.id).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("session"))
+        }
+    }
+
+    // ---- API keys -------------------------------------------------------------------------
+
+    /// The caller's organization's live API keys.
+    pub async fn list_api_keys(&self, caller: &Principal) -> Result<Vec<ApiKey>> {
+        caller.require(Capability::Manage)?;
+        Ok(self.store.list_api_keys(&caller.organization).await?)
+    }
+
+    /// Mints a key for the caller's organization. A caller grants only what it holds, except
+    /// that `manage` may also grant `ingest`.
+    pub async fn create_api_key(&self, caller: &Principal, name: &str, capabilities: Capabilities) -> Result<MintedKey> {
+        caller.require(Capability::Manage)?;
+        check_key_name(name)?;
+        let grantable = caller.capabilities.with(Capability::Ingest);
+        if !grantable.includes(capabilities) {
+            return Err(DomainError::Forbidden(
+                capabilities.iter().find(|c| !grantable.contains(*c)).unwrap_or(Capability::Manage),
+            ));
+        }
+        self.mint_api_key(caller.organization.clone(), name, capabilities).await
+    }
+
+    /// Mints a key without a caller: the operator's admin CLI.
+    pub async fn mint_api_key(&self, org: OrgId, name: &str, capabilities: Capabilities) -> Result<MintedKey> {
+        check_key_name(name)?;
+        let token = self.minter.mint_token();
+        let key = ApiKey {
+            id: ApiKeyId::generate(),
+            organization_id: org,
+            name: name.trim().to_owned(),
+            capabilities,
+            created_at: self.clock.now_ms(),
+            last_used_at: None,
+        };
+        self.store.insert_api_key(&key, &self.minter.hash_token(&token)).await?;
+        Ok(MintedKey { key, token })
+    }
+
+    /// Revokes one of the caller's organization's keys.
+    pub async fn revoke_api_key(&self, caller: &Principal, id: &str) -> Result<()> {
+        caller.require(Capability::Manage)?;
+        let id = ApiKeyId::parse(id).ok_or(DomainError::NotFound("api key"))?;
+        if self.store.revoke_api_key(Some(&caller.organization), &id, self.clock.now_ms()).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("api key"))
+        }
+    }
+
+    // ---- events ---------------------------------------------------------------------------
+
+    /// The event type catalogue (no capability needed beyond being authenticated).
+    pub fn event_types(&self) -> &'static [EventType] {
+        &EventType::ALL
+    }
+
+    /// Appends events (and their deliveries) durably, then wakes whoever waits for them.
+    pub async fn emit(&self, events: &[Envelope]) -> Result<()> {
+        self.store.append_events(events).await?;
+        for org in events.iter().map(|e| &e.organization_id) {
+            self.listener.events_committed(org);
+        }
+        Ok(())
+    }
+}
+
+fn check_key_name(name: &str) -> Result<()> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(DomainError::invalid("name", "name must be 1 to 200 printable characters"));
+    }
+    Ok(())
+}
+

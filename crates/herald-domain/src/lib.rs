@@ -1,0 +1,27 @@
+//! Herald's domain: the rules of the event layer with no I/O.
+//!
+//! This crate holds what Herald *means* — ids, capabilities, webhooks and their always-valid
+//! parts, the retry schedule, sessions, polls and votes, events and deliveries — and the
+//! **ports** (async traits) through which the use cases in [`gateway`] reach the outside world:
+//! a store, a secret cipher, a clock, a messaging engine and a change listener. Adapters in
+//! other crates implement the ports; this crate never touches a socket, a file, SQL or HTTP.
+
+pub mod api_key;
+pub mod capability;
+pub mod delivery;
+pub mod error;
+pub mod event;
+pub mod gateway;
+pub mod ids;
+pub mod poll;
+pub mod ports;
+pub mod retry;
+pub mod session;
+pub mod webhook;
+
+pub use capability::{Capabilities, Capability, Principal, Role, Subject};
+pub use error::{DomainError, StoreError};
+pub use ids::{ApiKeyId, DeliveryId, EventId, OrgId, SessionId, WebhookId};
+
+/// Epoch milliseconds, the one time unit Herald stores and shows.
+pub type Millis = i64;

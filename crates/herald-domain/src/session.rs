@@ -1,0 +1,107 @@
+//! Messaging sessions: a connected chat account owned by one organization, and the states it
+//! moves through as its engine connects it.
+
+use crate::error::DomainError;
+use crate::event::Me;
+use crate::ids::{OrgId, SessionId};
+use crate::Millis;
+use serde::{Deserialize, Serialize};
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SessionStatus {
+    /// Just created; the engine is connecting.
+    Starting,
+    /// The engine waits for the account owner to scan a QR code.
+    ScanQr,
+    /// Connected: messages flow.
+    Working,
+    /// The engine gave up.
+    Failed,
+    /// Deliberately stopped.
+    Stopped,
+}
+
+impl SessionStatus {
+    /// Every status.
+    pub const ALL: [SessionStatus; 5] = [Self::Starting, Self::ScanQr, Self::Working, Self::Failed, Self::Stopped];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "STARTING",
+            Self::ScanQr => "SCAN_QR",
+            Self::Working => "WORKING",
+            Self::Failed => "FAILED",
+            Self::Stopped => "STOPPED",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A messaging session.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    /// Bare ULID.
+    pub id: SessionId,
+    /// The owner.
+    pub organization_id: OrgId,
+    /// A human label.
+    pub name: String,
+    /// Current state.
+    pub status: SessionStatus,
+    /// The connected account, once known.
+    pub me: Option<Me>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+impl Session {
+    /// Longest session name.
+    pub const MAX_NAME: usize = 200;
+
+    /// A new session in `STARTING`; 422 on `name` when it is empty or too long.
+    pub fn new(organization_id: OrgId, name: &str, now: Millis) -> Result<Self, DomainError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > Self::MAX_NAME || name.chars().any(char::is_control) {
+            return Err(DomainError::invalid("name", "name must be 1 to 200 printable characters"));
+        }
+        Ok(Self {
+            id: SessionId::generate(),
+            organization_id,
+            name: name.to_owned(),
+            status: SessionStatus::Starting,
+            me: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// The `session.status` payload for the current state.
+    pub fn status_payload(&self) -> serde_json::Value {
+        serde_json::json!({ "status": self.status, "me": self.me })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_sessions_start_and_names_are_checked() {
+        let org = OrgId::parse("org").unwrap();
+        let s = Session::new(org.clone(), " sales ", 1).unwrap();
+        assert_eq!((s.status, s.name.as_str()), (SessionStatus::Starting, "sales"));
+        assert!(Session::new(org.clone(), "  ", 1).is_err());
+        assert!(Session::new(org, &"x".repeat(201), 1).is_err());
+        assert_eq!(serde_json::to_value(SessionStatus::ScanQr).unwrap(), "SCAN_QR");
+    }
+}
