@@ -1,1 +1,110 @@
+//! Herald's store adapter: every store port of `herald-domain` implemented once, with diesel and
+//! diesel-async, for both PostgreSQL (the scaled-out deployment) and an embedded SQLite file (the
+//! default single-process install).
+//!
+//! One schema ([`schema`]) uses only types both databases share; one repository body
+//! (`repo::store_impl!`) is instantiated for each connection type; the few queries that must
+//! differ (wake-ups with `NOTIFY`, `SKIP LOCKED` claims) live in the backend modules. Migrations
+//! for both are embedded in the binary and run at start-up or with `herald-api migrate`.
+//!
+//! Only this crate knows SQL.
 
+mod pg;
+mod repo;
+mod rows;
+pub mod schema;
+mod sqlite;
+
+use herald_domain::ports::Store;
+use herald_domain::StoreError;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use pg::{PgConn, PgStore, EVENTS_CHANNEL};
+pub use sqlite::{SqliteConn, SqliteStore};
+
+/// Where the data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A PostgreSQL URL (`postgres://…`).
+    Postgres(String),
+    /// An SQLite database file.
+    Sqlite(PathBuf),
+}
+
+impl Database {
+    /// The default embedded database file.
+    pub const DEFAULT_SQLITE_PATH: &'static str = "./data/herald.db";
+
+    /// Reads `DATABASE_URL`: `postgres://` / `postgresql://` for Postgres, `sqlite://path` (or
+    /// `sqlite:path`) for SQLite, unset for the default embedded file.
+    pub fn from_url(url: Option<&str>) -> Result<Self, StoreError> {
+        let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+            return Ok(Self::Sqlite(PathBuf::from(Self::DEFAULT_SQLITE_PATH)));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err(StoreError::new("DATABASE_URL sqlite:// needs a file path"));
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        Err(StoreError::new("DATABASE_URL must start with postgres://, postgresql:// or sqlite://"))
+    }
+
+    /// Whether this is the embedded store.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, Self::Sqlite(_))
+    }
+
+    /// A description without credentials, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Postgres(url) => match url.rsplit_once('@') {
+                Some((_, host)) => format!("postgres://…@{host}"),
+                None => url.clone(),
+            },
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+        }
+    }
+}
+
+/// Pool sizes and other knobs.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Most connections open at once (Postgres), or readers (SQLite, which has one writer).
+    pub max_connections: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 16 }
+    }
+}
+
+/// Brings the schema up to date.
+pub async fn migrate(database: &Database) -> Result<(), StoreError> {
+    match database {
+        Database::Postgres(url) => pg::migrate(url).await,
+        Database::Sqlite(path) => sqlite::migrate(path).await,
+    }
+}
+
+/// Migrates, then opens a pooled store.
+pub async fn open(database: &Database, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    migrate(database).await?;
+    Ok(match database {
+        Database::Postgres(url) => Arc::new(pg::open(url, options)?),
+        Database::Sqlite(path) => Arc::new(sqlite::open(path, options)?),
+    })
+}
+
+fn pool_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::new(format!("no database connection: {error}"))
+}
+
+fn db_error(error: diesel::result::Error) -> StoreError {
+    StoreError::new(error)
+}

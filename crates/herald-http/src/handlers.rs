@@ -1,0 +1,189 @@
+//! One function per operation: read the path, query and body into domain inputs, call the use
+//! case, shape the response. Nothing here decides a business rule.
+
+use crate::body::{read_limited, JsonObject};
+use crate::error::ApiError;
+use crate::routes::{Op, Route};
+use crate::{empty_response, json_response, AppState, HttpResponse};
+use herald_domain::webhook::{RetryPolicyFields, WebhookFields};
+use herald_domain::{Capabilities, Capability, Principal};
+use http::{header, HeaderValue, Request, StatusCode};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Everything a handler may read about its request.
+struct Call {
+    params: Vec<String>,
+    principal: Option<Principal>,
+    request: Request<Incoming>,
+}
+
+impl Call {
+    fn caller(&self) -> &Principal {
+        self.principal.as_ref().expect("authenticated routes always carry a principal")
+    }
+
+    fn param(&self, index: usize) -> &str {
+        &self.params[index]
+    }
+
+    async fn json_body(self, empty_ok: bool) -> Result<(JsonObject, Principal), ApiError> {
+        let principal = self.principal.expect("authenticated routes always carry a principal");
+        let bytes = read_limited(self.request.into_body()).await?;
+        Ok((JsonObject::parse(&bytes, empty_ok)?, principal))
+    }
+}
+
+/// Runs the handler for `route`.
+pub(crate) async fn dispatch(
+    state: &Arc<AppState>,
+    route: &Route,
+    params: Vec<String>,
+    principal: Option<Principal>,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let call = Call { params, principal, request };
+    let gateway = &state.gateway;
+    let ok = |value: serde_json::Value| Ok(json_response(StatusCode::OK, &value));
+    match route.op {
+        Op::Healthz => ok(json!({"status": "ok"})),
+        Op::Readyz => readyz(state).await,
+        Op::Metrics => Ok(metrics(state)),
+        Op::OpenApi => Ok(json_response(StatusCode::OK, crate::openapi::document())),
+        Op::EventTypes => {
+            let data: Vec<_> = gateway
+                .event_types()
+                .iter()
+                .map(|t| json!({"name": t.as_str(), "description": t.description()}))
+                .collect();
+            ok(page(data))
+        }
+        Op::ListWebhooks => ok(page(gateway.list_webhooks(call.caller()).await?)),
+        Op::CreateWebhook => {
+            let (body, caller) = call.json_body(false).await?;
+            let webhook = gateway.create_webhook(&caller, webhook_fields(&body)?).await?;
+            Ok(json_response(StatusCode::CREATED, &webhook))
+        }
+        Op::GetWebhook => ok(json!(gateway.get_webhook(call.caller(), call.param(0)).await?)),
+        Op::UpdateWebhook => {
+            let id = call.param(0).to_owned();
+            let (body, caller) = call.json_body(true).await?;
+            let fields = webhook_fields(&body)?;
+            ok(json!(gateway.update_webhook(&caller, &id, fields).await?))
+        }
+        Op::DeleteWebhook => {
+            gateway.delete_webhook(call.caller(), call.param(0)).await?;
+            Ok(empty_response(StatusCode::NO_CONTENT))
+        }
+        Op::ListSessions => ok(page(gateway.list_sessions(call.caller()).await?)),
+        Op::CreateSession => {
+            let (body, caller) = call.json_body(false).await?;
+            let name = body.required_str("name")?;
+            let session = gateway.create_session(&caller, &name).await?;
+            Ok(json_response(StatusCode::CREATED, &session))
+        }
+        Op::GetSession => ok(json!(gateway.get_session(call.caller(), call.param(0)).await?)),
+        Op::DeleteSession => {
+            gateway.delete_session(call.caller(), call.param(0)).await?;
+            Ok(empty_response(StatusCode::NO_CONTENT))
+        }
+        Op::ListApiKeys => ok(page(gateway.list_api_keys(call.caller()).await?)),
+        Op::CreateApiKey => {
+            let (body, caller) = call.json_body(false).await?;
+            let name = body.required_str("name")?;
+            let names = body.required_str_array("capabilities")?;
+            let capabilities = parse_capabilities(&names)?;
+            let minted = gateway.create_api_key(&caller, &name, capabilities).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({
+                    "id": minted.key.id,
+                    "name": minted.key.name,
+                    "capabilities": minted.key.capabilities,
+                    "createdAt": minted.key.created_at,
+                    "token": minted.token,
+                }),
+            ))
+        }
+        Op::DeleteApiKey => {
+            let id = call.param(0).to_owned();
+            gateway.revoke_api_key(call.caller(), &id).await?;
+            if let Some(id) = herald_domain::ApiKeyId::parse(&id) {
+                state.auth.forget_api_key(&id);
+            }
+            Ok(empty_response(StatusCode::NO_CONTENT))
+        }
+    }
+}
+
+/// A one-page list: `{"data": [...], "nextCursor": ""}`.
+fn page<T: serde::Serialize>(data: Vec<T>) -> serde_json::Value {
+    json!({"data": data, "nextCursor": ""})
+}
+
+fn parse_capabilities(names: &[String]) -> Result<Capabilities, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::invalid("capabilities", "capabilities must name at least one capability"));
+    }
+    names
+        .iter()
+        .map(|n| Capability::parse(n).ok_or_else(|| ApiError::invalid("capabilities", format!("unknown capability `{n}`"))))
+        .collect()
+}
+
+fn webhook_fields(body: &JsonObject) -> Result<WebhookFields, ApiError> {
+    let retry_policy = match body.opt_object("retryPolicy")? {
+        None => None,
+        Some(policy) => Some(
+            (|| {
+                Ok::<_, ApiError>(RetryPolicyFields {
+                    policy: policy.opt_str("policy")?,
+                    delay_seconds: policy.opt_int("delaySeconds")?,
+                    attempts: policy.opt_int("attempts")?,
+                })
+            })()
+            .map_err(|e| JsonObject::nest("retryPolicy", e))?,
+        ),
+    };
+    Ok(WebhookFields {
+        url: body.opt_str("url")?,
+        events: body.opt_str_array("events")?,
+        session_id: body.nullable_str("sessionId")?,
+        secret: body.nullable_str("secret")?,
+        custom_headers: body.opt_string_map("customHeaders")?,
+        retry_policy,
+        active: body.opt_bool("active")?,
+    })
+}
+
+async fn readyz(state: &Arc<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut checks = serde_json::Map::new();
+    let mut ready = true;
+    let store = state.gateway.store.ping().await.map_err(|e| e.to_string());
+    for (name, result) in std::iter::once(("store", store)).chain(futures_util::future::join_all(
+        state.readiness.iter().map(|c| async move { (c.name(), c.check().await) }),
+    ).await) {
+        ready &= result.is_ok();
+        checks.insert(name.into(), match result {
+            Ok(()) => json!("ok"),
+            Err(reason) => json!(reason),
+        });
+    }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok(json_response(status, &json!({"status": if ready { "ready" } else { "unavailable" }, "checks": checks})))
+}
+
+fn metrics(state: &Arc<AppState>) -> HttpResponse {
+    let mut out = String::new();
+    state.http_metrics.render(&mut out);
+    for source in &state.metrics {
+        source.render(&mut out);
+    }
+    let mut response = hyper::Response::new(Full::new(Bytes::from(out)));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
+}

@@ -1,0 +1,313 @@
+//! The repository body, written once and instantiated for both connection types
+//! (`AsyncPgConnection` and SQLite's `SyncConnectionWrapper`) by [`store_impl!`]. Only the few
+//! queries that differ per backend live in `pg.rs` / `sqlite.rs`, reached through the `$backend`
+//! module the macro is given.
+
+/// Implements every store port for `$store` over connections of type `$conn`; `$backend` names
+/// the module holding that backend's own queries.
+macro_rules! store_impl {
+    ($store:ty, $conn:ty, $backend:ident) => {
+        use crate::rows::*;
+        use crate::schema::*;
+        use crate::db_error;
+        use async_trait::async_trait;
+        use diesel::prelude::*;
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        use herald_domain::api_key::ApiKey;
+        use herald_domain::event::Envelope;
+        use herald_domain::ports::*;
+        use herald_domain::session::Session;
+        use herald_domain::webhook::Webhook;
+        use herald_domain::{ApiKeyId, DeliveryId, Millis, OrgId, SessionId, WebhookId};
+
+        /// Inserts events and one pending delivery per matching active webhook; call inside a
+        /// transaction so the event, its cause and its deliveries commit together.
+        pub(crate) async fn append_in_tx(conn: &mut $conn, events: &[Envelope]) -> diesel::QueryResult<()> {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let rows: Vec<NewEventRow> = events.iter().map(NewEventRow::new).collect();
+            $backend::insert_events(conn, &rows).await?;
+            let mut orgs: Vec<&OrgId> = events.iter().map(|e| &e.organization_id).collect();
+            orgs.sort();
+            orgs.dedup();
+            let mut deliveries = Vec::new();
+            for org in orgs {
+                let hooks: Vec<WebhookRow> = webhooks::table
+                    .filter(webhooks::organization_id.eq(org.as_str()))
+                    .filter(webhooks::active.eq(true))
+                    .select(WebhookRow::as_select())
+                    .load(conn)
+                    .await?;
+                let hooks: Vec<Webhook> = hooks.into_iter().filter_map(|h| h.into_domain().ok()).collect();
+                for event in events.iter().filter(|e| &e.organization_id == org && e.event.is_logged()) {
+                    for hook in hooks.iter().filter(|h| h.receives(event)) {
+                        deliveries.push(NewDeliveryRow::pending(DeliveryId::generate().to_string(), hook, event, event.timestamp));
+                    }
+                }
+            }
+            if !deliveries.is_empty() {
+                $backend::insert_deliveries(conn, &deliveries).await?;
+            }
+            $backend::after_events_appended(conn).await
+        }
+
+        #[async_trait]
+        impl WebhookStore for $store {
+            async fn insert_webhook(&self, webhook: &Webhook, secret: Option<&SealedSecret>) -> StoreResult<()> {
+                let mut conn = self.writer().await?;
+                diesel::insert_into(webhooks::table)
+                    .values((WebhookRow::new(webhook), webhooks::secret_sealed.eq(secret.map(|s| s.0.clone()))))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn list_webhooks(&self, org: &OrgId) -> StoreResult<Vec<Webhook>> {
+                let mut conn = self.reader().await?;
+                let rows: Vec<WebhookRow> = webhooks::table
+                    .filter(webhooks::organization_id.eq(org.as_str()))
+                    .order(webhooks::id.asc())
+                    .select(WebhookRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                rows.into_iter().map(WebhookRow::into_domain).collect()
+            }
+
+            async fn find_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
+                let mut conn = self.reader().await?;
+                let row: Option<WebhookRow> = webhooks::table
+                    .filter(webhooks::organization_id.eq(org.as_str()))
+                    .filter(webhooks::id.eq(id.to_string()))
+                    .select(WebhookRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                row.map(WebhookRow::into_domain).transpose()
+            }
+
+            async fn update_webhook(&self, webhook: &Webhook, secret: &SealedSecretChange) -> StoreResult<bool> {
+                let mut conn = self.writer().await?;
+                let row = WebhookRow::new(webhook);
+                let secret = secret.clone();
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    let target = webhooks::table
+                        .filter(webhooks::organization_id.eq(&row.organization_id))
+                        .filter(webhooks::id.eq(&row.id));
+                    let changed = diesel::update(target).set(&row).execute(conn).await?;
+                    if changed == 0 {
+                        return Ok(false);
+                    }
+                    match &secret {
+                        SealedSecretChange::Keep => {}
+                        SealedSecretChange::Remove => {
+                            diesel::update(target).set(webhooks::secret_sealed.eq(None::<String>)).execute(conn).await?;
+                        }
+                        SealedSecretChange::Set(s) => {
+                            diesel::update(target).set(webhooks::secret_sealed.eq(Some(s.0.clone()))).execute(conn).await?;
+                        }
+                    }
+                    if !row.active {
+                        cancel_pending(conn, &row.id, row.updated_at).await?;
+                    }
+                    Ok(true)
+                })
+                .await
+                .map_err(db_error)
+            }
+
+            async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<bool> {
+                let mut conn = self.writer().await?;
+                let n = diesel::delete(
+                    webhooks::table
+                        .filter(webhooks::organization_id.eq(org.as_str()))
+                        .filter(webhooks::id.eq(id.to_string())),
+                )
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                Ok(n > 0)
+            }
+        }
+
+        /// Cancels a webhook's pending deliveries (it was deactivated).
+        async fn cancel_pending(conn: &mut $conn, webhook_id: &str, now: Millis) -> diesel::QueryResult<usize> {
+            diesel::update(
+                deliveries::table
+                    .filter(deliveries::webhook_id.eq(webhook_id))
+                    .filter(deliveries::status.eq("pending")),
+            )
+            .set((
+                deliveries::status.eq("cancelled"),
+                deliveries::next_attempt_at.eq(None::<i64>),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+        }
+
+        #[async_trait]
+        impl SessionStore for $store {
+            async fn insert_session(&self, session: &Session, events: &[Envelope]) -> StoreResult<()> {
+                let mut conn = self.writer().await?;
+                let row = SessionRow::new(session);
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    diesel::insert_into(sessions::table).values(&row).execute(conn).await?;
+                    append_in_tx(conn, events).await
+                })
+                .await
+                .map_err(db_error)
+            }
+
+            async fn list_sessions(&self, org: &OrgId) -> StoreResult<Vec<Session>> {
+                let mut conn = self.reader().await?;
+                let rows: Vec<SessionRow> = sessions::table
+                    .filter(sessions::organization_id.eq(org.as_str()))
+                    .order(sessions::id.asc())
+                    .select(SessionRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                rows.into_iter().map(SessionRow::into_domain).collect()
+            }
+
+            async fn find_session(&self, org: &OrgId, id: &SessionId) -> StoreResult<Option<Session>> {
+                let mut conn = self.reader().await?;
+                let row: Option<SessionRow> = sessions::table
+                    .filter(sessions::organization_id.eq(org.as_str()))
+                    .filter(sessions::id.eq(id.to_string()))
+                    .select(SessionRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                row.map(SessionRow::into_domain).transpose()
+            }
+
+            async fn update_session(&self, session: &Session, events: &[Envelope]) -> StoreResult<bool> {
+                let mut conn = self.writer().await?;
+                let row = SessionRow::new(session);
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    let n = diesel::update(
+                        sessions::table
+                            .filter(sessions::organization_id.eq(&row.organization_id))
+                            .filter(sessions::id.eq(&row.id)),
+                    )
+                    .set((
+                        sessions::status.eq(&row.status),
+                        sessions::me_id.eq(&row.me_id),
+                        sessions::updated_at.eq(row.updated_at),
+                    ))
+                    .execute(conn)
+                    .await?;
+                    if n == 0 {
+                        return Ok(false);
+                    }
+                    append_in_tx(conn, events).await?;
+                    Ok(true)
+                })
+                .await
+                .map_err(db_error)
+            }
+
+            async fn delete_session(&self, org: &OrgId, id: &SessionId) -> StoreResult<bool> {
+                let mut conn = self.writer().await?;
+                let n = diesel::delete(
+                    sessions::table
+                        .filter(sessions::organization_id.eq(org.as_str()))
+                        .filter(sessions::id.eq(id.to_string())),
+                )
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                Ok(n > 0)
+            }
+        }
+
+        #[async_trait]
+        impl ApiKeyStore for $store {
+            async fn insert_api_key(&self, key: &ApiKey, token_hash: &str) -> StoreResult<()> {
+                let mut conn = self.writer().await?;
+                diesel::insert_into(api_keys::table)
+                    .values(ApiKeyRow::new(key, token_hash))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+
+            async fn list_api_keys(&self, org: &OrgId) -> StoreResult<Vec<ApiKey>> {
+                let mut conn = self.reader().await?;
+                let rows: Vec<ApiKeyRow> = api_keys::table
+                    .filter(api_keys::organization_id.eq(org.as_str()))
+                    .filter(api_keys::revoked_at.is_null())
+                    .order(api_keys::id.asc())
+                    .select(ApiKeyRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                rows.into_iter().map(ApiKeyRow::into_domain).collect()
+            }
+
+            async fn find_api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>> {
+                let mut conn = self.reader().await?;
+                let row: Option<ApiKeyRow> = api_keys::table
+                    .filter(api_keys::token_hash.eq(token_hash))
+                    .filter(api_keys::revoked_at.is_null())
+                    .select(ApiKeyRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                row.map(ApiKeyRow::into_domain).transpose()
+            }
+
+            async fn revoke_api_key(&self, org: Option<&OrgId>, id: &ApiKeyId, now: Millis) -> StoreResult<bool> {
+                let mut conn = self.writer().await?;
+                let mut query = diesel::update(api_keys::table)
+                    .filter(api_keys::id.eq(id.to_string()))
+                    .filter(api_keys::revoked_at.is_null())
+                    .into_boxed();
+                if let Some(org) = org {
+                    query = query.filter(api_keys::organization_id.eq(org.as_str().to_owned()));
+                }
+                let n = query.set(api_keys::revoked_at.eq(Some(now))).execute(&mut conn).await.map_err(db_error)?;
+                Ok(n > 0)
+            }
+
+            async fn touch_api_key(&self, id: &ApiKeyId, now: Millis) -> StoreResult<()> {
+                let mut conn = self.writer().await?;
+                diesel::update(api_keys::table.filter(api_keys::id.eq(id.to_string())))
+                    .set(api_keys::last_used_at.eq(Some(now)))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl EventStore for $store {
+            async fn append_events(&self, events: &[Envelope]) -> StoreResult<()> {
+                let mut conn = self.writer().await?;
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| append_in_tx(conn, events).await)
+                    .await
+                    .map_err(db_error)
+            }
+        }
+
+        #[async_trait]
+        impl StoreHealth for $store {
+            async fn ping(&self) -> StoreResult<()> {
+                let mut conn = self.reader().await?;
+                diesel::sql_query("SELECT 1").execute(&mut conn).await.map_err(db_error)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use store_impl;

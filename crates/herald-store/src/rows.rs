@@ -1,0 +1,220 @@
+//! Row types and their conversion to and from domain values. Stored text that no longer parses
+//! (a hand-edited row, say) is a [`StoreError`], never a panic.
+
+use crate::schema::*;
+use diesel::prelude::*;
+use herald_domain::api_key::ApiKey;
+use herald_domain::event::{Envelope, Me};
+use herald_domain::retry::{Backoff, RetryPolicy};
+use herald_domain::session::{Session, SessionStatus};
+use herald_domain::webhook::{CustomHeaders, EventFilter, Webhook, WebhookUrl};
+use herald_domain::{ApiKeyId, Capabilities, OrgId, SessionId, StoreError, WebhookId};
+
+fn corrupt(what: &str, id: &str) -> StoreError {
+    StoreError::new(format!("stored {what} {id} cannot be read back"))
+}
+
+/// A row of `api_keys`.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub capabilities: String,
+    pub token_hash: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiKeyRow {
+    pub fn new(key: &ApiKey, token_hash: &str) -> Self {
+        Self {
+            id: key.id.to_string(),
+            organization_id: key.organization_id.to_string(),
+            name: key.name.clone(),
+            capabilities: key.capabilities.to_list(),
+            token_hash: token_hash.to_owned(),
+            created_at: key.created_at,
+            last_used_at: None,
+            revoked_at: None,
+        }
+    }
+
+    pub fn into_domain(self) -> Result<ApiKey, StoreError> {
+        Ok(ApiKey {
+            id: ApiKeyId::parse(&self.id).ok_or_else(|| corrupt("api key", &self.id))?,
+            organization_id: OrgId::parse(&self.organization_id).ok_or_else(|| corrupt("api key", &self.id))?,
+            capabilities: Capabilities::parse_list(&self.capabilities).map_err(|_| corrupt("api key", &self.id))?,
+            name: self.name,
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+        })
+    }
+}
+
+/// A row of `sessions`.
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = sessions, treat_none_as_null = true)]
+pub struct SessionRow {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub status: String,
+    pub me_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl SessionRow {
+    pub fn new(s: &Session) -> Self {
+        Self {
+            id: s.id.to_string(),
+            organization_id: s.organization_id.to_string(),
+            name: s.name.clone(),
+            status: s.status.as_str().to_owned(),
+            me_id: s.me.as_ref().map(|m| m.id.clone()),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+
+    pub fn into_domain(self) -> Result<Session, StoreError> {
+        let bad = || corrupt("session", &self.id);
+        Ok(Session {
+            id: SessionId::parse(&self.id).ok_or_else(bad)?,
+            organization_id: OrgId::parse(&self.organization_id).ok_or_else(bad)?,
+            status: SessionStatus::parse(&self.status).ok_or_else(bad)?,
+            me: self.me_id.map(|id| Me { id }),
+            name: self.name,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// A row of `webhooks` without the secret (which only the dispatcher reads).
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = webhooks, treat_none_as_null = true)]
+pub struct WebhookRow {
+    pub id: String,
+    pub organization_id: String,
+    pub url: String,
+    pub events: String,
+    pub session_id: Option<String>,
+    pub active: bool,
+    pub custom_headers: String,
+    pub retry_policy: String,
+    pub retry_delay_seconds: i32,
+    pub retry_attempts: i32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl WebhookRow {
+    pub fn new(w: &Webhook) -> Self {
+        Self {
+            id: w.id.to_string(),
+            organization_id: w.organization_id.to_string(),
+            url: w.url.as_str().to_owned(),
+            events: serde_json::to_string(&w.events).expect("a filter serializes"),
+            session_id: w.session_id.map(|s| s.to_string()),
+            active: w.active,
+            custom_headers: serde_json::to_string(&w.custom_headers).expect("headers serialize"),
+            retry_policy: w.retry_policy.policy().as_str().to_owned(),
+            retry_delay_seconds: w.retry_policy.delay_seconds() as i32,
+            retry_attempts: w.retry_policy.attempts() as i32,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+
+    pub fn into_domain(self) -> Result<Webhook, StoreError> {
+        let bad = || corrupt("webhook", &self.id);
+        let events: Vec<String> = serde_json::from_str(&self.events).map_err(|_| bad())?;
+        let headers: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&self.custom_headers).map_err(|_| bad())?;
+        let policy = RetryPolicy::new(
+            Backoff::parse(&self.retry_policy).ok_or_else(bad)?,
+            u32::try_from(self.retry_delay_seconds).map_err(|_| bad())?,
+            u32::try_from(self.retry_attempts).map_err(|_| bad())?,
+        )
+        .map_err(|_| bad())?;
+        Ok(Webhook {
+            id: WebhookId::parse(&self.id).ok_or_else(bad)?,
+            organization_id: OrgId::parse(&self.organization_id).ok_or_else(bad)?,
+            url: WebhookUrl::parse(&self.url).map_err(|_| bad())?,
+            events: EventFilter::parse(&events).map_err(|_| bad())?,
+            session_id: match &self.session_id {
+                None => None,
+                Some(s) => Some(SessionId::parse(s).ok_or_else(bad)?),
+            },
+            active: self.active,
+            custom_headers: CustomHeaders::parse(headers.into_iter().collect()).map_err(|_| bad())?,
+            retry_policy: policy,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// A new row of `events` (`seq` and `tx_id` come from the database).
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+pub struct NewEventRow {
+    pub id: String,
+    pub organization_id: String,
+    pub session_id: Option<String>,
+    pub event_type: String,
+    pub created_at: i64,
+    pub envelope: String,
+    pub logged: bool,
+}
+
+impl NewEventRow {
+    pub fn new(e: &Envelope) -> Self {
+        Self {
+            id: e.id.to_string(),
+            organization_id: e.organization_id.to_string(),
+            session_id: e.session.map(|s| s.to_string()),
+            event_type: e.event.as_str().to_owned(),
+            created_at: e.timestamp,
+            envelope: e.to_json(),
+            logged: e.event.is_logged(),
+        }
+    }
+}
+
+/// A new row of `deliveries`: pending, due now.
+#[derive(Insertable)]
+#[diesel(table_name = deliveries)]
+pub struct NewDeliveryRow {
+    pub id: String,
+    pub organization_id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl NewDeliveryRow {
+    pub fn pending(id: String, webhook: &Webhook, event: &Envelope, now: i64) -> Self {
+        Self {
+            id,
+            organization_id: webhook.organization_id.to_string(),
+            webhook_id: webhook.id.to_string(),
+            event_id: event.id.to_string(),
+            event_type: event.event.as_str().to_owned(),
+            status: "pending".to_owned(),
+            attempts: 0,
+            next_attempt_at: Some(now),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}

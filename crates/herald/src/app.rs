@@ -1,0 +1,158 @@
+//! Wiring: from a [`Config`] to a running gateway. [`assemble`] builds the parts (store, cipher,
+//! authenticator, engine, use cases); [`App`] serves them over HTTP until told to stop.
+
+use crate::config::{Config, ConfigError};
+use crate::wake::Wakeups;
+use herald_auth::{ApiKeyAuthenticator, BearerAuthenticator, Sha256Minter};
+use herald_domain::gateway::Gateway;
+use herald_domain::ports::{Store, SystemClock};
+use herald_domain::StoreError;
+use herald_engine_sim::SimulatorEngine;
+use herald_http::AppState;
+use herald_secrets::{KeyError, SecretsKey, XChaChaCipher};
+use herald_store::{Database, StoreOptions};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Why Herald could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The secrets key is missing or malformed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The assembled parts of a gateway.
+pub struct Parts {
+    /// The use cases.
+    pub gateway: Gateway,
+    /// The store they use.
+    pub store: Arc<dyn Store>,
+    /// In-process wake-ups.
+    pub wakeups: Arc<Wakeups>,
+    /// The secret cipher.
+    pub cipher: Arc<XChaChaCipher>,
+}
+
+/// Where the embedded store keeps its generated secrets key: beside the database file.
+fn embedded_key_path(database: &Database) -> Option<PathBuf> {
+    match database {
+        Database::Sqlite(path) => Some(
+            path.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("secrets.key"), |d| d.join("secrets.key")),
+        ),
+        Database::Postgres(_) => None,
+    }
+}
+
+/// The key sealing webhook secrets: `HERALD_SECRETS_KEY`, else (embedded store only) a key
+/// file created beside the database. Postgres without a key refuses to start.
+pub fn secrets_key(config: &Config) -> Result<SecretsKey, StartError> {
+    if let Some(text) = &config.secrets_key {
+        return Ok(SecretsKey::from_base64(text)?);
+    }
+    match embedded_key_path(&config.database) {
+        Some(path) => Ok(SecretsKey::load_or_create(&path)?),
+        None => Err(ConfigError(
+            "HERALD_SECRETS_KEY is required with Postgres: 32 random bytes, base64 (e.g. `openssl rand -base64 32`); \
+             every replica must use the same key"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+/// Opens the store (running migrations) and builds the use cases.
+pub async fn assemble(config: &Config) -> Result<Parts, StartError> {
+    let key = secrets_key(config)?;
+    let store = herald_store::open(&config.database, &StoreOptions { max_connections: config.pool_size }).await?;
+    let wakeups = Arc::new(Wakeups::default());
+    let cipher = Arc::new(XChaChaCipher::new(&key));
+    let gateway = Gateway {
+        store: store.clone(),
+        cipher: cipher.clone(),
+        clock: Arc::new(SystemClock),
+        engine: Arc::new(SimulatorEngine),
+        minter: Arc::new(Sha256Minter),
+        listener: wakeups.clone(),
+    };
+    Ok(Parts { gateway, store, wakeups, cipher })
+}
+
+/// A running gateway.
+pub struct App {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+impl App {
+    /// Binds `config.listen` and serves.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        Self::start_on(config, listener).await
+    }
+
+    /// Serves on an already-bound listener (tests bind `127.0.0.1:0`).
+    pub async fn start_on(config: Config, listener: TcpListener) -> Result<Self, StartError> {
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let parts = assemble(&config).await?;
+        if config.database.is_embedded() && config.private_destinations_allowed() {
+            tracing::warn!(
+                "embedded store: webhook deliveries may reach private and loopback addresses \
+                 (set HERALD_DELIVERY_ALLOW_PRIVATE=false to refuse them)"
+            );
+        }
+        let api_keys = ApiKeyAuthenticator::new(parts.store.clone(), parts.gateway.clock.clone());
+        let auth = Arc::new(BearerAuthenticator::new(api_keys));
+        let mut state = AppState::new(parts.gateway.clone(), auth);
+        state.cors_origins = config.cors_origins.clone();
+        let state = Arc::new(state);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(herald_http::run(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        tracing::info!(addr = %local_addr, store = %config.database.describe(), engine = "simulator", "Herald is serving");
+        Ok(Self { local_addr, stop: Some(stop), server })
+    }
+
+    /// The address it serves on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully.
+    pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}

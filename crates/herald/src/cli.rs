@@ -1,0 +1,199 @@
+//! The `herald-api` command line: `serve` (the default), `migrate`, and the admin `keys`
+//! commands that work on the store directly, with no HTTP server involved.
+
+use crate::app::{assemble, App, StartError};
+use crate::config::{Config, ConfigError};
+use herald_domain::{ApiKeyId, Capabilities, OrgId};
+use std::io::Write;
+
+/// What `herald-api` was asked to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Serve the API.
+    Serve,
+    /// Run migrations and exit.
+    Migrate,
+    /// Mint an API key and print its token.
+    KeysCreate {
+        /// The organization.
+        org: String,
+        /// A label.
+        name: String,
+        /// Comma-separated capabilities.
+        capabilities: String,
+    },
+    /// List an organization's keys.
+    KeysList {
+        /// The organization.
+        org: String,
+    },
+    /// Revoke a key.
+    KeysRevoke {
+        /// The key id.
+        id: String,
+    },
+    /// Print usage.
+    Help,
+}
+
+/// The usage text.
+pub const USAGE: &str = "\
+usage:
+  herald-api [serve]                       serve the API (HERALD_LISTEN, default 127.0.0.1:8080)
+  herald-api migrate                       bring the database schema up to date
+  herald-api keys create --org ORG --name NAME --capabilities manage,send,read[,ingest]
+  herald-api keys list --org ORG
+  herald-api keys revoke KEY_ID
+
+environment: DATABASE_URL (postgres://… or sqlite://path; default ./data/herald.db),
+  HERALD_SECRETS_KEY, HERALD_CORS_ORIGINS, HERALD_DELIVERY_TIMEOUT_MS, HERALD_RETENTION_DAYS";
+
+fn flag(args: &[String], name: &str) -> Result<String, String> {
+    let at = args.iter().position(|a| a == name).ok_or_else(|| format!("missing {name}"))?;
+    args.get(at + 1).filter(|v| !v.starts_with("--")).cloned().ok_or_else(|| format!("{name} needs a value"))
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        [] | ["serve", ..] | ["--with-dispatcher"] => Ok(Command::Serve),
+        ["migrate"] => Ok(Command::Migrate),
+        ["help" | "--help" | "-h"] => Ok(Command::Help),
+        ["keys", "create", ..] => Ok(Command::KeysCreate {
+            org: flag(args, "--org")?,
+            name: flag(args, "--name")?,
+            capabilities: flag(args, "--capabilities")?,
+        }),
+        ["keys", "list", ..] => Ok(Command::KeysList { org: flag(args, "--org")? }),
+        ["keys", "revoke", id] => Ok(Command::KeysRevoke { id: id.to_string() }),
+        _ => Err(format!("unknown command: {}", args.join(" "))),
+    }
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad arguments.
+    #[error("{0}\n\n{USAGE}")]
+    Usage(String),
+    /// Start-up failed.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The command itself failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs `herald-api` with `args`; `shutdown` resolves on SIGTERM/Ctrl-C when serving.
+pub async fn run_api(args: &[String], shutdown: impl std::future::Future<Output = ()>) -> Result<(), CliError> {
+    let command = parse(args).map_err(CliError::Usage)?;
+    let config = Config::from_env().map_err(StartError::from)?;
+    match command {
+        Command::Help => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Command::Serve => {
+            let app = App::start(config).await?;
+            app.serve_until(shutdown).await;
+            Ok(())
+        }
+        Command::Migrate => {
+            herald_store::migrate(&config.database).await.map_err(StartError::from)?;
+            println!("migrations applied to {}", config.database.describe());
+            Ok(())
+        }
+        Command::KeysCreate { org, name, capabilities } => {
+            let org = OrgId::parse(&org).ok_or_else(|| CliError::Usage("--org must be a non-empty id".into()))?;
+            let capabilities = Capabilities::parse_list(&capabilities)
+                .map_err(|bad| CliError::Usage(format!("unknown capability `{bad}` (use read, send, manage, ingest)")))?;
+            if capabilities.is_empty() {
+                return Err(CliError::Usage("--capabilities must name at least one capability".into()));
+            }
+            let parts = assemble(&config).await?;
+            let minted = parts.gateway.mint_api_key(org, &name, capabilities).await.map_err(|e| CliError::Failed(e.to_string()))?;
+            eprintln!(
+                "created API key {} ({}) for {} with {}; the token is shown only now:",
+                minted.key.id, minted.key.name, minted.key.organization_id, minted.key.capabilities.to_list()
+            );
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", minted.token).map_err(|e| CliError::Failed(e.to_string()))?;
+            Ok(())
+        }
+        Command::KeysList { org } => {
+            let org = OrgId::parse(&org).ok_or_else(|| CliError::Usage("--org must be a non-empty id".into()))?;
+            let parts = assemble(&config).await?;
+            let keys = parts.store.list_api_keys(&org).await.map_err(|e| CliError::Failed(e.to_string()))?;
+            for key in keys {
+                println!("{}\t{}\t{}\tcreated {}\tlast used {}", key.id, key.name, key.capabilities.to_list(), key.created_at,
+                    key.last_used_at.map_or_else(|| "never".to_owned(), |t| t.to_string()));
+            }
+            Ok(())
+        }
+        Command::KeysRevoke { id } => {
+            let key = ApiKeyId::parse(&id).ok_or_else(|| CliError::Failed(format!("no such key: {id}")))?;
+            let parts = assemble(&config).await?;
+            let now = parts.gateway.clock.now_ms();
+            if parts.store.revoke_api_key(None, &key, now).await.map_err(|e| CliError::Failed(e.to_string()))? {
+                println!("revoked {id}");
+                Ok(())
+            } else {
+                Err(CliError::Failed(format!("no such live key: {id}")))
+            }
+        }
+    }
+}
+
+/// Installs the default log subscriber (`RUST_LOG`, default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(error: ConfigError) -> Self {
+        Self::Start(error.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse(&[]), Ok(Command::Serve));
+        assert_eq!(parse(&args("migrate")), Ok(Command::Migrate));
+        assert_eq!(
+            parse(&args("keys create --org org_a --name ops --capabilities manage,read")),
+            Ok(Command::KeysCreate { org: "org_a".into(), name: "ops".into(), capabilities: "manage,read".into() })
+        );
+        assert_eq!(parse(&args("keys revoke key_1")), Ok(Command::KeysRevoke { id: "key_1".into() }));
+        assert!(parse(&args("keys create --org")).is_err());
+        assert!(parse(&args("frobnicate")).is_err());
+    }
+}

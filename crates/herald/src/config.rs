@@ -1,0 +1,130 @@
+//! Configuration from the environment, with the documented defaults. Every variable is read
+//! here and nowhere else.
+
+use herald_store::Database;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Everything the binaries can be told.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the data lives (`DATABASE_URL`; unset = `./data/herald.db`).
+    pub database: Database,
+    /// The API's address (`HERALD_LISTEN`, default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// The standalone dispatcher's health/metrics address (`HERALD_DISPATCHER_LISTEN`, default `127.0.0.1:8081`).
+    pub dispatcher_listen: SocketAddr,
+    /// The base64 key sealing webhook secrets (`HERALD_SECRETS_KEY`).
+    pub secrets_key: Option<String>,
+    /// Browser origins allowed to call the API (`HERALD_CORS_ORIGINS`, comma-separated).
+    pub cors_origins: Vec<String>,
+    /// Per-attempt delivery timeout (`HERALD_DELIVERY_TIMEOUT_MS`, default 10 s).
+    pub delivery_timeout: Duration,
+    /// Whether deliveries may reach private/loopback addresses (`HERALD_DELIVERY_ALLOW_PRIVATE`);
+    /// unset = allowed on the embedded store only.
+    pub allow_private: Option<bool>,
+    /// How long events and deliveries are kept (`HERALD_RETENTION_DAYS`, default 7).
+    pub retention_days: u32,
+    /// Database connections (`HERALD_DB_POOL_SIZE`, default 16).
+    pub pool_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database: Database::Sqlite(Database::DEFAULT_SQLITE_PATH.into()),
+            listen: ([127, 0, 0, 1], 8080).into(),
+            dispatcher_listen: ([127, 0, 0, 1], 8081).into(),
+            secrets_key: None,
+            cors_origins: Vec::new(),
+            delivery_timeout: Duration::from_secs(10),
+            allow_private: None,
+            retention_days: 7,
+            pool_size: 16,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let defaults = Self::default();
+        let parse_addr = |name: &str, default: SocketAddr| -> Result<SocketAddr, ConfigError> {
+            get(name).map_or(Ok(default), |v| v.parse().map_err(|_| ConfigError(format!("{name}={v} is not a host:port address"))))
+        };
+        let parse_num = |name: &str, default: u64| -> Result<u64, ConfigError> {
+            get(name).map_or(Ok(default), |v| v.parse().map_err(|_| ConfigError(format!("{name}={v} is not a whole number"))))
+        };
+        let allow_private = match get("HERALD_DELIVERY_ALLOW_PRIVATE").as_deref() {
+            None => None,
+            Some("true" | "1" | "yes") => Some(true),
+            Some("false" | "0" | "no") => Some(false),
+            Some(other) => return Err(ConfigError(format!("HERALD_DELIVERY_ALLOW_PRIVATE={other} must be true or false"))),
+        };
+        Ok(Self {
+            database: Database::from_url(get("DATABASE_URL").as_deref()).map_err(|e| ConfigError(e.message))?,
+            listen: parse_addr("HERALD_LISTEN", defaults.listen)?,
+            dispatcher_listen: parse_addr("HERALD_DISPATCHER_LISTEN", defaults.dispatcher_listen)?,
+            secrets_key: get("HERALD_SECRETS_KEY"),
+            cors_origins: get("HERALD_CORS_ORIGINS")
+                .map(|v| v.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect())
+                .unwrap_or_default(),
+            delivery_timeout: Duration::from_millis(parse_num("HERALD_DELIVERY_TIMEOUT_MS", 10_000)?.max(1)),
+            allow_private,
+            retention_days: parse_num("HERALD_RETENTION_DAYS", 7)?.clamp(1, 3650) as u32,
+            pool_size: parse_num("HERALD_DB_POOL_SIZE", 16)?.clamp(1, 256) as usize,
+        })
+    }
+
+    /// Whether deliveries may reach private addresses: as configured, else only on the
+    /// embedded store.
+    pub fn private_destinations_allowed(&self) -> bool {
+        self.allow_private.unwrap_or(self.database.is_embedded())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database, Database::Sqlite("./data/herald.db".into()));
+        assert_eq!(c.delivery_timeout, Duration::from_secs(10));
+        assert!(c.private_destinations_allowed());
+    }
+
+    #[test]
+    fn postgres_refuses_private_destinations_unless_allowed() {
+        let c = config(&[("DATABASE_URL", "postgres://localhost/test")]).unwrap();
+        assert!(!c.private_destinations_allowed());
+        let c = config(&[("DATABASE_URL", "postgres://localhost/test"), ("HERALD_DELIVERY_ALLOW_PRIVATE", "true")]).unwrap();
+        assert!(c.private_destinations_allowed());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_name() {
+        assert!(config(&[("HERALD_LISTEN", "nope")]).unwrap_err().0.contains("HERALD_LISTEN"));
+        assert!(config(&[("DATABASE_URL", "mysql://x")]).is_err());
+        assert!(config(&[("HERALD_DELIVERY_ALLOW_PRIVATE", "maybe")]).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+DROP TABLE inbound_keys;
+DROP TABLE poll_votes;
+DROP TABLE messages;
+DROP TABLE delivery_attempts;
+DROP TABLE deliveries;
+DROP TABLE events;
+DROP TABLE webhooks;
+DROP TABLE sessions;
+DROP TABLE api_keys;
