@@ -58,7 +58,12 @@ impl ApiKeyAuthenticator {
 
     /// An authenticator over `store`.
     pub fn new(store: Arc<dyn ApiKeyStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, cache: Mutex::new(HashMap::new()), last_touch: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+            last_touch: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Verifies a presented API key.
@@ -87,14 +92,18 @@ impl ApiKeyAuthenticator {
 
     /// Drops a key from the cache (it was revoked here).
     pub fn forget(&self, id: &ApiKeyId) {
-        self.cache.lock().expect("cache lock").retain(|_, c| c.key.id != *id);
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .retain(|_, c| c.key.id != *id);
     }
 
     fn cached(&self, hash: &str) -> Option<ApiKey> {
         let cache = self.cache.lock().expect("cache lock");
         let entry = cache.get(hash)?;
         let fresh = entry.fetched.elapsed() < Self::CACHE_TTL;
-        (fresh && bool::from(entry.hash.as_bytes().ct_eq(hash.as_bytes()))).then(|| entry.key.clone())
+        (fresh && bool::from(entry.hash.as_bytes().ct_eq(hash.as_bytes())))
+            .then(|| entry.key.clone())
     }
 
     fn remember(&self, hash: String, key: ApiKey) {
@@ -102,7 +111,14 @@ impl ApiKeyAuthenticator {
         if cache.len() >= Self::MAX_CACHED {
             cache.retain(|_, c| c.fetched.elapsed() < Self::CACHE_TTL);
         }
-        cache.insert(hash.clone(), Cached { hash, key, fetched: Instant::now() });
+        cache.insert(
+            hash.clone(),
+            Cached {
+                hash,
+                key,
+                fetched: Instant::now(),
+            },
+        );
     }
 
     /// Records use in the background, at most once a minute per key, so authentication never

@@ -77,7 +77,9 @@ impl Capabilities {
 
     /// The members in display order.
     pub fn iter(self) -> impl Iterator<Item = Capability> {
-        Capability::ALL.into_iter().filter(move |c| self.contains(*c))
+        Capability::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
     }
 
     /// Parses a comma-separated list (`"manage,send,read"`); `Err` names the first unknown entry.
@@ -94,7 +96,10 @@ impl Capabilities {
 
     /// The comma-separated form `parse_list` reads.
     pub fn to_list(self) -> String {
-        self.iter().map(Capability::as_str).collect::<Vec<_>>().join(",")
+        self.iter()
+            .map(Capability::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -203,7 +208,10 @@ mod tests {
     fn capability_lists_parse_and_reject_unknown_names() {
         let set = Capabilities::parse_list("manage, send,read").unwrap();
         assert!(set.contains(Capability::Manage) && !set.contains(Capability::Ingest));
-        assert_eq!(Capabilities::parse_list("read,root"), Err("root".to_owned()));
+        assert_eq!(
+            Capabilities::parse_list("read,root"),
+            Err("root".to_owned())
+        );
         assert!(set.includes(Capabilities::parse_list("read").unwrap()));
         assert!(!set.includes(Capabilities::parse_list("ingest").unwrap()));
     }

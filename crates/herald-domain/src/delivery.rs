@@ -22,7 +22,12 @@ pub enum DeliveryStatus {
 
 impl DeliveryStatus {
     /// Every status.
-    pub const ALL: [DeliveryStatus; 4] = [Self::Pending, Self::Succeeded, Self::Failed, Self::Cancelled];
+    pub const ALL: [DeliveryStatus; 4] = [
+        Self::Pending,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -73,9 +78,16 @@ impl AttemptError {
 
     /// Parses a wire name.
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Timeout, Self::Connect, Self::Dns, Self::BlockedAddress, Self::HttpStatus, Self::Tls]
-            .into_iter()
-            .find(|e| e.as_str() == text)
+        [
+            Self::Timeout,
+            Self::Connect,
+            Self::Dns,
+            Self::BlockedAddress,
+            Self::HttpStatus,
+            Self::Tls,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == text)
     }
 }
 

@@ -35,7 +35,10 @@ pub enum DomainError {
 impl DomainError {
     /// A 422 for `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), message: message.into() }
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -57,6 +60,8 @@ pub struct StoreError {
 impl StoreError {
     /// A store error from anything displayable.
     pub fn new(message: impl std::fmt::Display) -> Self {
-        Self { message: message.to_string() }
+        Self {
+            message: message.to_string(),
+        }
     }
 }

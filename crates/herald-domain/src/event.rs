@@ -111,7 +111,15 @@ impl Envelope {
         timestamp: Millis,
         payload: serde_json::Value,
     ) -> Self {
-        Self { id: EventId::generate(), timestamp, event, session, organization_id, me, payload }
+        Self {
+            id: EventId::generate(),
+            timestamp,
+            event,
+            session,
+            organization_id,
+            me,
+            payload,
+        }
     }
 
     /// The exact bytes sent and signed.
@@ -127,9 +135,26 @@ mod tests {
     #[test]
     fn envelope_uses_the_documented_field_names() {
         let org = OrgId::parse("org_a").unwrap();
-        let env = Envelope::new(EventType::PollVote, org, None, Some(Me { id: "1@c.us".into() }), 5, serde_json::json!({}));
+        let env = Envelope::new(
+            EventType::PollVote,
+            org,
+            None,
+            Some(Me {
+                id: "1@c.us".into(),
+            }),
+            5,
+            serde_json::json!({}),
+        );
         let value: serde_json::Value = serde_json::from_str(&env.to_json()).unwrap();
-        for key in ["id", "timestamp", "event", "session", "organizationId", "me", "payload"] {
+        for key in [
+            "id",
+            "timestamp",
+            "event",
+            "session",
+            "organizationId",
+            "me",
+            "payload",
+        ] {
             assert!(value.get(key).is_some(), "missing {key}");
         }
         assert_eq!(value["event"], "poll.vote");

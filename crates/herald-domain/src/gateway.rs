@@ -43,15 +43,25 @@ impl Gateway {
     }
 
     /// Registers a webhook.
-    pub async fn create_webhook(&self, caller: &Principal, fields: WebhookFields) -> Result<Webhook> {
+    pub async fn create_webhook(
+        &self,
+        caller: &Principal,
+        fields: WebhookFields,
+    ) -> Result<Webhook> {
         caller.require(Capability::Manage)?;
-        let change = fields.create(WebhookId::generate(), caller.organization.clone(), self.clock.now_ms())?;
+        let change = fields.create(
+            WebhookId::generate(),
+            caller.organization.clone(),
+            self.clock.now_ms(),
+        )?;
         self.check_session_scope(caller, &change.webhook).await?;
         let sealed = match &change.secret {
             SecretChange::Set(secret) => Some(self.cipher.seal(secret.expose())),
             SecretChange::Keep | SecretChange::Remove => None,
         };
-        self.store.insert_webhook(&change.webhook, sealed.as_ref()).await?;
+        self.store
+            .insert_webhook(&change.webhook, sealed.as_ref())
+            .await?;
         Ok(change.webhook)
     }
 
@@ -62,7 +72,12 @@ impl Gateway {
     }
 
     /// Changes any subset of a webhook's fields.
-    pub async fn update_webhook(&self, caller: &Principal, id: &str, fields: WebhookFields) -> Result<Webhook> {
+    pub async fn update_webhook(
+        &self,
+        caller: &Principal,
+        id: &str,
+        fields: WebhookFields,
+    ) -> Result<Webhook> {
         caller.require(Capability::Manage)?;
         let current = self.find_webhook(&caller.organization, id).await?;
         let change = fields.apply(current, self.clock.now_ms())?;
@@ -88,12 +103,20 @@ impl Gateway {
     /// Looks a webhook up by its textual id within `org`; malformed and foreign ids are 404.
     pub async fn find_webhook(&self, org: &OrgId, id: &str) -> Result<Webhook> {
         let id = WebhookId::parse(id).ok_or(DomainError::NotFound("webhook"))?;
-        self.store.find_webhook(org, &id).await?.ok_or(DomainError::NotFound("webhook"))
+        self.store
+            .find_webhook(org, &id)
+            .await?
+            .ok_or(DomainError::NotFound("webhook"))
     }
 
     async fn check_session_scope(&self, caller: &Principal, webhook: &Webhook) -> Result<()> {
         if let Some(session) = &webhook.session_id {
-            if self.store.find_session(&caller.organization, session).await?.is_none() {
+            if self
+                .store
+                .find_session(&caller.organization, session)
+                .await?
+                .is_none()
+            {
                 return Err(DomainError::NotFound("session"));
             }
         }
@@ -117,7 +140,10 @@ impl Gateway {
     /// Looks a session up by its textual id within `org`; malformed and foreign ids are 404.
     pub async fn find_session(&self, org: &OrgId, id: &str) -> Result<Session> {
         let id = SessionId::parse(id).ok_or(DomainError::NotFound("session"))?;
-        self.store.find_session(org, &id).await?.ok_or(DomainError::NotFound("session"))
+        self.store
+            .find_session(org, &id)
+            .await?
+            .ok_or(DomainError::NotFound("session"))
     }
 
     /// Creates a session and asks the engine to connect it; every status change it reports at
@@ -126,13 +152,18 @@ impl Gateway {
         caller.require(Capability::Manage)?;
         let mut session = Session::new(caller.organization.clone(), name, self.clock.now_ms())?;
         let started = self.status_event(&session);
-        self.store.insert_session(&session, std::slice::from_ref(&started)).await?;
+        self.store
+            .insert_session(&session, std::slice::from_ref(&started))
+            .await?;
         self.listener.events_committed(&session.organization_id);
         let reports = match self.engine.start(&session).await {
             Ok(reports) => reports,
             Err(error) => {
                 tracing::warn!(session = %session.id, %error, "engine failed to start the session");
-                vec![StatusReport { status: crate::session::SessionStatus::Failed, me: None }]
+                vec![StatusReport {
+                    status: crate::session::SessionStatus::Failed,
+                    me: None,
+                }]
             }
         };
         for report in reports {
@@ -143,14 +174,22 @@ impl Gateway {
 
     /// Applies an engine's status report to a session: the new state and its `session.status`
     /// event are written together.
-    pub async fn apply_status(&self, mut session: Session, report: StatusReport) -> Result<Session> {
+    pub async fn apply_status(
+        &self,
+        mut session: Session,
+        report: StatusReport,
+    ) -> Result<Session> {
         session.status = report.status;
         if report.me.is_some() {
             session.me = report.me;
         }
         session.updated_at = self.clock.now_ms().max(session.updated_at);
         let event = self.status_event(&session);
-        if !self.store.update_session(&session, std::slice::from_ref(&event)).await? {
+        if !self
+            .store
+            .update_session(&session, std::slice::from_ref(&event))
+            .await?
+        {
             return Err(DomainError::NotFound("session"));
         }
         self.listener.events_committed(&session.organization_id);
@@ -176,7 +215,11 @@ impl Gateway {
         if let Err(error) = self.engine.stop(&session).await {
             tracing::warn!(session = %session.id, %error, "engine failed to stop the session");
         }
-        if self.store.delete_session(&caller.organization, &session.id).await? {
+        if self
+            .store
+            .delete_session(&caller.organization, &session.id)
+            .await?
+        {
             Ok(())
         } else {
             Err(DomainError::NotFound("session"))
@@ -193,20 +236,34 @@ impl Gateway {
 
     /// Mints a key for the caller's organization. A caller grants only what it holds, except
     /// that `manage` may also grant `ingest`.
-    pub async fn create_api_key(&self, caller: &Principal, name: &str, capabilities: Capabilities) -> Result<MintedKey> {
+    pub async fn create_api_key(
+        &self,
+        caller: &Principal,
+        name: &str,
+        capabilities: Capabilities,
+    ) -> Result<MintedKey> {
         caller.require(Capability::Manage)?;
         check_key_name(name)?;
         let grantable = caller.capabilities.with(Capability::Ingest);
         if !grantable.includes(capabilities) {
             return Err(DomainError::Forbidden(
-                capabilities.iter().find(|c| !grantable.contains(*c)).unwrap_or(Capability::Manage),
+                capabilities
+                    .iter()
+                    .find(|c| !grantable.contains(*c))
+                    .unwrap_or(Capability::Manage),
             ));
         }
-        self.mint_api_key(caller.organization.clone(), name, capabilities).await
+        self.mint_api_key(caller.organization.clone(), name, capabilities)
+            .await
     }
 
     /// Mints a key without a caller: the operator's admin CLI.
-    pub async fn mint_api_key(&self, org: OrgId, name: &str, capabilities: Capabilities) -> Result<MintedKey> {
+    pub async fn mint_api_key(
+        &self,
+        org: OrgId,
+        name: &str,
+        capabilities: Capabilities,
+    ) -> Result<MintedKey> {
         check_key_name(name)?;
         let token = self.minter.mint_token();
         let key = ApiKey {
@@ -217,7 +274,9 @@ impl Gateway {
             created_at: self.clock.now_ms(),
             last_used_at: None,
         };
-        self.store.insert_api_key(&key, &self.minter.hash_token(&token)).await?;
+        self.store
+            .insert_api_key(&key, &self.minter.hash_token(&token))
+            .await?;
         Ok(MintedKey { key, token })
     }
 
@@ -225,7 +284,11 @@ impl Gateway {
     pub async fn revoke_api_key(&self, caller: &Principal, id: &str) -> Result<()> {
         caller.require(Capability::Manage)?;
         let id = ApiKeyId::parse(id).ok_or(DomainError::NotFound("api key"))?;
-        if self.store.revoke_api_key(Some(&caller.organization), &id, self.clock.now_ms()).await? {
+        if self
+            .store
+            .revoke_api_key(Some(&caller.organization), &id, self.clock.now_ms())
+            .await?
+        {
             Ok(())
         } else {
             Err(DomainError::NotFound("api key"))
@@ -252,8 +315,10 @@ impl Gateway {
 fn check_key_name(name: &str) -> Result<()> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(DomainError::invalid("name", "name must be 1 to 200 printable characters"));
+        return Err(DomainError::invalid(
+            "name",
+            "name must be 1 to 200 printable characters",
+        ));
     }
     Ok(())
 }
-

@@ -99,9 +99,8 @@ impl OrgId {
 
     /// Accepts any non-empty string of at most [`Self::MAX_LEN`] bytes without control characters.
     pub fn parse(text: &str) -> Option<Self> {
-        let ok = !text.is_empty()
-            && text.len() <= Self::MAX_LEN
-            && !text.chars().any(char::is_control);
+        let ok =
+            !text.is_empty() && text.len() <= Self::MAX_LEN && !text.chars().any(char::is_control);
         ok.then(|| Self(text.to_owned()))
     }
 
@@ -149,7 +148,12 @@ mod tests {
     fn session_ids_are_bare_ulids() {
         let id = SessionId::generate();
         assert_eq!(id.to_string().len(), 26);
-        assert_eq!(SessionId::parse("01J9ZX8K2QHV0M3T6R7P4N5W8C").map(|s| s.to_string()).as_deref(), Some("01J9ZX8K2QHV0M3T6R7P4N5W8C"));
+        assert_eq!(
+            SessionId::parse("01J9ZX8K2QHV0M3T6R7P4N5W8C")
+                .map(|s| s.to_string())
+                .as_deref(),
+            Some("01J9ZX8K2QHV0M3T6R7P4N5W8C")
+        );
         assert_eq!(SessionId::parse("wh_01J9ZX8K2QHV0M3T6R7P4N5W8C"), None);
     }
 

@@ -21,23 +21,43 @@ impl Poll {
     pub const MAX_OPTIONS: usize = 12;
 
     /// Checks a poll to send or store; 422 naming the field otherwise.
-    pub fn new(question: String, options: Vec<String>, selectable_count: u32) -> Result<Self, DomainError> {
+    pub fn new(
+        question: String,
+        options: Vec<String>,
+        selectable_count: u32,
+    ) -> Result<Self, DomainError> {
         if question.trim().is_empty() {
-            return Err(DomainError::invalid("question", "question must not be empty"));
+            return Err(DomainError::invalid(
+                "question",
+                "question must not be empty",
+            ));
         }
         if !(2..=Self::MAX_OPTIONS).contains(&options.len()) {
-            return Err(DomainError::invalid("options", "options must hold 2 to 12 choices"));
+            return Err(DomainError::invalid(
+                "options",
+                "options must hold 2 to 12 choices",
+            ));
         }
         if options.iter().any(|o| o.trim().is_empty()) {
-            return Err(DomainError::invalid("options", "options must not be empty strings"));
+            return Err(DomainError::invalid(
+                "options",
+                "options must not be empty strings",
+            ));
         }
         if has_duplicates(&options) {
             return Err(DomainError::invalid("options", "options must be unique"));
         }
         if selectable_count as usize > options.len() {
-            return Err(DomainError::invalid("selectableCount", "selectableCount must be between 0 and the number of options"));
+            return Err(DomainError::invalid(
+                "selectableCount",
+                "selectableCount must be between 0 and the number of options",
+            ));
         }
-        Ok(Self { question, options, selectable_count })
+        Ok(Self {
+            question,
+            options,
+            selectable_count,
+        })
     }
 
     /// The question.
@@ -60,7 +80,9 @@ impl Poll {
     /// when that is above 0. An empty selection (a cleared vote) always passes.
     pub fn check_selection(&self, selection: &[String]) -> Result<(), DomainError> {
         if let Some(unknown) = selection.iter().find(|o| !self.options.contains(o)) {
-            return Err(DomainError::Rule(format!("option `{unknown}` is not one of the poll's choices")));
+            return Err(DomainError::Rule(format!(
+                "option `{unknown}` is not one of the poll's choices"
+            )));
         }
         if has_duplicates(selection) {
             return Err(DomainError::Rule("an option appears more than once".into()));
@@ -76,7 +98,10 @@ impl Poll {
 }
 
 fn has_duplicates(items: &[String]) -> bool {
-    items.iter().enumerate().any(|(i, a)| items[..i].contains(a))
+    items
+        .iter()
+        .enumerate()
+        .any(|(i, a)| items[..i].contains(a))
 }
 
 /// One voter's current selection.
@@ -121,7 +146,12 @@ mod tests {
     }
 
     fn poll(selectable: u32) -> Poll {
-        Poll::new("Lunch?".into(), strings(&["Pizza", "Sushi", "Tacos"]), selectable).unwrap()
+        Poll::new(
+            "Lunch?".into(),
+            strings(&["Pizza", "Sushi", "Tacos"]),
+            selectable,
+        )
+        .unwrap()
     }
 
     fn is_rule(result: Result<(), DomainError>) -> bool {
@@ -157,18 +187,36 @@ mod tests {
 
     #[test]
     fn duplicates_and_too_many_options_are_refused() {
-        assert!(is_rule(poll(0).check_selection(&strings(&["Sushi", "Sushi"]))));
-        assert!(is_rule(poll(2).check_selection(&strings(&["Sushi", "Pizza", "Tacos"]))));
-        assert!(poll(0).check_selection(&strings(&["Sushi", "Pizza", "Tacos"])).is_ok());
+        assert!(is_rule(
+            poll(0).check_selection(&strings(&["Sushi", "Sushi"]))
+        ));
+        assert!(is_rule(
+            poll(2).check_selection(&strings(&["Sushi", "Pizza", "Tacos"]))
+        ));
+        assert!(poll(0)
+            .check_selection(&strings(&["Sushi", "Pizza", "Tacos"]))
+            .is_ok());
     }
 
     #[test]
     fn the_tally_counts_only_current_selections() {
         let p = poll(0);
         let voters = vec![
-            VoterSelection { voter: "a".into(), options: strings(&["Pizza", "Sushi"]), updated_at: 1 },
-            VoterSelection { voter: "b".into(), options: strings(&["Sushi"]), updated_at: 1 },
-            VoterSelection { voter: "c".into(), options: vec![], updated_at: 1 },
+            VoterSelection {
+                voter: "a".into(),
+                options: strings(&["Pizza", "Sushi"]),
+                updated_at: 1,
+            },
+            VoterSelection {
+                voter: "b".into(),
+                options: strings(&["Sushi"]),
+                updated_at: 1,
+            },
+            VoterSelection {
+                voter: "c".into(),
+                options: vec![],
+                updated_at: 1,
+            },
         ];
         let counts: Vec<u32> = tally(&p, &voters).iter().map(|c| c.votes).collect();
         assert_eq!(counts, [1, 2, 0]);

@@ -34,14 +34,22 @@ pub enum SealedSecretChange {
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
     /// Stores a new webhook with its sealed secret, if any.
-    async fn insert_webhook(&self, webhook: &Webhook, secret: Option<&SealedSecret>) -> StoreResult<()>;
+    async fn insert_webhook(
+        &self,
+        webhook: &Webhook,
+        secret: Option<&SealedSecret>,
+    ) -> StoreResult<()>;
     /// The organization's webhooks, oldest first.
     async fn list_webhooks(&self, org: &OrgId) -> StoreResult<Vec<Webhook>>;
     /// One webhook of the organization.
     async fn find_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<Option<Webhook>>;
     /// Writes a changed webhook; when it is now inactive its pending deliveries are cancelled in
     /// the same transaction. `false` if it no longer exists.
-    async fn update_webhook(&self, webhook: &Webhook, secret: &SealedSecretChange) -> StoreResult<bool>;
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        secret: &SealedSecretChange,
+    ) -> StoreResult<bool>;
     /// Deletes a webhook and cancels its pending deliveries. `false` if it did not exist.
     async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<bool>;
 }
@@ -72,7 +80,12 @@ pub trait ApiKeyStore: Send + Sync {
     async fn find_api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKey>>;
     /// Revokes a key, within `org` when given (the HTTP API) or anywhere (the admin CLI).
     /// `false` if there was no such live key.
-    async fn revoke_api_key(&self, org: Option<&OrgId>, id: &ApiKeyId, now: Millis) -> StoreResult<bool>;
+    async fn revoke_api_key(
+        &self,
+        org: Option<&OrgId>,
+        id: &ApiKeyId,
+        now: Millis,
+    ) -> StoreResult<bool>;
     /// Records that a key was used.
     async fn touch_api_key(&self, id: &ApiKeyId, now: Millis) -> StoreResult<()>;
 }
@@ -169,9 +182,20 @@ pub trait Engine: Send + Sync {
     /// Disconnects a session that is being deleted.
     async fn stop(&self, session: &Session) -> Result<(), EngineError>;
     /// Sends a poll to `chat`; returns the new message's id.
-    async fn send_poll(&self, session: &Session, chat: &str, poll: &crate::poll::Poll) -> Result<String, EngineError>;
+    async fn send_poll(
+        &self,
+        session: &Session,
+        chat: &str,
+        poll: &crate::poll::Poll,
+    ) -> Result<String, EngineError>;
     /// Casts this session's vote (the complete selection) on a poll message.
-    async fn send_vote(&self, session: &Session, chat: &str, poll_message_id: &str, options: &[String]) -> Result<String, EngineError>;
+    async fn send_vote(
+        &self,
+        session: &Session,
+        chat: &str,
+        poll_message_id: &str,
+        options: &[String],
+    ) -> Result<String, EngineError>;
 }
 
 /// Told after events are durably appended, so dispatchers and live streams wake at once instead

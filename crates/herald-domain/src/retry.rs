@@ -33,7 +33,9 @@ impl Backoff {
 
     /// Parses a wire name.
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Constant, Self::Linear, Self::Exponential].into_iter().find(|b| b.as_str() == text)
+        [Self::Constant, Self::Linear, Self::Exponential]
+            .into_iter()
+            .find(|b| b.as_str() == text)
     }
 }
 
@@ -49,7 +51,11 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// Exponential from 2 s, 15 attempts in total.
     fn default() -> Self {
-        Self { policy: Backoff::Exponential, delay_seconds: 2, attempts: 15 }
+        Self {
+            policy: Backoff::Exponential,
+            delay_seconds: 2,
+            attempts: 15,
+        }
     }
 }
 
@@ -73,7 +79,11 @@ impl RetryPolicy {
                 "retryPolicy.attempts must be between 1 and 30",
             ));
         }
-        Ok(Self { policy, delay_seconds, attempts })
+        Ok(Self {
+            policy,
+            delay_seconds,
+            attempts,
+        })
     }
 
     /// The growth rule.
@@ -144,9 +154,15 @@ mod tests {
     #[test]
     fn constant_and_linear_follow_their_formulas() {
         let c = policy(Backoff::Constant, 5, 10);
-        assert_eq!((1..=3).map(|k| c.delay_after(k)).collect::<Vec<_>>(), [5_000, 5_000, 5_000]);
+        assert_eq!(
+            (1..=3).map(|k| c.delay_after(k)).collect::<Vec<_>>(),
+            [5_000, 5_000, 5_000]
+        );
         let l = policy(Backoff::Linear, 5, 10);
-        assert_eq!((1..=3).map(|k| l.delay_after(k)).collect::<Vec<_>>(), [5_000, 10_000, 15_000]);
+        assert_eq!(
+            (1..=3).map(|k| l.delay_after(k)).collect::<Vec<_>>(),
+            [5_000, 10_000, 15_000]
+        );
     }
 
     #[test]
@@ -167,7 +183,12 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_their_field() {
-        for (d, n, field) in [(0, 5, "retryPolicy.delaySeconds"), (3601, 5, "retryPolicy.delaySeconds"), (1, 0, "retryPolicy.attempts"), (1, 31, "retryPolicy.attempts")] {
+        for (d, n, field) in [
+            (0, 5, "retryPolicy.delaySeconds"),
+            (3601, 5, "retryPolicy.delaySeconds"),
+            (1, 0, "retryPolicy.attempts"),
+            (1, 31, "retryPolicy.attempts"),
+        ] {
             match RetryPolicy::new(Backoff::Linear, d, n) {
                 Err(DomainError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("expected 422 for {d}/{n}, got {other:?}"),

@@ -25,7 +25,13 @@ pub enum SessionStatus {
 
 impl SessionStatus {
     /// Every status.
-    pub const ALL: [SessionStatus; 5] = [Self::Starting, Self::ScanQr, Self::Working, Self::Failed, Self::Stopped];
+    pub const ALL: [SessionStatus; 5] = [
+        Self::Starting,
+        Self::ScanQr,
+        Self::Working,
+        Self::Failed,
+        Self::Stopped,
+    ];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -71,8 +77,14 @@ impl Session {
     /// A new session in `STARTING`; 422 on `name` when it is empty or too long.
     pub fn new(organization_id: OrgId, name: &str, now: Millis) -> Result<Self, DomainError> {
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > Self::MAX_NAME || name.chars().any(char::is_control) {
-            return Err(DomainError::invalid("name", "name must be 1 to 200 printable characters"));
+        if name.is_empty()
+            || name.chars().count() > Self::MAX_NAME
+            || name.chars().any(char::is_control)
+        {
+            return Err(DomainError::invalid(
+                "name",
+                "name must be 1 to 200 printable characters",
+            ));
         }
         Ok(Self {
             id: SessionId::generate(),
@@ -99,9 +111,15 @@ mod tests {
     fn new_sessions_start_and_names_are_checked() {
         let org = OrgId::parse("org").unwrap();
         let s = Session::new(org.clone(), " sales ", 1).unwrap();
-        assert_eq!((s.status, s.name.as_str()), (SessionStatus::Starting, "sales"));
+        assert_eq!(
+            (s.status, s.name.as_str()),
+            (SessionStatus::Starting, "sales")
+        );
         assert!(Session::new(org.clone(), "  ", 1).is_err());
         assert!(Session::new(org, &"x".repeat(201), 1).is_err());
-        assert_eq!(serde_json::to_value(SessionStatus::ScanQr).unwrap(), "SCAN_QR");
+        assert_eq!(
+            serde_json::to_value(SessionStatus::ScanQr).unwrap(),
+            "SCAN_QR"
+        );
     }
 }

@@ -64,7 +64,10 @@ impl EventFilter {
     /// Parses the `events` list: non-empty, each a known type or `*`.
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, DomainError> {
         if names.is_empty() {
-            return Err(DomainError::invalid("events", "events must not be empty (use [\"*\"] for all)"));
+            return Err(DomainError::invalid(
+                "events",
+                "events must not be empty (use [\"*\"] for all)",
+            ));
         }
         let mut types = Vec::new();
         for name in names {
@@ -112,24 +115,37 @@ impl Serialize for EventFilter {
 pub struct CustomHeaders(BTreeMap<String, String>);
 
 impl CustomHeaders {
-    const FORBIDDEN: [&'static str; 4] = ["host", "content-length", "transfer-encoding", "connection"];
+    const FORBIDDEN: [&'static str; 4] =
+        ["host", "content-length", "transfer-encoding", "connection"];
     const MAX_HEADERS: usize = 32;
 
     /// Checks every pair; 422 on `customHeaders` otherwise.
     pub fn parse(pairs: Vec<(String, String)>) -> Result<Self, DomainError> {
         if pairs.len() > Self::MAX_HEADERS {
-            return Err(DomainError::invalid("customHeaders", "customHeaders may hold at most 32 headers"));
+            return Err(DomainError::invalid(
+                "customHeaders",
+                "customHeaders may hold at most 32 headers",
+            ));
         }
         let mut map = BTreeMap::new();
         for (name, value) in pairs {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(DomainError::invalid("customHeaders", format!("`{name}` is not a valid header name")));
+                return Err(DomainError::invalid(
+                    "customHeaders",
+                    format!("`{name}` is not a valid header name"),
+                ));
             }
             if Self::FORBIDDEN.contains(&name.to_ascii_lowercase().as_str()) {
-                return Err(DomainError::invalid("customHeaders", format!("header `{name}` cannot be set")));
+                return Err(DomainError::invalid(
+                    "customHeaders",
+                    format!("header `{name}` cannot be set"),
+                ));
             }
             if value.len() > 4096 || http::HeaderValue::from_str(&value).is_err() {
-                return Err(DomainError::invalid("customHeaders", format!("the value of `{name}` is not a valid header value")));
+                return Err(DomainError::invalid(
+                    "customHeaders",
+                    format!("the value of `{name}` is not a valid header value"),
+                ));
             }
             map.insert(name, value);
         }
@@ -151,7 +167,10 @@ impl WebhookSecret {
     pub fn parse(text: String) -> Result<Self, DomainError> {
         let n = text.chars().count();
         if !(16..=256).contains(&n) {
-            return Err(DomainError::invalid("secret", "secret must be 16 to 256 characters"));
+            return Err(DomainError::invalid(
+                "secret",
+                "secret must be 16 to 256 characters",
+            ));
         }
         Ok(Self(text))
     }
@@ -241,11 +260,19 @@ impl RetryPolicyFields {
         let policy = match &self.policy {
             None => base.policy(),
             Some(name) => Backoff::parse(name).ok_or_else(|| {
-                DomainError::invalid("retryPolicy.policy", "retryPolicy.policy must be exponential, linear or constant")
+                DomainError::invalid(
+                    "retryPolicy.policy",
+                    "retryPolicy.policy must be exponential, linear or constant",
+                )
             })?,
         };
-        let clamp = |v: Option<i64>, current: u32| v.map_or(current, |v| u32::try_from(v).unwrap_or(0));
-        RetryPolicy::new(policy, clamp(self.delay_seconds, base.delay_seconds()), clamp(self.attempts, base.attempts()))
+        let clamp =
+            |v: Option<i64>, current: u32| v.map_or(current, |v| u32::try_from(v).unwrap_or(0));
+        RetryPolicy::new(
+            policy,
+            clamp(self.delay_seconds, base.delay_seconds()),
+            clamp(self.attempts, base.attempts()),
+        )
     }
 }
 
@@ -271,8 +298,17 @@ pub struct WebhookChange {
 
 impl WebhookFields {
     /// Builds a new webhook for `org` from create-request fields (defaults applied).
-    pub fn create(self, id: WebhookId, org: OrgId, now: Millis) -> Result<WebhookChange, DomainError> {
-        let url = WebhookUrl::parse(self.url.as_deref().ok_or_else(|| DomainError::invalid("url", "url is required"))?)?;
+    pub fn create(
+        self,
+        id: WebhookId,
+        org: OrgId,
+        now: Millis,
+    ) -> Result<WebhookChange, DomainError> {
+        let url = WebhookUrl::parse(
+            self.url
+                .as_deref()
+                .ok_or_else(|| DomainError::invalid("url", "url is required"))?,
+        )?;
         let seed = Webhook {
             id,
             organization_id: org,
@@ -343,24 +379,39 @@ mod tests {
     }
 
     fn with_url(url: &str) -> WebhookFields {
-        WebhookFields { url: Some(url.into()), ..Default::default() }
+        WebhookFields {
+            url: Some(url.into()),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn defaults_are_the_documented_ones() {
-        let w = create(with_url("https://example.com/hook")).unwrap().webhook;
+        let w = create(with_url("https://example.com/hook"))
+            .unwrap()
+            .webhook;
         assert_eq!(w.events, EventFilter::All);
         assert!(w.active && w.session_id.is_none());
         assert_eq!(w.retry_policy, RetryPolicy::default());
         let json = serde_json::to_value(&w).unwrap();
-        assert_eq!(json["retryPolicy"], serde_json::json!({"policy":"exponential","delaySeconds":2,"attempts":15}));
+        assert_eq!(
+            json["retryPolicy"],
+            serde_json::json!({"policy":"exponential","delaySeconds":2,"attempts":15})
+        );
         assert_eq!(json["events"], serde_json::json!(["*"]));
         assert!(json.get("secret").is_none());
     }
 
     #[test]
     fn urls_must_be_absolute_http_and_short() {
-        for bad in ["", "not a url", "ftp://example.com/x", "/relative", "mailto:a@b.c", "http://"] {
+        for bad in [
+            "",
+            "not a url",
+            "ftp://example.com/x",
+            "/relative",
+            "mailto:a@b.c",
+            "http://",
+        ] {
             assert_eq!(field_of(create(with_url(bad))), "url", "{bad}");
         }
         let long = format!("https://example.com/{}", "a".repeat(2048));
@@ -379,7 +430,14 @@ mod tests {
 
     #[test]
     fn custom_headers_refuse_framing_names_and_crlf() {
-        for (name, value) in [("Host", "x"), ("content-length", "1"), ("Transfer-Encoding", "x"), ("Connection", "x"), ("Bad Name", "x"), ("X-Ok", "a\r\nInjected: 1")] {
+        for (name, value) in [
+            ("Host", "x"),
+            ("content-length", "1"),
+            ("Transfer-Encoding", "x"),
+            ("Connection", "x"),
+            ("Bad Name", "x"),
+            ("X-Ok", "a\r\nInjected: 1"),
+        ] {
             let mut f = with_url("https://e.com");
             f.custom_headers = Some(vec![(name.into(), value.into())]);
             assert_eq!(field_of(create(f)), "customHeaders", "{name}");
@@ -392,7 +450,10 @@ mod tests {
         f.secret = Some(Some("short".into()));
         assert_eq!(field_of(create(f.clone())), "secret");
         f.secret = Some(Some("x".repeat(16)));
-        assert!(matches!(create(f.clone()).unwrap().secret, SecretChange::Set(_)));
+        assert!(matches!(
+            create(f.clone()).unwrap().secret,
+            SecretChange::Set(_)
+        ));
         f.secret = Some(None);
         assert!(matches!(create(f).unwrap().secret, SecretChange::Remove));
     }
@@ -401,12 +462,21 @@ mod tests {
     fn patching_a_retry_policy_keeps_unnamed_parts() {
         let w = create(with_url("https://e.com")).unwrap().webhook;
         let patch = WebhookFields {
-            retry_policy: Some(RetryPolicyFields { attempts: Some(3), ..Default::default() }),
+            retry_policy: Some(RetryPolicyFields {
+                attempts: Some(3),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let p = patch.apply(w, 2).unwrap().webhook.retry_policy;
-        assert_eq!((p.policy(), p.delay_seconds(), p.attempts()), (Backoff::Exponential, 2, 3));
-        let bad = RetryPolicyFields { delay_seconds: Some(-5), ..Default::default() };
+        assert_eq!(
+            (p.policy(), p.delay_seconds(), p.attempts()),
+            (Backoff::Exponential, 2, 3)
+        );
+        let bad = RetryPolicyFields {
+            delay_seconds: Some(-5),
+            ..Default::default()
+        };
         assert!(bad.apply_to(p).is_err());
     }
 
@@ -416,13 +486,29 @@ mod tests {
         let mut w = create(with_url("https://e.com")).unwrap().webhook;
         w.events = EventFilter::parse(&["poll.vote"]).unwrap();
         w.session_id = Some(session);
-        let vote = Envelope::new(EventType::PollVote, org(), Some(session), None, 1, serde_json::json!({}));
+        let vote = Envelope::new(
+            EventType::PollVote,
+            org(),
+            Some(session),
+            None,
+            1,
+            serde_json::json!({}),
+        );
         assert!(w.receives(&vote));
-        let other_session = Envelope { session: Some(SessionId::generate()), ..vote.clone() };
+        let other_session = Envelope {
+            session: Some(SessionId::generate()),
+            ..vote.clone()
+        };
         assert!(!w.receives(&other_session));
-        let other_type = Envelope { event: EventType::Message, ..vote.clone() };
+        let other_type = Envelope {
+            event: EventType::Message,
+            ..vote.clone()
+        };
         assert!(!w.receives(&other_type));
-        let other_org = Envelope { organization_id: OrgId::parse("org_b").unwrap(), ..vote.clone() };
+        let other_org = Envelope {
+            organization_id: OrgId::parse("org_b").unwrap(),
+            ..vote.clone()
+        };
         assert!(!w.receives(&other_org));
         w.active = false;
         assert!(!w.receives(&vote));

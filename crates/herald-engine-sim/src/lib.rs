@@ -18,7 +18,11 @@ pub struct SimulatorEngine;
 impl SimulatorEngine {
     fn message_id() -> String {
         // Shaped like the network's own ids (upper-case hex), so clients see realistic values.
-        format!("3EB0{:016X}{:04X}", rand::rng().random::<u64>(), rand::rng().random::<u16>())
+        format!(
+            "3EB0{:016X}{:04X}",
+            rand::rng().random::<u64>(),
+            rand::rng().random::<u16>()
+        )
     }
 }
 
@@ -31,8 +35,13 @@ impl Engine for SimulatorEngine {
     async fn start(&self, session: &Session) -> Result<Vec<StatusReport>, EngineError> {
         tracing::info!(session = %session.id, "simulator engine: connecting session (no real network)");
         let number: u32 = rand::rng().random_range(0..10_000_000);
-        let me = Me { id: format!("1555{number:07}@c.us") };
-        Ok(vec![StatusReport { status: SessionStatus::Working, me: Some(me) }])
+        let me = Me {
+            id: format!("1555{number:07}@c.us"),
+        };
+        Ok(vec![StatusReport {
+            status: SessionStatus::Working,
+            me: Some(me),
+        }])
     }
 
     async fn stop(&self, session: &Session) -> Result<(), EngineError> {
@@ -40,11 +49,22 @@ impl Engine for SimulatorEngine {
         Ok(())
     }
 
-    async fn send_poll(&self, _session: &Session, _chat: &str, _poll: &Poll) -> Result<String, EngineError> {
+    async fn send_poll(
+        &self,
+        _session: &Session,
+        _chat: &str,
+        _poll: &Poll,
+    ) -> Result<String, EngineError> {
         Ok(Self::message_id())
     }
 
-    async fn send_vote(&self, _session: &Session, _chat: &str, _poll_message_id: &str, _options: &[String]) -> Result<String, EngineError> {
+    async fn send_vote(
+        &self,
+        _session: &Session,
+        _chat: &str,
+        _poll_message_id: &str,
+        _options: &[String],
+    ) -> Result<String, EngineError> {
         Ok(Self::message_id())
     }
 }

@@ -13,10 +13,17 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub async fn read_limited(body: Incoming) -> Result<hyper::body::Bytes, ApiError> {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(error)
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(ApiError::payload_too_large(MAX_BODY))
         }
-        Err(error) => Err(ApiError::invalid("", format!("the request body could not be read: {error}"))),
+        Err(error) => Err(ApiError::invalid(
+            "",
+            format!("the request body could not be read: {error}"),
+        )),
     }
 }
 
@@ -32,8 +39,14 @@ impl JsonObject {
         }
         match serde_json::from_slice::<Value>(bytes) {
             Ok(Value::Object(map)) => Ok(Self(map)),
-            Ok(_) => Err(ApiError::invalid("", "the request body must be a JSON object")),
-            Err(error) => Err(ApiError::invalid("", format!("the request body is not valid JSON: {error}"))),
+            Ok(_) => Err(ApiError::invalid(
+                "",
+                "the request body must be a JSON object",
+            )),
+            Err(error) => Err(ApiError::invalid(
+                "",
+                format!("the request body is not valid JSON: {error}"),
+            )),
         }
     }
 
@@ -48,7 +61,8 @@ impl JsonObject {
 
     /// A required string.
     pub fn required_str(&self, name: &str) -> Result<String, ApiError> {
-        self.opt_str(name)?.ok_or_else(|| ApiError::invalid(name, format!("{name} is required")))
+        self.opt_str(name)?
+            .ok_or_else(|| ApiError::invalid(name, format!("{name} is required")))
     }
 
     /// An optional string (absent or null → `None`).
@@ -83,7 +97,10 @@ impl JsonObject {
     pub fn opt_int(&self, name: &str) -> Result<Option<i64>, ApiError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| Self::wrong_type(name, "an integer")),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| Self::wrong_type(name, "an integer")),
             Some(_) => Err(Self::wrong_type(name, "an integer")),
         }
     }
@@ -94,7 +111,11 @@ impl JsonObject {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| Self::wrong_type(name, "an array of strings")))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| Self::wrong_type(name, "an array of strings"))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
             Some(_) => Err(Self::wrong_type(name, "an array of strings")),
@@ -103,7 +124,8 @@ impl JsonObject {
 
     /// A required array of strings.
     pub fn required_str_array(&self, name: &str) -> Result<Vec<String>, ApiError> {
-        self.opt_str_array(name)?.ok_or_else(|| ApiError::invalid(name, format!("{name} is required")))
+        self.opt_str_array(name)?
+            .ok_or_else(|| ApiError::invalid(name, format!("{name} is required")))
     }
 
     /// An optional object whose values are all strings, as ordered pairs.
@@ -133,7 +155,8 @@ impl JsonObject {
 
     /// A required nested object.
     pub fn required_object(&self, name: &str) -> Result<JsonObject, ApiError> {
-        self.opt_object(name)?.ok_or_else(|| ApiError::invalid(name, format!("{name} is required")))
+        self.opt_object(name)?
+            .ok_or_else(|| ApiError::invalid(name, format!("{name} is required")))
     }
 
     /// A raw value.
@@ -162,7 +185,11 @@ mod tests {
     use super::*;
 
     fn field(e: ApiError) -> String {
-        e.details.get("field").and_then(Value::as_str).unwrap_or_default().to_owned()
+        e.details
+            .get("field")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
     }
 
     #[test]
@@ -175,7 +202,8 @@ mod tests {
 
     #[test]
     fn wrong_types_name_their_field() {
-        let o = JsonObject::parse(br#"{"url": 5, "events": ["a", 1], "active": "yes"}"#, false).unwrap();
+        let o = JsonObject::parse(br#"{"url": 5, "events": ["a", 1], "active": "yes"}"#, false)
+            .unwrap();
         assert_eq!(field(o.required_str("url").unwrap_err()), "url");
         assert_eq!(field(o.opt_str_array("events").unwrap_err()), "events");
         assert_eq!(field(o.opt_bool("active").unwrap_err()), "active");
@@ -184,7 +212,10 @@ mod tests {
 
     #[test]
     fn nested_errors_carry_the_full_path() {
-        let e = JsonObject::nest("retryPolicy", ApiError::invalid("attempts", "attempts must be an integer"));
+        let e = JsonObject::nest(
+            "retryPolicy",
+            ApiError::invalid("attempts", "attempts must be an integer"),
+        );
         assert_eq!(field(e), "retryPolicy.attempts");
     }
 }

@@ -20,7 +20,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Map::new() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Map::new(),
+        }
     }
 
     /// 401: the bearer token is missing or not acceptable.
@@ -35,21 +40,33 @@ impl ApiError {
 
     /// 405: the path exists, the method does not.
     pub fn method_not_allowed(allowed: &[&str]) -> Self {
-        let mut e = Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path");
+        let mut e = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this path",
+        );
         e.details.insert("allowed".into(), json!(allowed));
         e
     }
 
     /// 413: the body is over the limit.
     pub fn payload_too_large(limit: usize) -> Self {
-        let mut e = Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body exceeds {limit} bytes"));
+        let mut e = Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body exceeds {limit} bytes"),
+        );
         e.details.insert("limit".into(), json!(limit));
         e
     }
 
     /// 422 naming `field`.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_error", message);
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+            message,
+        );
         if !field.is_empty() {
             e.details.insert("field".into(), json!(field));
         }
@@ -59,7 +76,11 @@ impl ApiError {
     /// 500 with a generic message; `cause` goes to the log only.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 
     /// The JSON body: `{"error": {"code", "message", "details"}}`.
@@ -73,12 +94,17 @@ impl From<DomainError> for ApiError {
         match error {
             DomainError::Forbidden(capability) => {
                 let mut e = Self::new(StatusCode::FORBIDDEN, "forbidden", error.to_string());
-                e.details.insert("required".into(), json!(capability.as_str()));
+                e.details
+                    .insert("required".into(), json!(capability.as_str()));
                 e
             }
-            DomainError::Invalid { ref field, .. } => Self::invalid(&field.clone(), error.to_string()),
+            DomainError::Invalid { ref field, .. } => {
+                Self::invalid(&field.clone(), error.to_string())
+            }
             DomainError::NotFound(_) => Self::not_found(error.to_string()),
-            DomainError::Rule(message) => Self::new(StatusCode::BAD_REQUEST, "validation_error", message),
+            DomainError::Rule(message) => {
+                Self::new(StatusCode::BAD_REQUEST, "validation_error", message)
+            }
             DomainError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             DomainError::Internal(cause) => Self::internal(&DisplayChain(cause.as_ref())),
         }

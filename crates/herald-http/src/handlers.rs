@@ -22,7 +22,9 @@ struct Call {
 
 impl Call {
     fn caller(&self) -> &Principal {
-        self.principal.as_ref().expect("authenticated routes always carry a principal")
+        self.principal
+            .as_ref()
+            .expect("authenticated routes always carry a principal")
     }
 
     fn param(&self, index: usize) -> &str {
@@ -30,7 +32,9 @@ impl Call {
     }
 
     async fn json_body(self, empty_ok: bool) -> Result<(JsonObject, Principal), ApiError> {
-        let principal = self.principal.expect("authenticated routes always carry a principal");
+        let principal = self
+            .principal
+            .expect("authenticated routes always carry a principal");
         let bytes = read_limited(self.request.into_body()).await?;
         Ok((JsonObject::parse(&bytes, empty_ok)?, principal))
     }
@@ -44,7 +48,11 @@ pub(crate) async fn dispatch(
     principal: Option<Principal>,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let call = Call { params, principal, request };
+    let call = Call {
+        params,
+        principal,
+        request,
+    };
     let gateway = &state.gateway;
     let ok = |value: serde_json::Value| Ok(json_response(StatusCode::OK, &value));
     match route.op {
@@ -63,10 +71,14 @@ pub(crate) async fn dispatch(
         Op::ListWebhooks => ok(page(gateway.list_webhooks(call.caller()).await?)),
         Op::CreateWebhook => {
             let (body, caller) = call.json_body(false).await?;
-            let webhook = gateway.create_webhook(&caller, webhook_fields(&body)?).await?;
+            let webhook = gateway
+                .create_webhook(&caller, webhook_fields(&body)?)
+                .await?;
             Ok(json_response(StatusCode::CREATED, &webhook))
         }
-        Op::GetWebhook => ok(json!(gateway.get_webhook(call.caller(), call.param(0)).await?)),
+        Op::GetWebhook => ok(json!(
+            gateway.get_webhook(call.caller(), call.param(0)).await?
+        )),
         Op::UpdateWebhook => {
             let id = call.param(0).to_owned();
             let (body, caller) = call.json_body(true).await?;
@@ -84,7 +96,9 @@ pub(crate) async fn dispatch(
             let session = gateway.create_session(&caller, &name).await?;
             Ok(json_response(StatusCode::CREATED, &session))
         }
-        Op::GetSession => ok(json!(gateway.get_session(call.caller(), call.param(0)).await?)),
+        Op::GetSession => ok(json!(
+            gateway.get_session(call.caller(), call.param(0)).await?
+        )),
         Op::DeleteSession => {
             gateway.delete_session(call.caller(), call.param(0)).await?;
             Ok(empty_response(StatusCode::NO_CONTENT))
@@ -125,11 +139,18 @@ fn page<T: serde::Serialize>(data: Vec<T>) -> serde_json::Value {
 
 fn parse_capabilities(names: &[String]) -> Result<Capabilities, ApiError> {
     if names.is_empty() {
-        return Err(ApiError::invalid("capabilities", "capabilities must name at least one capability"));
+        return Err(ApiError::invalid(
+            "capabilities",
+            "capabilities must name at least one capability",
+        ));
     }
     names
         .iter()
-        .map(|n| Capability::parse(n).ok_or_else(|| ApiError::invalid("capabilities", format!("unknown capability `{n}`"))))
+        .map(|n| {
+            Capability::parse(n).ok_or_else(|| {
+                ApiError::invalid("capabilities", format!("unknown capability `{n}`"))
+            })
+        })
         .collect()
 }
 
@@ -162,17 +183,33 @@ async fn readyz(state: &Arc<AppState>) -> Result<HttpResponse, ApiError> {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
     let store = state.gateway.store.ping().await.map_err(|e| e.to_string());
-    for (name, result) in std::iter::once(("store", store)).chain(futures_util::future::join_all(
-        state.readiness.iter().map(|c| async move { (c.name(), c.check().await) }),
-    ).await) {
+    for (name, result) in std::iter::once(("store", store)).chain(
+        futures_util::future::join_all(
+            state
+                .readiness
+                .iter()
+                .map(|c| async move { (c.name(), c.check().await) }),
+        )
+        .await,
+    ) {
         ready &= result.is_ok();
-        checks.insert(name.into(), match result {
-            Ok(()) => json!("ok"),
-            Err(reason) => json!(reason),
-        });
+        checks.insert(
+            name.into(),
+            match result {
+                Ok(()) => json!("ok"),
+                Err(reason) => json!(reason),
+            },
+        );
     }
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    Ok(json_response(status, &json!({"status": if ready { "ready" } else { "unavailable" }, "checks": checks})))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(json_response(
+        status,
+        &json!({"status": if ready { "ready" } else { "unavailable" }, "checks": checks}),
+    ))
 }
 
 fn metrics(state: &Arc<AppState>) -> HttpResponse {
@@ -182,8 +219,9 @@ fn metrics(state: &Arc<AppState>) -> HttpResponse {
         source.render(&mut out);
     }
     let mut response = hyper::Response::new(Full::new(Bytes::from(out)));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     response
 }

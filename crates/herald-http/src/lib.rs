@@ -151,7 +151,12 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> HttpRes
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let allowed_origin = origin.filter(|o| state.cors_origins.iter().any(|a| a == "*" || o.as_bytes() == a.as_bytes()));
+    let allowed_origin = origin.filter(|o| {
+        state
+            .cors_origins
+            .iter()
+            .any(|a| a == "*" || o.as_bytes() == a.as_bytes())
+    });
 
     let mut response = if method == Method::OPTIONS && allowed_origin.is_some() {
         preflight()
@@ -182,27 +187,47 @@ fn preflight() -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
-    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
     response
 }
 
-async fn serve(state: &Arc<AppState>, request: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+async fn serve(
+    state: &Arc<AppState>,
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
     let path = request.uri().path().to_owned();
     let (route, params) = match routes::find(request.method(), &path) {
         Ok(found) => found,
         Err(NoMatch::NotFound) => return Err(ApiError::not_found("no such endpoint")),
-        Err(NoMatch::MethodNotAllowed(allowed)) => return Err(ApiError::method_not_allowed(&allowed)),
+        Err(NoMatch::MethodNotAllowed(allowed)) => {
+            return Err(ApiError::method_not_allowed(&allowed))
+        }
     };
     let principal = match route.access {
         Access::Public => None,
         Access::Authenticated | Access::Requires(_) => {
             let token = bearer_token(&request)?;
-            let principal = state.auth.authenticate(token).await.map_err(|error| match error {
-                herald_domain::ports::AuthError::Rejected(message) => ApiError::unauthorized(message),
-                herald_domain::ports::AuthError::Store(cause) => ApiError::internal(&cause),
-            })?;
+            let principal = state
+                .auth
+                .authenticate(token)
+                .await
+                .map_err(|error| match error {
+                    herald_domain::ports::AuthError::Rejected(message) => {
+                        ApiError::unauthorized(message)
+                    }
+                    herald_domain::ports::AuthError::Store(cause) => ApiError::internal(&cause),
+                })?;
             if let Access::Requires(capability) = route.access {
                 principal.require(capability)?;
             }
@@ -219,11 +244,17 @@ pub fn bearer_token<B>(request: &Request<B>) -> Result<&str, ApiError> {
         .headers()
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
-    let text = value.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
-    let (scheme, token) = text.split_once(' ').ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))?;
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let (scheme, token) = text
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::unauthorized("expected `Authorization: Bearer <token>`"));
+        return Err(ApiError::unauthorized(
+            "expected `Authorization: Bearer <token>`",
+        ));
     }
     Ok(token)
 }
@@ -233,7 +264,10 @@ pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> HttpR
     let body = serde_json::to_vec(value).expect("responses always serialize");
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -248,7 +282,9 @@ pub fn empty_response(status: StatusCode) -> HttpResponse {
 pub fn error_response(error: &ApiError) -> HttpResponse {
     let mut response = json_response(error.status, &error.body());
     if error.status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }

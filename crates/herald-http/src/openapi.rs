@@ -29,14 +29,26 @@ fn shapes(op: Op) -> (Option<Value>, Option<Value>) {
         Op::OpenApi => (None, Some(json!({"type": "object"}))),
         Op::EventTypes => (None, Some(list_of("EventType"))),
         Op::ListWebhooks => (None, Some(list_of("Webhook"))),
-        Op::CreateWebhook => (Some(schema_ref("WebhookCreate")), Some(schema_ref("Webhook"))),
+        Op::CreateWebhook => (
+            Some(schema_ref("WebhookCreate")),
+            Some(schema_ref("Webhook")),
+        ),
         Op::GetWebhook => (None, Some(schema_ref("Webhook"))),
-        Op::UpdateWebhook => (Some(schema_ref("WebhookPatch")), Some(schema_ref("Webhook"))),
+        Op::UpdateWebhook => (
+            Some(schema_ref("WebhookPatch")),
+            Some(schema_ref("Webhook")),
+        ),
         Op::ListSessions => (None, Some(list_of("Session"))),
-        Op::CreateSession => (Some(schema_ref("SessionCreate")), Some(schema_ref("Session"))),
+        Op::CreateSession => (
+            Some(schema_ref("SessionCreate")),
+            Some(schema_ref("Session")),
+        ),
         Op::GetSession => (None, Some(schema_ref("Session"))),
         Op::ListApiKeys => (None, Some(list_of("ApiKey"))),
-        Op::CreateApiKey => (Some(schema_ref("ApiKeyCreate")), Some(schema_ref("ApiKeyCreated"))),
+        Op::CreateApiKey => (
+            Some(schema_ref("ApiKeyCreate")),
+            Some(schema_ref("ApiKeyCreated")),
+        ),
         Op::DeleteWebhook | Op::DeleteSession | Op::DeleteApiKey => (None, None),
     }
 }
@@ -57,11 +69,16 @@ fn operation(route: &Route) -> Value {
     let (request, response) = shapes(route.op);
     let has_body = request.is_some();
     if let Some(schema) = request {
-        op.insert("requestBody".into(), json!({"required": true, "content": {"application/json": {"schema": schema}}}));
+        op.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": {"application/json": {"schema": schema}}}),
+        );
     }
     let mut responses = Map::new();
     let success = match response {
-        Some(schema) => json!({"description": "Success", "content": {"application/json": {"schema": schema}}}),
+        Some(schema) => {
+            json!({"description": "Success", "content": {"application/json": {"schema": schema}}})
+        }
         None => json!({"description": "Success, no content"}),
     };
     responses.insert(route.success.to_string(), success);
@@ -172,13 +189,21 @@ mod tests {
         let doc = document();
         for route in ROUTES {
             let op = &doc["paths"][route.path][route.method.as_str().to_ascii_lowercase()];
-            assert!(op.is_object(), "{} {} missing from the document", route.method, route.path);
+            assert!(
+                op.is_object(),
+                "{} {} missing from the document",
+                route.method,
+                route.path
+            );
             assert!(op["responses"][route.success.to_string()].is_object());
         }
         let text = doc.to_string();
         for piece in text.split("#/components/schemas/").skip(1) {
             let name: String = piece.chars().take_while(|c| c.is_alphanumeric()).collect();
-            assert!(doc["components"]["schemas"][&name].is_object(), "dangling $ref {name}");
+            assert!(
+                doc["components"]["schemas"][&name].is_object(),
+                "dangling $ref {name}"
+            );
         }
         assert_eq!(doc["openapi"], "3.1.0");
     }

@@ -56,8 +56,22 @@ pub struct Route {
     pub success: u16,
 }
 
-const fn route(method: Method, path: &'static str, op: Op, access: Access, success: u16, summary: &'static str) -> Route {
-    Route { method, path, op, access, summary, success }
+const fn route(
+    method: Method,
+    path: &'static str,
+    op: Op,
+    access: Access,
+    success: u16,
+    summary: &'static str,
+) -> Route {
+    Route {
+        method,
+        path,
+        op,
+        access,
+        summary,
+        success,
+    }
 }
 
 use Access::*;
@@ -65,23 +79,142 @@ use Capability::*;
 
 /// Every endpoint Herald serves.
 pub static ROUTES: &[Route] = &[
-    route(Method::GET, "/healthz", Op::Healthz, Public, 200, "Liveness: the process is up."),
-    route(Method::GET, "/readyz", Op::Readyz, Public, 200, "Readiness: the store is reachable."),
-    route(Method::GET, "/metrics", Op::Metrics, Public, 200, "Prometheus metrics."),
-    route(Method::GET, "/api/v1/openapi.json", Op::OpenApi, Public, 200, "This OpenAPI 3.1 document."),
-    route(Method::GET, "/api/v1/event-types", Op::EventTypes, Authenticated, 200, "List the event types."),
-    route(Method::GET, "/api/v1/webhooks", Op::ListWebhooks, Requires(Manage), 200, "List webhooks."),
-    route(Method::POST, "/api/v1/webhooks", Op::CreateWebhook, Requires(Manage), 201, "Create a webhook."),
-    route(Method::GET, "/api/v1/webhooks/{id}", Op::GetWebhook, Requires(Manage), 200, "Get a webhook."),
-    route(Method::PATCH, "/api/v1/webhooks/{id}", Op::UpdateWebhook, Requires(Manage), 200, "Update a webhook."),
-    route(Method::DELETE, "/api/v1/webhooks/{id}", Op::DeleteWebhook, Requires(Manage), 204, "Delete a webhook."),
-    route(Method::GET, "/api/v1/sessions", Op::ListSessions, Requires(Read), 200, "List sessions."),
-    route(Method::POST, "/api/v1/sessions", Op::CreateSession, Requires(Manage), 201, "Create a session."),
-    route(Method::GET, "/api/v1/sessions/{id}", Op::GetSession, Requires(Read), 200, "Get a session."),
-    route(Method::DELETE, "/api/v1/sessions/{id}", Op::DeleteSession, Requires(Manage), 204, "Delete a session."),
-    route(Method::GET, "/api/v1/api-keys", Op::ListApiKeys, Requires(Manage), 200, "List API keys."),
-    route(Method::POST, "/api/v1/api-keys", Op::CreateApiKey, Requires(Manage), 201, "Create an API key."),
-    route(Method::DELETE, "/api/v1/api-keys/{id}", Op::DeleteApiKey, Requires(Manage), 204, "Revoke an API key."),
+    route(
+        Method::GET,
+        "/healthz",
+        Op::Healthz,
+        Public,
+        200,
+        "Liveness: the process is up.",
+    ),
+    route(
+        Method::GET,
+        "/readyz",
+        Op::Readyz,
+        Public,
+        200,
+        "Readiness: the store is reachable.",
+    ),
+    route(
+        Method::GET,
+        "/metrics",
+        Op::Metrics,
+        Public,
+        200,
+        "Prometheus metrics.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/openapi.json",
+        Op::OpenApi,
+        Public,
+        200,
+        "This OpenAPI 3.1 document.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/event-types",
+        Op::EventTypes,
+        Authenticated,
+        200,
+        "List the event types.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/webhooks",
+        Op::ListWebhooks,
+        Requires(Manage),
+        200,
+        "List webhooks.",
+    ),
+    route(
+        Method::POST,
+        "/api/v1/webhooks",
+        Op::CreateWebhook,
+        Requires(Manage),
+        201,
+        "Create a webhook.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/webhooks/{id}",
+        Op::GetWebhook,
+        Requires(Manage),
+        200,
+        "Get a webhook.",
+    ),
+    route(
+        Method::PATCH,
+        "/api/v1/webhooks/{id}",
+        Op::UpdateWebhook,
+        Requires(Manage),
+        200,
+        "Update a webhook.",
+    ),
+    route(
+        Method::DELETE,
+        "/api/v1/webhooks/{id}",
+        Op::DeleteWebhook,
+        Requires(Manage),
+        204,
+        "Delete a webhook.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/sessions",
+        Op::ListSessions,
+        Requires(Read),
+        200,
+        "List sessions.",
+    ),
+    route(
+        Method::POST,
+        "/api/v1/sessions",
+        Op::CreateSession,
+        Requires(Manage),
+        201,
+        "Create a session.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/sessions/{id}",
+        Op::GetSession,
+        Requires(Read),
+        200,
+        "Get a session.",
+    ),
+    route(
+        Method::DELETE,
+        "/api/v1/sessions/{id}",
+        Op::DeleteSession,
+        Requires(Manage),
+        204,
+        "Delete a session.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/api-keys",
+        Op::ListApiKeys,
+        Requires(Manage),
+        200,
+        "List API keys.",
+    ),
+    route(
+        Method::POST,
+        "/api/v1/api-keys",
+        Op::CreateApiKey,
+        Requires(Manage),
+        201,
+        "Create an API key.",
+    ),
+    route(
+        Method::DELETE,
+        "/api/v1/api-keys/{id}",
+        Op::DeleteApiKey,
+        Requires(Manage),
+        204,
+        "Revoke an API key.",
+    ),
 ];
 
 /// Why no route matched.
@@ -109,7 +242,11 @@ fn capture<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
 
 /// Finds the route for `method` and `path`, with the captured path parameters in order.
 pub fn find<'p>(method: &Method, path: &'p str) -> Result<(&'static Route, Vec<&'p str>), NoMatch> {
-    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
     let mut allowed = Vec::new();
     for r in ROUTES {
         if let Some(params) = capture(r.path, path) {
@@ -134,16 +271,30 @@ mod tests {
     fn templates_capture_segments() {
         let (r, params) = find(&Method::GET, "/api/v1/webhooks/wh_1").unwrap();
         assert_eq!((r.op, params), (Op::GetWebhook, vec!["wh_1"]));
-        assert_eq!(find(&Method::GET, "/api/v1/webhooks/").unwrap().0.op, Op::ListWebhooks);
-        assert_eq!(find(&Method::GET, "/api/v1/nope").unwrap_err(), NoMatch::NotFound);
-        assert_eq!(find(&Method::PUT, "/api/v1/webhooks").unwrap_err(), NoMatch::MethodNotAllowed(vec!["GET", "POST"]));
+        assert_eq!(
+            find(&Method::GET, "/api/v1/webhooks/").unwrap().0.op,
+            Op::ListWebhooks
+        );
+        assert_eq!(
+            find(&Method::GET, "/api/v1/nope").unwrap_err(),
+            NoMatch::NotFound
+        );
+        assert_eq!(
+            find(&Method::PUT, "/api/v1/webhooks").unwrap_err(),
+            NoMatch::MethodNotAllowed(vec!["GET", "POST"])
+        );
     }
 
     #[test]
     fn every_route_is_unique() {
         for (i, a) in ROUTES.iter().enumerate() {
             for b in &ROUTES[..i] {
-                assert!(!(a.method == b.method && a.path == b.path), "{} {} twice", a.method, a.path);
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {} twice",
+                    a.method,
+                    a.path
+                );
             }
         }
     }

@@ -44,7 +44,8 @@ impl SecretsKey {
     /// Reads the base64 form.
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
         let bytes = B64.decode(text.trim()).map_err(|_| KeyError::Malformed)?;
-        let key = Key::<XChaCha20Poly1305>::try_from(bytes.as_slice()).map_err(|_| KeyError::Malformed)?;
+        let key = Key::<XChaCha20Poly1305>::try_from(bytes.as_slice())
+            .map_err(|_| KeyError::Malformed)?;
         Ok(Self(key))
     }
 
@@ -55,7 +56,10 @@ impl SecretsKey {
 
     /// Reads the key stored at `path`, or creates it there (mode 0600) when the file is absent.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        let file_error = |source| KeyError::File { path: path.display().to_string(), source };
+        let file_error = |source| KeyError::File {
+            path: path.display().to_string(),
+            source,
+        };
         match std::fs::read_to_string(path) {
             Ok(text) => Self::from_base64(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -68,7 +72,8 @@ impl SecretsKey {
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
                 let mut file = options.open(path).map_err(file_error)?;
-                file.write_all(key.to_base64().as_bytes()).map_err(file_error)?;
+                file.write_all(key.to_base64().as_bytes())
+                    .map_err(file_error)?;
                 file.sync_all().map_err(file_error)?;
                 Ok(key)
             }
@@ -91,7 +96,9 @@ pub struct XChaChaCipher {
 impl XChaChaCipher {
     /// A cipher under `key`.
     pub fn new(key: &SecretsKey) -> Self {
-        Self { cipher: XChaCha20Poly1305::new(&key.0) }
+        Self {
+            cipher: XChaCha20Poly1305::new(&key.0),
+        }
     }
 }
 
@@ -108,8 +115,13 @@ impl SecretCipher for XChaChaCipher {
     }
 
     fn open(&self, sealed: &SealedSecret) -> Result<Vec<u8>, CipherError> {
-        let body = sealed.0.strip_prefix(VERSION_PREFIX).ok_or_else(|| CipherError("unknown format".into()))?;
-        let blob = B64.decode(body).map_err(|_| CipherError("not base64".into()))?;
+        let body = sealed
+            .0
+            .strip_prefix(VERSION_PREFIX)
+            .ok_or_else(|| CipherError("unknown format".into()))?;
+        let blob = B64
+            .decode(body)
+            .map_err(|_| CipherError("not base64".into()))?;
         if blob.len() < NONCE_LEN {
             return Err(CipherError("too short".into()));
         }
@@ -130,14 +142,20 @@ mod tests {
         let cipher = XChaChaCipher::new(&SecretsKey::generate());
         let sealed = cipher.seal(b"a-very-secret-value");
         assert!(!sealed.0.contains("secret"));
-        assert_ne!(cipher.seal(b"a-very-secret-value"), sealed, "fresh nonce per seal");
+        assert_ne!(
+            cipher.seal(b"a-very-secret-value"),
+            sealed,
+            "fresh nonce per seal"
+        );
         assert_eq!(cipher.open(&sealed).unwrap(), b"a-very-secret-value");
     }
 
     #[test]
     fn the_wrong_key_or_tampering_fails() {
         let sealed = XChaChaCipher::new(&SecretsKey::generate()).seal(b"s3cr3t-s3cr3t-s3");
-        assert!(XChaChaCipher::new(&SecretsKey::generate()).open(&sealed).is_err());
+        assert!(XChaChaCipher::new(&SecretsKey::generate())
+            .open(&sealed)
+            .is_err());
         let mut tampered = sealed.0.clone();
         tampered.pop();
         tampered.push(if sealed.0.ends_with('A') { 'B' } else { 'A' });
@@ -148,7 +166,12 @@ mod tests {
     #[test]
     fn keys_round_trip_through_base64_and_files() {
         let key = SecretsKey::generate();
-        assert_eq!(SecretsKey::from_base64(&key.to_base64()).unwrap().to_base64(), key.to_base64());
+        assert_eq!(
+            SecretsKey::from_base64(&key.to_base64())
+                .unwrap()
+                .to_base64(),
+            key.to_base64()
+        );
         assert!(SecretsKey::from_base64("c2hvcnQ=").is_err());
         let dir = std::env::temp_dir().join(format!("herald-key-{}", std::process::id()));
         let path = dir.join("secrets.key");
@@ -159,7 +182,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         std::fs::remove_dir_all(dir).unwrap();
     }

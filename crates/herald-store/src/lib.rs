@@ -45,13 +45,18 @@ impl Database {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(url.to_owned()));
         }
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             if path.is_empty() {
                 return Err(StoreError::new("DATABASE_URL sqlite:// needs a file path"));
             }
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
-        Err(StoreError::new("DATABASE_URL must start with postgres://, postgresql:// or sqlite://"))
+        Err(StoreError::new(
+            "DATABASE_URL must start with postgres://, postgresql:// or sqlite://",
+        ))
     }
 
     /// Whether this is the embedded store.
@@ -80,7 +85,9 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 16 }
+        Self {
+            max_connections: 16,
+        }
     }
 }
 
@@ -93,7 +100,10 @@ pub async fn migrate(database: &Database) -> Result<(), StoreError> {
 }
 
 /// Migrates, then opens a pooled store.
-pub async fn open(database: &Database, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(
+    database: &Database,
+    options: &StoreOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
     migrate(database).await?;
     Ok(match database {
         Database::Postgres(url) => Arc::new(pg::open(url, options)?),

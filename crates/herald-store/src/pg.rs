@@ -1,8 +1,8 @@
 //! PostgreSQL: pooling, migrations, and the queries only Postgres has (`NOTIFY` wake-ups).
 
 use crate::{pool_error, StoreOptions};
-use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::AsyncPgConnection;
@@ -66,18 +66,34 @@ pub(crate) mod backend {
     use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
     /// One multi-row `INSERT` for a batch of events.
-    pub async fn insert_events(conn: &mut AsyncPgConnection, rows: &[NewEventRow]) -> diesel::QueryResult<()> {
-        diesel::insert_into(events::table).values(rows).execute(conn).await.map(drop)
+    pub async fn insert_events(
+        conn: &mut AsyncPgConnection,
+        rows: &[NewEventRow],
+    ) -> diesel::QueryResult<()> {
+        diesel::insert_into(events::table)
+            .values(rows)
+            .execute(conn)
+            .await
+            .map(drop)
     }
 
     /// One multi-row `INSERT` for a batch of deliveries.
-    pub async fn insert_deliveries(conn: &mut AsyncPgConnection, rows: &[NewDeliveryRow]) -> diesel::QueryResult<()> {
-        diesel::insert_into(deliveries::table).values(rows).execute(conn).await.map(drop)
+    pub async fn insert_deliveries(
+        conn: &mut AsyncPgConnection,
+        rows: &[NewDeliveryRow],
+    ) -> diesel::QueryResult<()> {
+        diesel::insert_into(deliveries::table)
+            .values(rows)
+            .execute(conn)
+            .await
+            .map(drop)
     }
 
     /// Announces committed events to every replica; Postgres delivers it at commit.
     pub async fn after_events_appended(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
-        diesel::sql_query(format!("NOTIFY {}", super::EVENTS_CHANNEL)).execute(conn).await?;
+        diesel::sql_query(format!("NOTIFY {}", super::EVENTS_CHANNEL))
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }

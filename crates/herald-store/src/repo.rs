@@ -7,9 +7,9 @@
 /// the module holding that backend's own queries.
 macro_rules! store_impl {
     ($store:ty, $conn:ty, $backend:ident) => {
+        use crate::db_error;
         use crate::rows::*;
         use crate::schema::*;
-        use crate::db_error;
         use async_trait::async_trait;
         use diesel::prelude::*;
         use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -22,7 +22,10 @@ macro_rules! store_impl {
 
         /// Inserts events and one pending delivery per matching active webhook; call inside a
         /// transaction so the event, its cause and its deliveries commit together.
-        pub(crate) async fn append_in_tx(conn: &mut $conn, events: &[Envelope]) -> diesel::QueryResult<()> {
+        pub(crate) async fn append_in_tx(
+            conn: &mut $conn,
+            events: &[Envelope],
+        ) -> diesel::QueryResult<()> {
             if events.is_empty() {
                 return Ok(());
             }
@@ -39,10 +42,21 @@ macro_rules! store_impl {
                     .select(WebhookRow::as_select())
                     .load(conn)
                     .await?;
-                let hooks: Vec<Webhook> = hooks.into_iter().filter_map(|h| h.into_domain().ok()).collect();
-                for event in events.iter().filter(|e| &e.organization_id == org && e.event.is_logged()) {
+                let hooks: Vec<Webhook> = hooks
+                    .into_iter()
+                    .filter_map(|h| h.into_domain().ok())
+                    .collect();
+                for event in events
+                    .iter()
+                    .filter(|e| &e.organization_id == org && e.event.is_logged())
+                {
                     for hook in hooks.iter().filter(|h| h.receives(event)) {
-                        deliveries.push(NewDeliveryRow::pending(DeliveryId::generate().to_string(), hook, event, event.timestamp));
+                        deliveries.push(NewDeliveryRow::pending(
+                            DeliveryId::generate().to_string(),
+                            hook,
+                            event,
+                            event.timestamp,
+                        ));
                     }
                 }
             }
@@ -54,10 +68,17 @@ macro_rules! store_impl {
 
         #[async_trait]
         impl WebhookStore for $store {
-            async fn insert_webhook(&self, webhook: &Webhook, secret: Option<&SealedSecret>) -> StoreResult<()> {
+            async fn insert_webhook(
+                &self,
+                webhook: &Webhook,
+                secret: Option<&SealedSecret>,
+            ) -> StoreResult<()> {
                 let mut conn = self.writer().await?;
                 diesel::insert_into(webhooks::table)
-                    .values((WebhookRow::new(webhook), webhooks::secret_sealed.eq(secret.map(|s| s.0.clone()))))
+                    .values((
+                        WebhookRow::new(webhook),
+                        webhooks::secret_sealed.eq(secret.map(|s| s.0.clone())),
+                    ))
                     .execute(&mut conn)
                     .await
                     .map_err(db_error)?;
@@ -76,7 +97,11 @@ macro_rules! store_impl {
                 rows.into_iter().map(WebhookRow::into_domain).collect()
             }
 
-            async fn find_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
+            async fn find_webhook(
+                &self,
+                org: &OrgId,
+                id: &WebhookId,
+            ) -> StoreResult<Option<Webhook>> {
                 let mut conn = self.reader().await?;
                 let row: Option<WebhookRow> = webhooks::table
                     .filter(webhooks::organization_id.eq(org.as_str()))
@@ -89,7 +114,11 @@ macro_rules! store_impl {
                 row.map(WebhookRow::into_domain).transpose()
             }
 
-            async fn update_webhook(&self, webhook: &Webhook, secret: &SealedSecretChange) -> StoreResult<bool> {
+            async fn update_webhook(
+                &self,
+                webhook: &Webhook,
+                secret: &SealedSecretChange,
+            ) -> StoreResult<bool> {
                 let mut conn = self.writer().await?;
                 let row = WebhookRow::new(webhook);
                 let secret = secret.clone();
@@ -104,10 +133,16 @@ macro_rules! store_impl {
                     match &secret {
                         SealedSecretChange::Keep => {}
                         SealedSecretChange::Remove => {
-                            diesel::update(target).set(webhooks::secret_sealed.eq(None::<String>)).execute(conn).await?;
+                            diesel::update(target)
+                                .set(webhooks::secret_sealed.eq(None::<String>))
+                                .execute(conn)
+                                .await?;
                         }
                         SealedSecretChange::Set(s) => {
-                            diesel::update(target).set(webhooks::secret_sealed.eq(Some(s.0.clone()))).execute(conn).await?;
+                            diesel::update(target)
+                                .set(webhooks::secret_sealed.eq(Some(s.0.clone())))
+                                .execute(conn)
+                                .await?;
                         }
                     }
                     if !row.active {
@@ -134,7 +169,11 @@ macro_rules! store_impl {
         }
 
         /// Cancels a webhook's pending deliveries (it was deactivated).
-        async fn cancel_pending(conn: &mut $conn, webhook_id: &str, now: Millis) -> diesel::QueryResult<usize> {
+        async fn cancel_pending(
+            conn: &mut $conn,
+            webhook_id: &str,
+            now: Millis,
+        ) -> diesel::QueryResult<usize> {
             diesel::update(
                 deliveries::table
                     .filter(deliveries::webhook_id.eq(webhook_id))
@@ -151,11 +190,18 @@ macro_rules! store_impl {
 
         #[async_trait]
         impl SessionStore for $store {
-            async fn insert_session(&self, session: &Session, events: &[Envelope]) -> StoreResult<()> {
+            async fn insert_session(
+                &self,
+                session: &Session,
+                events: &[Envelope],
+            ) -> StoreResult<()> {
                 let mut conn = self.writer().await?;
                 let row = SessionRow::new(session);
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    diesel::insert_into(sessions::table).values(&row).execute(conn).await?;
+                    diesel::insert_into(sessions::table)
+                        .values(&row)
+                        .execute(conn)
+                        .await?;
                     append_in_tx(conn, events).await
                 })
                 .await
@@ -174,7 +220,11 @@ macro_rules! store_impl {
                 rows.into_iter().map(SessionRow::into_domain).collect()
             }
 
-            async fn find_session(&self, org: &OrgId, id: &SessionId) -> StoreResult<Option<Session>> {
+            async fn find_session(
+                &self,
+                org: &OrgId,
+                id: &SessionId,
+            ) -> StoreResult<Option<Session>> {
                 let mut conn = self.reader().await?;
                 let row: Option<SessionRow> = sessions::table
                     .filter(sessions::organization_id.eq(org.as_str()))
@@ -187,7 +237,11 @@ macro_rules! store_impl {
                 row.map(SessionRow::into_domain).transpose()
             }
 
-            async fn update_session(&self, session: &Session, events: &[Envelope]) -> StoreResult<bool> {
+            async fn update_session(
+                &self,
+                session: &Session,
+                events: &[Envelope],
+            ) -> StoreResult<bool> {
                 let mut conn = self.writer().await?;
                 let row = SessionRow::new(session);
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -265,7 +319,12 @@ macro_rules! store_impl {
                 row.map(ApiKeyRow::into_domain).transpose()
             }
 
-            async fn revoke_api_key(&self, org: Option<&OrgId>, id: &ApiKeyId, now: Millis) -> StoreResult<bool> {
+            async fn revoke_api_key(
+                &self,
+                org: Option<&OrgId>,
+                id: &ApiKeyId,
+                now: Millis,
+            ) -> StoreResult<bool> {
                 let mut conn = self.writer().await?;
                 let mut query = diesel::update(api_keys::table)
                     .filter(api_keys::id.eq(id.to_string()))
@@ -274,7 +333,11 @@ macro_rules! store_impl {
                 if let Some(org) = org {
                     query = query.filter(api_keys::organization_id.eq(org.as_str().to_owned()));
                 }
-                let n = query.set(api_keys::revoked_at.eq(Some(now))).execute(&mut conn).await.map_err(db_error)?;
+                let n = query
+                    .set(api_keys::revoked_at.eq(Some(now)))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_error)?;
                 Ok(n > 0)
             }
 
@@ -293,9 +356,11 @@ macro_rules! store_impl {
         impl EventStore for $store {
             async fn append_events(&self, events: &[Envelope]) -> StoreResult<()> {
                 let mut conn = self.writer().await?;
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| append_in_tx(conn, events).await)
-                    .await
-                    .map_err(db_error)
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    append_in_tx(conn, events).await
+                })
+                .await
+                .map_err(db_error)
             }
         }
 
@@ -303,7 +368,10 @@ macro_rules! store_impl {
         impl StoreHealth for $store {
             async fn ping(&self) -> StoreResult<()> {
                 let mut conn = self.reader().await?;
-                diesel::sql_query("SELECT 1").execute(&mut conn).await.map_err(db_error)?;
+                diesel::sql_query("SELECT 1")
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_error)?;
                 Ok(())
             }
         }

@@ -45,8 +45,10 @@ impl ApiKeyRow {
     pub fn into_domain(self) -> Result<ApiKey, StoreError> {
         Ok(ApiKey {
             id: ApiKeyId::parse(&self.id).ok_or_else(|| corrupt("api key", &self.id))?,
-            organization_id: OrgId::parse(&self.organization_id).ok_or_else(|| corrupt("api key", &self.id))?,
-            capabilities: Capabilities::parse_list(&self.capabilities).map_err(|_| corrupt("api key", &self.id))?,
+            organization_id: OrgId::parse(&self.organization_id)
+                .ok_or_else(|| corrupt("api key", &self.id))?,
+            capabilities: Capabilities::parse_list(&self.capabilities)
+                .map_err(|_| corrupt("api key", &self.id))?,
             name: self.name,
             created_at: self.created_at,
             last_used_at: self.last_used_at,
@@ -151,7 +153,8 @@ impl WebhookRow {
                 Some(s) => Some(SessionId::parse(s).ok_or_else(bad)?),
             },
             active: self.active,
-            custom_headers: CustomHeaders::parse(headers.into_iter().collect()).map_err(|_| bad())?,
+            custom_headers: CustomHeaders::parse(headers.into_iter().collect())
+                .map_err(|_| bad())?,
             retry_policy: policy,
             created_at: self.created_at,
             updated_at: self.updated_at,

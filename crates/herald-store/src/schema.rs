@@ -128,5 +128,13 @@ diesel::table! {
 
 diesel::joinable!(deliveries -> webhooks (webhook_id));
 diesel::allow_tables_to_appear_in_same_query!(
-    api_keys, sessions, webhooks, events, deliveries, delivery_attempts, messages, poll_votes, inbound_keys,
+    api_keys,
+    sessions,
+    webhooks,
+    events,
+    deliveries,
+    delivery_attempts,
+    messages,
+    poll_votes,
+    inbound_keys,
 );

@@ -1,10 +1,10 @@
 //! The embedded SQLite store: one file, WAL mode, a single in-process writer, several readers.
 
 use crate::{pool_error, StoreOptions};
-use diesel_async::pooled_connection::deadpool::Object;
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
+use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
@@ -29,7 +29,9 @@ fn prepare_path(path: &Path) -> Result<String, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::new(format!("cannot create {}: {e}", dir.display())))?;
     }
-    path.to_str().map(str::to_owned).ok_or_else(|| StoreError::new("database path is not UTF-8"))
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| StoreError::new("database path is not UTF-8"))
 }
 
 pub(crate) async fn migrate(path: &Path) -> Result<(), StoreError> {
@@ -59,7 +61,10 @@ fn pool(file: &str, size: usize) -> Result<Pool<SqliteConn>, StoreError> {
         .boxed()
     });
     let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(file, config);
-    Pool::builder(manager).max_size(size).build().map_err(StoreError::new)
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(StoreError::new)
 }
 
 /// The embedded store: writes go through one connection (SQLite's one-writer rule, kept
@@ -81,7 +86,10 @@ impl SqliteStore {
 
 pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, StoreError> {
     let file = prepare_path(path)?;
-    Ok(SqliteStore { reader: pool(&file, options.max_connections.clamp(1, 8))?, writer: pool(&file, 1)? })
+    Ok(SqliteStore {
+        reader: pool(&file, options.max_connections.clamp(1, 8))?,
+        writer: pool(&file, 1)?,
+    })
 }
 
 pub(crate) mod backend {
@@ -93,17 +101,29 @@ pub(crate) mod backend {
     // inside the surrounding transaction that costs no extra fsync.
 
     /// Inserts a batch of events.
-    pub async fn insert_events(conn: &mut super::SqliteConn, rows: &[NewEventRow]) -> diesel::QueryResult<()> {
+    pub async fn insert_events(
+        conn: &mut super::SqliteConn,
+        rows: &[NewEventRow],
+    ) -> diesel::QueryResult<()> {
         for row in rows {
-            diesel::insert_into(events::table).values(row).execute(conn).await?;
+            diesel::insert_into(events::table)
+                .values(row)
+                .execute(conn)
+                .await?;
         }
         Ok(())
     }
 
     /// Inserts a batch of deliveries.
-    pub async fn insert_deliveries(conn: &mut super::SqliteConn, rows: &[NewDeliveryRow]) -> diesel::QueryResult<()> {
+    pub async fn insert_deliveries(
+        conn: &mut super::SqliteConn,
+        rows: &[NewDeliveryRow],
+    ) -> diesel::QueryResult<()> {
         for row in rows {
-            diesel::insert_into(deliveries::table).values(row).execute(conn).await?;
+            diesel::insert_into(deliveries::table)
+                .values(row)
+                .execute(conn)
+                .await?;
         }
         Ok(())
     }

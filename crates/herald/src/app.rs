@@ -57,7 +57,9 @@ pub struct Parts {
 fn embedded_key_path(database: &Database) -> Option<PathBuf> {
     match database {
         Database::Sqlite(path) => Some(
-            path.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("secrets.key"), |d| d.join("secrets.key")),
+            path.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("secrets.key"), |d| d.join("secrets.key")),
         ),
         Database::Postgres(_) => None,
     }
@@ -83,7 +85,13 @@ pub fn secrets_key(config: &Config) -> Result<SecretsKey, StartError> {
 /// Opens the store (running migrations) and builds the use cases.
 pub async fn assemble(config: &Config) -> Result<Parts, StartError> {
     let key = secrets_key(config)?;
-    let store = herald_store::open(&config.database, &StoreOptions { max_connections: config.pool_size }).await?;
+    let store = herald_store::open(
+        &config.database,
+        &StoreOptions {
+            max_connections: config.pool_size,
+        },
+    )
+    .await?;
     let wakeups = Arc::new(Wakeups::default());
     let cipher = Arc::new(XChaChaCipher::new(&key));
     let gateway = Gateway {
@@ -94,7 +102,12 @@ pub async fn assemble(config: &Config) -> Result<Parts, StartError> {
         minter: Arc::new(Sha256Minter),
         listener: wakeups.clone(),
     };
-    Ok(Parts { gateway, store, wakeups, cipher })
+    Ok(Parts {
+        gateway,
+        store,
+        wakeups,
+        cipher,
+    })
 }
 
 /// A running gateway.
@@ -107,15 +120,22 @@ pub struct App {
 impl App {
     /// Binds `config.listen` and serves.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         Self::start_on(config, listener).await
     }
 
     /// Serves on an already-bound listener (tests bind `127.0.0.1:0`).
     pub async fn start_on(config: Config, listener: TcpListener) -> Result<Self, StartError> {
-        let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
         let parts = assemble(&config).await?;
         if config.database.is_embedded() && config.private_destinations_allowed() {
             tracing::warn!(
@@ -133,7 +153,11 @@ impl App {
             let _ = stopped.await;
         }));
         tracing::info!(addr = %local_addr, store = %config.database.describe(), engine = "simulator", "Herald is serving");
-        Ok(Self { local_addr, stop: Some(stop), server })
+        Ok(Self {
+            local_addr,
+            stop: Some(stop),
+            server,
+        })
     }
 
     /// The address it serves on.

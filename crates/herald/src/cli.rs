@@ -49,8 +49,14 @@ environment: DATABASE_URL (postgres://… or sqlite://path; default ./data/heral
   HERALD_SECRETS_KEY, HERALD_CORS_ORIGINS, HERALD_DELIVERY_TIMEOUT_MS, HERALD_RETENTION_DAYS";
 
 fn flag(args: &[String], name: &str) -> Result<String, String> {
-    let at = args.iter().position(|a| a == name).ok_or_else(|| format!("missing {name}"))?;
-    args.get(at + 1).filter(|v| !v.starts_with("--")).cloned().ok_or_else(|| format!("{name} needs a value"))
+    let at = args
+        .iter()
+        .position(|a| a == name)
+        .ok_or_else(|| format!("missing {name}"))?;
+    args.get(at + 1)
+        .filter(|v| !v.starts_with("--"))
+        .cloned()
+        .ok_or_else(|| format!("{name} needs a value"))
 }
 
 /// Parses the arguments after the program name.
@@ -65,7 +71,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             name: flag(args, "--name")?,
             capabilities: flag(args, "--capabilities")?,
         }),
-        ["keys", "list", ..] => Ok(Command::KeysList { org: flag(args, "--org")? }),
+        ["keys", "list", ..] => Ok(Command::KeysList {
+            org: flag(args, "--org")?,
+        }),
         ["keys", "revoke", id] => Ok(Command::KeysRevoke { id: id.to_string() }),
         _ => Err(format!("unknown command: {}", args.join(" "))),
     }
@@ -86,7 +94,10 @@ pub enum CliError {
 }
 
 /// Runs `herald-api` with `args`; `shutdown` resolves on SIGTERM/Ctrl-C when serving.
-pub async fn run_api(args: &[String], shutdown: impl std::future::Future<Output = ()>) -> Result<(), CliError> {
+pub async fn run_api(
+    args: &[String],
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CliError> {
     let command = parse(args).map_err(CliError::Usage)?;
     let config = Config::from_env().map_err(StartError::from)?;
     match command {
@@ -100,42 +111,79 @@ pub async fn run_api(args: &[String], shutdown: impl std::future::Future<Output 
             Ok(())
         }
         Command::Migrate => {
-            herald_store::migrate(&config.database).await.map_err(StartError::from)?;
+            herald_store::migrate(&config.database)
+                .await
+                .map_err(StartError::from)?;
             println!("migrations applied to {}", config.database.describe());
             Ok(())
         }
-        Command::KeysCreate { org, name, capabilities } => {
-            let org = OrgId::parse(&org).ok_or_else(|| CliError::Usage("--org must be a non-empty id".into()))?;
-            let capabilities = Capabilities::parse_list(&capabilities)
-                .map_err(|bad| CliError::Usage(format!("unknown capability `{bad}` (use read, send, manage, ingest)")))?;
+        Command::KeysCreate {
+            org,
+            name,
+            capabilities,
+        } => {
+            let org = OrgId::parse(&org)
+                .ok_or_else(|| CliError::Usage("--org must be a non-empty id".into()))?;
+            let capabilities = Capabilities::parse_list(&capabilities).map_err(|bad| {
+                CliError::Usage(format!(
+                    "unknown capability `{bad}` (use read, send, manage, ingest)"
+                ))
+            })?;
             if capabilities.is_empty() {
-                return Err(CliError::Usage("--capabilities must name at least one capability".into()));
+                return Err(CliError::Usage(
+                    "--capabilities must name at least one capability".into(),
+                ));
             }
             let parts = assemble(&config).await?;
-            let minted = parts.gateway.mint_api_key(org, &name, capabilities).await.map_err(|e| CliError::Failed(e.to_string()))?;
+            let minted = parts
+                .gateway
+                .mint_api_key(org, &name, capabilities)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
             eprintln!(
                 "created API key {} ({}) for {} with {}; the token is shown only now:",
-                minted.key.id, minted.key.name, minted.key.organization_id, minted.key.capabilities.to_list()
+                minted.key.id,
+                minted.key.name,
+                minted.key.organization_id,
+                minted.key.capabilities.to_list()
             );
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", minted.token).map_err(|e| CliError::Failed(e.to_string()))?;
             Ok(())
         }
         Command::KeysList { org } => {
-            let org = OrgId::parse(&org).ok_or_else(|| CliError::Usage("--org must be a non-empty id".into()))?;
+            let org = OrgId::parse(&org)
+                .ok_or_else(|| CliError::Usage("--org must be a non-empty id".into()))?;
             let parts = assemble(&config).await?;
-            let keys = parts.store.list_api_keys(&org).await.map_err(|e| CliError::Failed(e.to_string()))?;
+            let keys = parts
+                .store
+                .list_api_keys(&org)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
             for key in keys {
-                println!("{}\t{}\t{}\tcreated {}\tlast used {}", key.id, key.name, key.capabilities.to_list(), key.created_at,
-                    key.last_used_at.map_or_else(|| "never".to_owned(), |t| t.to_string()));
+                println!(
+                    "{}\t{}\t{}\tcreated {}\tlast used {}",
+                    key.id,
+                    key.name,
+                    key.capabilities.to_list(),
+                    key.created_at,
+                    key.last_used_at
+                        .map_or_else(|| "never".to_owned(), |t| t.to_string())
+                );
             }
             Ok(())
         }
         Command::KeysRevoke { id } => {
-            let key = ApiKeyId::parse(&id).ok_or_else(|| CliError::Failed(format!("no such key: {id}")))?;
+            let key = ApiKeyId::parse(&id)
+                .ok_or_else(|| CliError::Failed(format!("no such key: {id}")))?;
             let parts = assemble(&config).await?;
             let now = parts.gateway.clock.now_ms();
-            if parts.store.revoke_api_key(None, &key, now).await.map_err(|e| CliError::Failed(e.to_string()))? {
+            if parts
+                .store
+                .revoke_api_key(None, &key, now)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?
+            {
                 println!("revoked {id}");
                 Ok(())
             } else {
@@ -147,8 +195,12 @@ pub async fn run_api(args: &[String], shutdown: impl std::future::Future<Output 
 
 /// Installs the default log subscriber (`RUST_LOG`, default `info`).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -189,10 +241,19 @@ mod tests {
         assert_eq!(parse(&[]), Ok(Command::Serve));
         assert_eq!(parse(&args("migrate")), Ok(Command::Migrate));
         assert_eq!(
-            parse(&args("keys create --org org_a --name ops --capabilities manage,read")),
-            Ok(Command::KeysCreate { org: "org_a".into(), name: "ops".into(), capabilities: "manage,read".into() })
+            parse(&args(
+                "keys create --org org_a --name ops --capabilities manage,read"
+            )),
+            Ok(Command::KeysCreate {
+                org: "org_a".into(),
+                name: "ops".into(),
+                capabilities: "manage,read".into()
+            })
         );
-        assert_eq!(parse(&args("keys revoke key_1")), Ok(Command::KeysRevoke { id: "key_1".into() }));
+        assert_eq!(
+            parse(&args("keys revoke key_1")),
+            Ok(Command::KeysRevoke { id: "key_1".into() })
+        );
         assert!(parse(&args("keys create --org")).is_err());
         assert!(parse(&args("frobnicate")).is_err());
     }

@@ -58,29 +58,51 @@ impl Config {
 
     /// Reads variables through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let defaults = Self::default();
         let parse_addr = |name: &str, default: SocketAddr| -> Result<SocketAddr, ConfigError> {
-            get(name).map_or(Ok(default), |v| v.parse().map_err(|_| ConfigError(format!("{name}={v} is not a host:port address"))))
+            get(name).map_or(Ok(default), |v| {
+                v.parse()
+                    .map_err(|_| ConfigError(format!("{name}={v} is not a host:port address")))
+            })
         };
         let parse_num = |name: &str, default: u64| -> Result<u64, ConfigError> {
-            get(name).map_or(Ok(default), |v| v.parse().map_err(|_| ConfigError(format!("{name}={v} is not a whole number"))))
+            get(name).map_or(Ok(default), |v| {
+                v.parse()
+                    .map_err(|_| ConfigError(format!("{name}={v} is not a whole number")))
+            })
         };
         let allow_private = match get("HERALD_DELIVERY_ALLOW_PRIVATE").as_deref() {
             None => None,
             Some("true" | "1" | "yes") => Some(true),
             Some("false" | "0" | "no") => Some(false),
-            Some(other) => return Err(ConfigError(format!("HERALD_DELIVERY_ALLOW_PRIVATE={other} must be true or false"))),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "HERALD_DELIVERY_ALLOW_PRIVATE={other} must be true or false"
+                )))
+            }
         };
         Ok(Self {
-            database: Database::from_url(get("DATABASE_URL").as_deref()).map_err(|e| ConfigError(e.message))?,
+            database: Database::from_url(get("DATABASE_URL").as_deref())
+                .map_err(|e| ConfigError(e.message))?,
             listen: parse_addr("HERALD_LISTEN", defaults.listen)?,
             dispatcher_listen: parse_addr("HERALD_DISPATCHER_LISTEN", defaults.dispatcher_listen)?,
             secrets_key: get("HERALD_SECRETS_KEY"),
             cors_origins: get("HERALD_CORS_ORIGINS")
-                .map(|v| v.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
-            delivery_timeout: Duration::from_millis(parse_num("HERALD_DELIVERY_TIMEOUT_MS", 10_000)?.max(1)),
+            delivery_timeout: Duration::from_millis(
+                parse_num("HERALD_DELIVERY_TIMEOUT_MS", 10_000)?.max(1),
+            ),
             allow_private,
             retention_days: parse_num("HERALD_RETENTION_DAYS", 7)?.clamp(1, 3650) as u32,
             pool_size: parse_num("HERALD_DB_POOL_SIZE", 16)?.clamp(1, 256) as usize,
@@ -100,7 +122,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -117,13 +142,20 @@ mod tests {
     fn postgres_refuses_private_destinations_unless_allowed() {
         let c = config(&[("DATABASE_URL", "postgres://localhost/test")]).unwrap();
         assert!(!c.private_destinations_allowed());
-        let c = config(&[("DATABASE_URL", "postgres://localhost/test"), ("HERALD_DELIVERY_ALLOW_PRIVATE", "true")]).unwrap();
+        let c = config(&[
+            ("DATABASE_URL", "postgres://localhost/test"),
+            ("HERALD_DELIVERY_ALLOW_PRIVATE", "true"),
+        ])
+        .unwrap();
         assert!(c.private_destinations_allowed());
     }
 
     #[test]
     fn bad_values_are_refused_with_their_name() {
-        assert!(config(&[("HERALD_LISTEN", "nope")]).unwrap_err().0.contains("HERALD_LISTEN"));
+        assert!(config(&[("HERALD_LISTEN", "nope")])
+            .unwrap_err()
+            .0
+            .contains("HERALD_LISTEN"));
         assert!(config(&[("DATABASE_URL", "mysql://x")]).is_err());
         assert!(config(&[("HERALD_DELIVERY_ALLOW_PRIVATE", "maybe")]).is_err());
     }

@@ -1,0 +1,345 @@
+//! Test support shared by Herald's integration tests: a throwaway database of either kind
+//! ([`TestDb`]: a temp SQLite file, or a fresh database on the real Postgres named by
+//! `HERALD_TEST_DATABASE_URL`), the real server on `127.0.0.1:0` ([`TestServer`]), a small HTTP
+//! client ([`Client`]), a local webhook receiver ([`Receiver`]) and [`eventually`] for waiting on
+//! a condition with a deadline instead of sleeping.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use herald::config::Config;
+use herald::App;
+use herald_domain::{Capabilities, OrgId};
+use herald_store::Database;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+mod receiver;
+pub use receiver::{Behaviour, Received, Receiver};
+
+/// The Postgres server tests use (a database is created on it per test).
+pub fn postgres_admin_url() -> String {
+    std::env::var("HERALD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Which backend a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A temporary SQLite file.
+    Sqlite,
+    /// A fresh database on the real Postgres.
+    Postgres,
+}
+
+/// Both backends, for tests that run once per store.
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// A database that exists for one test and is removed afterwards.
+pub struct TestDb {
+    /// Where it is.
+    pub database: Database,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Dir(PathBuf),
+    PgDatabase { admin_url: String, name: String },
+}
+
+fn unique_name() -> String {
+    format!("herald_t_{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+impl TestDb {
+    /// A new, empty database of `backend`.
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(unique_name());
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                Self {
+                    database: Database::Sqlite(dir.join("herald.db")),
+                    cleanup: Cleanup::Dir(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = unique_name();
+                let mut conn = AsyncPgConnection::establish(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("Postgres at {admin_url} is needed for this test: {e}")
+                    });
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let url = match admin_url.rsplit_once('/') {
+                    Some((server, _)) => format!("{server}/{name}"),
+                    None => panic!("HERALD_TEST_DATABASE_URL must end with /<database>"),
+                };
+                Self {
+                    database: Database::Postgres(url),
+                    cleanup: Cleanup::PgDatabase { admin_url, name },
+                }
+            }
+        }
+    }
+
+    /// A configuration on this database with a fixed secrets key and defaults otherwise.
+    pub fn config(&self) -> Config {
+        Config {
+            database: self.database.clone(),
+            secrets_key: Some("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned()),
+            listen: ([127, 0, 0, 1], 0).into(),
+            dispatcher_listen: ([127, 0, 0, 1], 0).into(),
+            pool_size: 4,
+            ..Config::default()
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::PgDatabase { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop runs inside the test's runtime; a thread of its own may block.
+                let _ = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()?;
+                    runtime.block_on(async {
+                        let mut conn = AsyncPgConnection::establish(&admin_url).await.ok()?;
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await
+                            .ok()
+                    })
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// The real server, serving on `127.0.0.1:0`, with its database.
+pub struct TestServer {
+    /// The running app.
+    pub app: Option<App>,
+    /// Its configuration.
+    pub config: Config,
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    /// A client for it.
+    pub client: Client,
+    /// The database (dropped after the server).
+    pub db: TestDb,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh database of `backend`.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server on a fresh database of `backend`, after `adjust` edits the configuration.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let db = TestDb::new(backend).await;
+        let mut config = db.config();
+        adjust(&mut config);
+        Self::start_on(db, config).await
+    }
+
+    /// Starts a server with `config` on `db`.
+    pub async fn start_on(db: TestDb, config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let app = App::start_on(config.clone(), listener)
+            .await
+            .expect("server starts");
+        let base_url = format!("http://{}", app.local_addr());
+        Self {
+            client: Client::new(&base_url),
+            app: Some(app),
+            config,
+            base_url,
+            db,
+        }
+    }
+
+    /// The address served on.
+    pub fn addr(&self) -> SocketAddr {
+        self.app.as_ref().expect("running").local_addr()
+    }
+
+    /// Mints an API key for `org` with `capabilities` (comma-separated) straight in the store,
+    /// as the admin CLI does, and returns its token.
+    pub async fn api_key(&self, org: &str, capabilities: &str) -> String {
+        let parts = herald::app::assemble(&self.config).await.expect("assemble");
+        let caps = Capabilities::parse_list(capabilities).expect("capabilities");
+        parts
+            .gateway
+            .mint_api_key(OrgId::parse(org).expect("org"), "test", caps)
+            .await
+            .expect("mint")
+            .token
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+}
+
+/// A response: status, headers and the body parsed as JSON (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: http::HeaderMap,
+    /// The body as JSON.
+    pub json: Value,
+    /// The raw body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The error code of an error body.
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// A keep-alive HTTP/1 client bound to one base URL.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    inner: HyperClient<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    /// A client for `base` (`http://host:port`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            inner: HyperClient::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends a request with an optional bearer token and raw body.
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("request");
+        let response = self
+            .inner
+            .request(request)
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+            body,
+        }
+    }
+
+    /// Sends JSON.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        self.send_raw(
+            method,
+            path,
+            token,
+            body.map(|b| serde_json::to_vec(b).expect("json")),
+            &[],
+        )
+        .await
+    }
+
+    /// `GET`.
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send("GET", path, Some(token), None).await
+    }
+
+    /// `POST` with JSON.
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Reply {
+        self.send("POST", path, Some(token), Some(body)).await
+    }
+
+    /// `PATCH` with JSON.
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Reply {
+        self.send("PATCH", path, Some(token), Some(body)).await
+    }
+
+    /// `DELETE`.
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.send("DELETE", path, Some(token), None).await
+    }
+}
+
+/// Polls `probe` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
