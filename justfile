@@ -12,3 +12,7 @@ test:
 check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Authenticated GET /api/v1/webhooks on SQLite and Postgres vs a do-nothing hyper server.
+bench-api:
+    RUST_LOG=warn cargo run --release -p herald-bench --bin bench-api

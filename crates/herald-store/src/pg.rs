@@ -4,7 +4,7 @@ use crate::{pool_error, StoreOptions};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::AsyncPgConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use herald_domain::StoreError;
@@ -52,7 +52,11 @@ impl PgStore {
 }
 
 pub(crate) fn open(url: &str, options: &StoreOptions) -> Result<PgStore, StoreError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    // `Fast` recycling trusts the connection's own broken flag instead of a `SELECT 1` per
+    // checkout; a connection that failed a query is marked broken and replaced.
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     let pool = Pool::builder(manager)
         .max_size(options.max_connections)
         .build()

@@ -6,7 +6,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -50,6 +50,7 @@ pub(crate) async fn migrate(path: &Path) -> Result<(), StoreError> {
 
 fn pool(file: &str, size: usize) -> Result<Pool<SqliteConn>, StoreError> {
     let mut config = ManagerConfig::<SqliteConn>::default();
+    config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(|url| {
         async move {
             let mut conn = SqliteConn::establish(url).await?;
