@@ -50,16 +50,33 @@ impl LoadReport {
 
 /// Drives `GET path` with `headers` at `addr` over `connections` keep-alive connections for
 /// `duration`, counting responses with status `expect` as successes.
-pub async fn get_load(addr: SocketAddr, path: &str, headers: &[(&str, String)], connections: usize, duration: Duration, expect: u16) -> LoadReport {
+pub async fn get_load(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, String)],
+    connections: usize,
+    duration: Duration,
+    expect: u16,
+) -> LoadReport {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let path = path.to_owned();
-        let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        tasks.push(tokio::spawn(async move { one_connection(addr, path, headers, deadline, expect).await }));
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            one_connection(addr, path, headers, deadline, expect).await
+        }));
     }
-    let mut report = LoadReport { ok: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    let mut report = LoadReport {
+        ok: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
     for task in tasks {
         let (ok, errors, latencies) = task.await.unwrap_or((0, 1, Vec::new()));
         report.ok += ok;
@@ -71,16 +88,28 @@ pub async fn get_load(addr: SocketAddr, path: &str, headers: &[(&str, String)], 
     report
 }
 
-async fn one_connection(addr: SocketAddr, path: String, headers: Vec<(String, String)>, deadline: Instant, expect: u16) -> (u64, u64, Vec<u32>) {
+async fn one_connection(
+    addr: SocketAddr,
+    path: String,
+    headers: Vec<(String, String)>,
+    deadline: Instant,
+    expect: u16,
+) -> (u64, u64, Vec<u32>) {
     let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::with_capacity(100_000));
-    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else { return (0, 1, latencies) };
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, 1, latencies);
+    };
     let _ = stream.set_nodelay(true);
-    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await else {
+    let Ok((mut sender, connection)) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
+    else {
         return (0, 1, latencies);
     };
     tokio::spawn(connection);
     while Instant::now() < deadline {
-        let mut request = http::Request::builder().uri(path.as_str()).header("host", addr.to_string());
+        let mut request = http::Request::builder()
+            .uri(path.as_str())
+            .header("host", addr.to_string());
         for (k, v) in &headers {
             request = request.header(k.as_str(), v.as_str());
         }

@@ -74,14 +74,13 @@ async fn webhooks_round_trip_and_stay_in_their_organization() {
             .update_webhook(&changed, &SealedSecretChange::Remove)
             .await
             .unwrap());
-        assert_eq!(
-            store
+        assert!(
+            !store
                 .find_webhook(&a, &hook.id)
                 .await
                 .unwrap()
                 .unwrap()
-                .active,
-            false
+                .active
         );
         let mut foreign = changed.clone();
         foreign.organization_id = b.clone();

@@ -10,7 +10,12 @@ use std::time::Duration;
 const CONNECTIONS: usize = 32;
 
 fn seconds() -> Duration {
-    Duration::from_secs(std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5))
+    Duration::from_secs(
+        std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+    )
 }
 
 #[tokio::main]
@@ -18,7 +23,15 @@ async fn main() -> anyhow::Result<()> {
     let duration = seconds();
     println!("bench-api: {CONNECTIONS} keep-alive connections, {duration:?} per run, client and server on this machine");
     let noop_addr = noop::start().await;
-    let _warm = load::get_load(noop_addr, "/", &[], CONNECTIONS, Duration::from_secs(1), 200).await;
+    let _warm = load::get_load(
+        noop_addr,
+        "/",
+        &[],
+        CONNECTIONS,
+        Duration::from_secs(1),
+        200,
+    )
+    .await;
     let ceiling = load::get_load(noop_addr, "/", &[], CONNECTIONS, duration, 200).await;
     println!("do-nothing hyper          {}", ceiling.summary());
 
@@ -31,8 +44,24 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(r.status == 201, "seeding failed: {:?}", r.json);
         }
         let auth = [("authorization", format!("Bearer {token}"))];
-        let _warm = load::get_load(server.addr(), "/api/v1/webhooks", &auth, CONNECTIONS, Duration::from_secs(1), 200).await;
-        let report = load::get_load(server.addr(), "/api/v1/webhooks", &auth, CONNECTIONS, duration, 200).await;
+        let _warm = load::get_load(
+            server.addr(),
+            "/api/v1/webhooks",
+            &auth,
+            CONNECTIONS,
+            Duration::from_secs(1),
+            200,
+        )
+        .await;
+        let report = load::get_load(
+            server.addr(),
+            "/api/v1/webhooks",
+            &auth,
+            CONNECTIONS,
+            duration,
+            200,
+        )
+        .await;
         let share = report.rps() / ceiling.rps();
         println!(
             "GET /webhooks {:<10} {}  = {:>5.1} % of do-nothing (target ≥ {:.0} %: {})",

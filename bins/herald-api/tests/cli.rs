@@ -1,0 +1,176 @@
+//! The real `herald-api` binary: admin commands print what the README promises, and the server
+//! it starts accepts the key those commands minted and shuts down cleanly on SIGTERM.
+
+use herald_testkit::{eventually, Client};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald-api");
+
+fn herald(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/herald.db", dir.display()),
+        )
+        .env("RUST_LOG", "warn")
+        .env_remove("HERALD_SECRETS_KEY")
+        .output()
+        .expect("run herald-api")
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn keys_commands_mint_list_and_revoke() {
+    let dir = temp_dir("keys");
+    assert!(herald(&dir, &["migrate"]).status.success());
+    let out = herald(
+        &dir,
+        &[
+            "keys",
+            "create",
+            "--org",
+            "org_acme",
+            "--name",
+            "ops",
+            "--capabilities",
+            "manage,send,read",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().unwrap();
+    assert!(
+        token.starts_with("hk_") && !token.contains(' '),
+        "token alone on the last line: {stdout:?}"
+    );
+
+    let list =
+        String::from_utf8(herald(&dir, &["keys", "list", "--org", "org_acme"]).stdout).unwrap();
+    assert!(
+        list.contains("ops") && list.contains("manage") && !list.contains(token),
+        "{list}"
+    );
+    let id = list.split_whitespace().next().unwrap().to_owned();
+    assert!(id.starts_with("key_"));
+
+    assert!(herald(&dir, &["keys", "revoke", &id]).status.success());
+    assert!(
+        !herald(&dir, &["keys", "revoke", &id]).status.success(),
+        "a second revoke names no live key"
+    );
+    assert!(!herald(
+        &dir,
+        &[
+            "keys",
+            "create",
+            "--org",
+            "org_acme",
+            "--name",
+            "x",
+            "--capabilities",
+            "root"
+        ]
+    )
+    .status
+    .success());
+    assert!(!herald(&dir, &["frobnicate"]).status.success());
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("secrets.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the generated secrets key is private");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_serves_minted_keys_and_stops_on_sigterm() {
+    let dir = temp_dir("serve");
+    let out = herald(
+        &dir,
+        &[
+            "keys",
+            "create",
+            "--org",
+            "org_acme",
+            "--name",
+            "ops",
+            "--capabilities",
+            "manage,read",
+        ],
+    );
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(BIN)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/herald.db", dir.display()),
+        )
+        .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = Client::new(&format!("http://127.0.0.1:{port}"));
+    eventually("the server to listen", Duration::from_secs(20), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+    })
+    .await;
+    let r = client.get("/api/v1/webhooks", &token).await;
+    assert_eq!((r.status, r.json["nextCursor"].as_str()), (200, Some("")));
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let child = std::sync::Mutex::new(child);
+    let status = eventually("the server to exit", Duration::from_secs(15), || {
+        let exited = child.lock().unwrap().try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    assert!(status.success(), "graceful shutdown exits 0");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn postgres_without_a_secrets_key_refuses_to_start_and_says_why() {
+    let out = Command::new(BIN)
+        .env("DATABASE_URL", herald_testkit::postgres_admin_url())
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env_remove("HERALD_SECRETS_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_SECRETS_KEY is required"));
+}
