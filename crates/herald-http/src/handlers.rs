@@ -66,9 +66,9 @@ pub(crate) async fn dispatch(
                 .iter()
                 .map(|t| json!({"name": t.as_str(), "description": t.description()}))
                 .collect();
-            ok(page(data))
+            ok_json(&page(data))
         }
-        Op::ListWebhooks => ok(page(gateway.list_webhooks(call.caller()).await?)),
+        Op::ListWebhooks => ok_json(&page(gateway.list_webhooks(call.caller()).await?)),
         Op::CreateWebhook => {
             let (body, caller) = call.json_body(false).await?;
             let webhook = gateway
@@ -83,13 +83,13 @@ pub(crate) async fn dispatch(
             let id = call.param(0).to_owned();
             let (body, caller) = call.json_body(true).await?;
             let fields = webhook_fields(&body)?;
-            ok(json!(gateway.update_webhook(&caller, &id, fields).await?))
+            ok_json(&gateway.update_webhook(&caller, &id, fields).await?)
         }
         Op::DeleteWebhook => {
             gateway.delete_webhook(call.caller(), call.param(0)).await?;
             Ok(empty_response(StatusCode::NO_CONTENT))
         }
-        Op::ListSessions => ok(page(gateway.list_sessions(call.caller()).await?)),
+        Op::ListSessions => ok_json(&page(gateway.list_sessions(call.caller()).await?)),
         Op::CreateSession => {
             let (body, caller) = call.json_body(false).await?;
             let name = body.required_str("name")?;
@@ -103,7 +103,7 @@ pub(crate) async fn dispatch(
             gateway.delete_session(call.caller(), call.param(0)).await?;
             Ok(empty_response(StatusCode::NO_CONTENT))
         }
-        Op::ListApiKeys => ok(page(gateway.list_api_keys(call.caller()).await?)),
+        Op::ListApiKeys => ok_json(&page(gateway.list_api_keys(call.caller()).await?)),
         Op::CreateApiKey => {
             let (body, caller) = call.json_body(false).await?;
             let name = body.required_str("name")?;
@@ -132,9 +132,24 @@ pub(crate) async fn dispatch(
     }
 }
 
-/// A one-page list: `{"data": [...], "nextCursor": ""}`.
-fn page<T: serde::Serialize>(data: Vec<T>) -> serde_json::Value {
-    json!({"data": data, "nextCursor": ""})
+/// A list response: `{"data": [...], "nextCursor": "..."}` (`""` on the last page).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Page<T> {
+    data: Vec<T>,
+    next_cursor: String,
+}
+
+/// A one-page list, serialized straight from the domain values.
+pub(crate) fn page<T: serde::Serialize>(data: Vec<T>) -> Page<T> {
+    Page {
+        data,
+        next_cursor: String::new(),
+    }
+}
+
+fn ok_json(value: &impl serde::Serialize) -> Result<HttpResponse, ApiError> {
+    Ok(json_response(StatusCode::OK, value))
 }
 
 fn parse_capabilities(names: &[String]) -> Result<Capabilities, ApiError> {
