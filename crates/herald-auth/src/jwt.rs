@@ -254,10 +254,7 @@ impl KeySet {
     }
 
     /// One JWK as a usable key, with its `kid` and a digest of its public parameters.
-    fn usable(
-        value: Value,
-        config: &JwtConfig,
-    ) -> Result<UsableKey, String> {
+    fn usable(value: Value, config: &JwtConfig) -> Result<UsableKey, String> {
         let jwk: Jwk = serde_json::from_value(value).map_err(|e| format!("not a JWK: {e}"))?;
         if let Some(kid) = &jwk.common.key_id {
             if kid.len() > MAX_KID_LEN {
@@ -375,7 +372,9 @@ fn explain(error: &jsonwebtoken::errors::Error) -> String {
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
             "the JWT's algorithm does not match its key".into()
         }
-        ErrorKind::MissingRequiredClaim(claim) => format!("the JWT has no `{claim}` claim"),
+        ErrorKind::MissingRequiredClaim(claim) => {
+            format!("the JWT has no `{claim}` claim (or it is malformed)")
+        }
         ErrorKind::InvalidClaimFormat(claim) => {
             format!("the JWT's `{claim}` claim has the wrong type")
         }
