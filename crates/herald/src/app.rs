@@ -157,7 +157,10 @@ impl App {
         let mut state = AppState::new(parts.gateway.clone(), auth);
         state.cors_origins = config.cors_origins.clone();
         if let Some(verifier) = jwt {
-            state.readiness.push(Arc::new(JwksReadiness(verifier)));
+            state
+                .readiness
+                .push(Arc::new(JwksReadiness(verifier.clone())));
+            state.metrics.push(Arc::new(JwksReadiness(verifier)));
         }
         let state = Arc::new(state);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -243,5 +246,29 @@ impl herald_http::ReadinessCheck for JwksReadiness {
 
     fn required(&self) -> bool {
         false
+    }
+}
+
+impl herald_http::MetricsSource for JwksReadiness {
+    fn render(&self, out: &mut String) {
+        let status = self.0.status();
+        let stale = u8::from(self.0.health().is_err());
+        out.push_str(&format!(
+            "# HELP herald_jwks_keys Usable keys in the cached JWKS.\n\
+             # TYPE herald_jwks_keys gauge\n\
+             herald_jwks_keys {}\n\
+             # HELP herald_jwks_fetches_total JWKS fetches attempted.\n\
+             # TYPE herald_jwks_fetches_total counter\n\
+             herald_jwks_fetches_total {}\n\
+             # HELP herald_jwks_stale 1 when the JWKS could not be refreshed (last good keys in use).\n\
+             # TYPE herald_jwks_stale gauge\n\
+             herald_jwks_stale {stale}\n\
+             # HELP herald_jwks_last_success_timestamp_seconds When the JWKS was last fetched.\n\
+             # TYPE herald_jwks_last_success_timestamp_seconds gauge\n\
+             herald_jwks_last_success_timestamp_seconds {}\n",
+            status.keys,
+            status.fetches,
+            status.last_success_ms.map_or(0, |ms| ms / 1000),
+        ));
     }
 }

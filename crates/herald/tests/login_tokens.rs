@@ -93,6 +93,12 @@ async fn rs256_es256_and_eddsa_login_tokens_call_the_api_with_their_role() {
     assert_eq!(health.status, 200, "{:?}", health.json);
     assert_eq!(health.json["checks"]["jwks"], "ok");
     assert_eq!(health.json["status"], "ready");
+    let metrics = server.client.send("GET", "/metrics", None, None).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("herald_jwks_keys 3") && text.contains("herald_jwks_stale 0"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

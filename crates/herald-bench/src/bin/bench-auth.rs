@@ -54,7 +54,11 @@ impl Keys {
     }
 
     fn all(&self) -> [(&'static str, &SigningKey); 3] {
-        [("RS256", &self.rsa), ("ES256", &self.ec), ("EdDSA", &self.ed)]
+        [
+            ("RS256", &self.rsa),
+            ("ES256", &self.ec),
+            ("EdDSA", &self.ed),
+        ]
     }
 }
 
@@ -149,7 +153,8 @@ fn get(path: &'static str, token: Option<String>) -> load::RequestFactory {
 }
 
 fn rotating(path: &'static str, tokens: Arc<Vec<String>>) -> load::RequestFactory {
-    let headers: Arc<Vec<String>> = Arc::new(tokens.iter().map(|t| format!("Bearer {t}")).collect());
+    let headers: Arc<Vec<String>> =
+        Arc::new(tokens.iter().map(|t| format!("Bearer {t}")).collect());
     Arc::new(move |n| {
         hyper::Request::get(path)
             .header("host", "bench")
@@ -288,7 +293,12 @@ async fn main() -> Result<()> {
         duration: Duration::from_secs(secs),
         expect_status: 200,
     };
-    let normal = serve(&config, verifier(&keys, 10_000).await?, ApiKeyAuthenticator::CACHE_TTL).await?;
+    let normal = serve(
+        &config,
+        verifier(&keys, 10_000).await?,
+        ApiKeyAuthenticator::CACHE_TTL,
+    )
+    .await?;
     {
         let client = herald_testkit::Client::new(&format!("http://{}", normal.addr));
         for i in 0..10 {
@@ -305,26 +315,57 @@ async fn main() -> Result<()> {
     let mut http = Vec::new();
     let baseline = load::run(normal.addr, get("/healthz", None), &load_config).await?;
     print_run("GET /healthz (no auth, no store)", &baseline, cores);
-    let with_key =
-        load::run(normal.addr, get("/api/v1/webhooks", Some(admin.clone())), &load_config).await?;
+    let with_key = load::run(
+        normal.addr,
+        get("/api/v1/webhooks", Some(admin.clone())),
+        &load_config,
+    )
+    .await?;
     print_run("API key (cached)", &with_key, cores);
     http.push(("API key", with_key.clone()));
     for (name, key) in keys.all() {
         let token = key.sign(&claims(ORG, "owner"));
-        let report = load::run(normal.addr, get("/api/v1/webhooks", Some(token)), &load_config).await?;
-        print_run(&format!("{name} JWT (same token each time: cached)"), &report, cores);
+        let report = load::run(
+            normal.addr,
+            get("/api/v1/webhooks", Some(token)),
+            &load_config,
+        )
+        .await?;
+        print_run(
+            &format!("{name} JWT (same token each time: cached)"),
+            &report,
+            cores,
+        );
         http.push((name, report));
     }
     normal.shutdown().await;
 
     let bare = serve(&config, verifier(&keys, 0).await?, Duration::ZERO).await?;
-    let bare_key = load::run(bare.addr, get("/api/v1/webhooks", Some(admin.clone())), &load_config).await?;
-    print_run("API key (no cache: store lookup every request)", &bare_key, cores);
+    let bare_key = load::run(
+        bare.addr,
+        get("/api/v1/webhooks", Some(admin.clone())),
+        &load_config,
+    )
+    .await?;
+    print_run(
+        "API key (no cache: store lookup every request)",
+        &bare_key,
+        cores,
+    );
     let mut http_uncached = vec![("API key", bare_key)];
     for (name, key) in keys.all() {
         let token = key.sign(&claims(ORG, "owner"));
-        let report = load::run(bare.addr, get("/api/v1/webhooks", Some(token)), &load_config).await?;
-        print_run(&format!("{name} JWT (no cache: signature every request)"), &report, cores);
+        let report = load::run(
+            bare.addr,
+            get("/api/v1/webhooks", Some(token)),
+            &load_config,
+        )
+        .await?;
+        print_run(
+            &format!("{name} JWT (no cache: signature every request)"),
+            &report,
+            cores,
+        );
         http_uncached.push((name, report));
     }
     // Distinct tokens on the normal cache path: every token is seen once (first use of a token).
@@ -334,9 +375,23 @@ async fn main() -> Result<()> {
             .collect(),
     );
     bare.shutdown().await;
-    let first_use = serve(&config, verifier(&keys, 10_000).await?, ApiKeyAuthenticator::CACHE_TTL).await?;
-    let report = load::run(first_use.addr, rotating("/api/v1/webhooks", fresh), &load_config).await?;
-    print_run("EdDSA JWT, 20,000 distinct tokens (cache misses)", &report, cores);
+    let first_use = serve(
+        &config,
+        verifier(&keys, 10_000).await?,
+        ApiKeyAuthenticator::CACHE_TTL,
+    )
+    .await?;
+    let report = load::run(
+        first_use.addr,
+        rotating("/api/v1/webhooks", fresh),
+        &load_config,
+    )
+    .await?;
+    print_run(
+        "EdDSA JWT, 20,000 distinct tokens (cache misses)",
+        &report,
+        cores,
+    );
     first_use.shutdown().await;
 
     // ---- 3. the share ----------------------------------------------------------------------
