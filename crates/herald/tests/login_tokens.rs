@@ -466,3 +466,65 @@ async fn claim_names_come_from_the_configuration() {
         "default claim names",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_token_sees_only_its_own_organization() {
+    let key = SigningKey::rsa(1);
+    let jwks = JwksServer::with_keys(&[&key]).await;
+    let server = server_for(&jwks, |_| {}).await;
+    let alice = key.sign(&claims("org_alice", "owner"));
+    let bob = key.sign(&claims("org_bob", "owner"));
+    let hook = server
+        .client
+        .post(
+            "/api/v1/webhooks",
+            &bob,
+            &json!({"url": "https://example.com/bob"}),
+        )
+        .await;
+    let session = server
+        .client
+        .post("/api/v1/sessions", &bob, &json!({"name": "bob"}))
+        .await;
+    let (hook_id, session_id) = (
+        hook.json["id"].as_str().unwrap(),
+        session.json["id"].as_str().unwrap(),
+    );
+    for path in [
+        format!("/api/v1/webhooks/{hook_id}"),
+        format!("/api/v1/sessions/{session_id}"),
+    ] {
+        let reply = server.client.get(&path, &alice).await;
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (404, "not_found"),
+            "{path}"
+        );
+        assert_eq!(
+            server.client.delete(&path, &alice).await.status,
+            404,
+            "{path}"
+        );
+        assert_eq!(
+            server.client.get(&path, &bob).await.status,
+            200,
+            "{path} survives"
+        );
+    }
+    for path in ["/api/v1/webhooks", "/api/v1/sessions", "/api/v1/api-keys"] {
+        let reply = server.client.get(path, &alice).await;
+        assert_eq!(reply.json["data"], json!([]), "{path}");
+    }
+    let reply = server
+        .client
+        .post(
+            "/api/v1/webhooks",
+            &alice,
+            &json!({"url": "https://example.com/a", "sessionId": session_id}),
+        )
+        .await;
+    assert_eq!(
+        reply.status, 404,
+        "a webhook scoped to another org's session"
+    );
+}
