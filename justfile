@@ -13,6 +13,12 @@ check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Authenticated GET /api/v1/webhooks on SQLite and Postgres vs a do-nothing hyper server.
+# Authenticated GET /api/v1/webhooks on SQLite and Postgres vs a do-nothing hyper server
+# (BENCH_SECS, BENCH_CONNECTIONS).
 bench-api:
     RUST_LOG=warn cargo run --release -p herald-bench --bin bench-api
+
+# What authentication costs: JWT/API-key verifications per second and authenticated
+# GET /api/v1/webhooks requests per second on the embedded store (BENCH_SECS, BENCH_CONNECTIONS).
+bench-auth:
+    RUST_LOG=warn cargo run --release -p herald-bench --bin bench-auth

@@ -1,6 +1,7 @@
-//! Benchmark support: a keep-alive HTTP/1.1 load generator ([`load`]) and a do-nothing hyper
-//! server ([`noop`]) to measure the machine's ceiling in the same run, so every figure can be
-//! reported next to what this box can do at all.
+//! Herald's benchmarks. [`load`] is a small HTTP/1.1 load generator over keep-alive
+//! connections and [`noop`] a do-nothing hyper server measured in the same run as the ceiling
+//! of this machine; both are shared by the bench binaries in `src/bin/` (`bench-api`,
+//! `bench-auth`, …). Benchmarks measure; they never assert on timings.
 
 pub mod load;
 pub mod noop;

@@ -197,17 +197,22 @@ fn webhook_fields(body: &JsonObject) -> Result<WebhookFields, ApiError> {
 async fn readyz(state: &Arc<AppState>) -> Result<HttpResponse, ApiError> {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
+    let mut degraded = false;
     let store = state.gateway.store.ping().await.map_err(|e| e.to_string());
-    for (name, result) in std::iter::once(("store", store)).chain(
+    for (name, result, required) in std::iter::once(("store", store, true)).chain(
         futures_util::future::join_all(
             state
                 .readiness
                 .iter()
-                .map(|c| async move { (c.name(), c.check().await) }),
+                .map(|c| async move { (c.name(), c.check().await, c.required()) }),
         )
         .await,
     ) {
-        ready &= result.is_ok();
+        if required {
+            ready &= result.is_ok();
+        } else {
+            degraded |= result.is_err();
+        }
         checks.insert(
             name.into(),
             match result {
@@ -223,7 +228,14 @@ async fn readyz(state: &Arc<AppState>) -> Result<HttpResponse, ApiError> {
     };
     Ok(json_response(
         status,
-        &json!({"status": if ready { "ready" } else { "unavailable" }, "checks": checks}),
+        &json!({
+            "status": match (ready, degraded) {
+                (false, _) => "unavailable",
+                (true, true) => "degraded",
+                (true, false) => "ready",
+            },
+            "checks": checks
+        }),
     ))
 }
 

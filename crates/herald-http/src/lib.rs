@@ -40,6 +40,11 @@ pub trait ReadinessCheck: Send + Sync {
     fn name(&self) -> &'static str;
     /// `Err(reason)` when not ready.
     async fn check(&self) -> Result<(), String>;
+    /// Whether a failure makes the replica unready (503). A check that is not required is
+    /// still reported, and turns the status to `degraded` while the answer stays 200.
+    fn required(&self) -> bool {
+        true
+    }
 }
 
 /// Something that contributes lines to `/metrics` (Prometheus text format).

@@ -2,7 +2,9 @@
 //! ([`TestDb`]: a temp SQLite file, or a fresh database on the real Postgres named by
 //! `HERALD_TEST_DATABASE_URL`), the real server on `127.0.0.1:0` ([`TestServer`]), a small HTTP
 //! client ([`Client`]), a local webhook receiver ([`Receiver`]) and [`eventually`] for waiting on
-//! a condition with a deadline instead of sleeping.
+//! a condition with a deadline instead of sleeping; login-token support ([`jwks`]: test signing
+//! keys, a local JWKS server, token minting); and replicas ([`TestServer::start_replica`]: a
+//! second server on the same database, as several `herald-api` processes share one Postgres).
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use herald::config::Config;
@@ -19,7 +21,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub mod jwks;
 mod receiver;
+pub use jwks::{JwksServer, SigningKey};
 pub use receiver::{Behaviour, Received, Receiver};
 
 /// The Postgres server tests use (a database is created on it per test).
@@ -49,7 +53,12 @@ pub struct TestDb {
 
 enum Cleanup {
     Dir(PathBuf),
-    PgDatabase { admin_url: String, name: String },
+    PgDatabase {
+        admin_url: String,
+        name: String,
+    },
+    /// Someone else's database (a replica's view of it): left alone.
+    Borrowed,
 }
 
 fn unique_name() -> String {
@@ -57,6 +66,14 @@ fn unique_name() -> String {
 }
 
 impl TestDb {
+    /// The same database as `self`, for a second server; dropping it removes nothing.
+    pub fn borrow(&self) -> Self {
+        Self {
+            database: self.database.clone(),
+            cleanup: Cleanup::Borrowed,
+        }
+    }
+
     /// A new, empty database of `backend`.
     pub async fn new(backend: Backend) -> Self {
         match backend {
@@ -111,6 +128,7 @@ impl Drop for TestDb {
             Cleanup::Dir(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
+            Cleanup::Borrowed => {}
             Cleanup::PgDatabase { admin_url, name } => {
                 let (admin_url, name) = (admin_url.clone(), name.clone());
                 // Drop runs inside the test's runtime; a thread of its own may block.
@@ -177,6 +195,12 @@ impl TestServer {
             base_url,
             db,
         }
+    }
+
+    /// Another server on this server's database and configuration (a second replica). Drop it
+    /// (or [`Self::stop`] it) before the first: the first owns the database.
+    pub async fn start_replica(&self) -> Self {
+        Self::start_on(self.db.borrow(), self.config.clone()).await
     }
 
     /// The address served on.

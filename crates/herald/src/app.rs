@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::wake::Wakeups;
-use herald_auth::{ApiKeyAuthenticator, BearerAuthenticator, Sha256Minter};
+use herald_auth::{ApiKeyAuthenticator, BearerAuthenticator, JwtConfig, JwtVerifier, Sha256Minter};
 use herald_domain::gateway::Gateway;
 use herald_domain::ports::{Store, SystemClock};
 use herald_domain::StoreError;
@@ -144,9 +144,24 @@ impl App {
             );
         }
         let api_keys = ApiKeyAuthenticator::new(parts.store.clone(), parts.gateway.clock.clone());
-        let auth = Arc::new(BearerAuthenticator::new(api_keys));
+        let mut bearer = BearerAuthenticator::new(api_keys);
+        let jwt = match jwt_verifier(&config) {
+            Some(verifier) => {
+                start_jwks(&verifier).await;
+                bearer = bearer.with_jwt(verifier.clone());
+                Some(verifier)
+            }
+            None => None,
+        };
+        let auth = Arc::new(bearer);
         let mut state = AppState::new(parts.gateway.clone(), auth);
         state.cors_origins = config.cors_origins.clone();
+        if let Some(verifier) = jwt {
+            state
+                .readiness
+                .push(Arc::new(JwksReadiness(verifier.clone())));
+            state.metrics.push(Arc::new(JwksReadiness(verifier)));
+        }
         let state = Arc::new(state);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(herald_http::run(listener, state, async move {
@@ -178,5 +193,82 @@ impl App {
         signal.await;
         tracing::info!("shutting down");
         self.shutdown().await;
+    }
+}
+
+/// The login-token verifier for `config`, when a JWKS is configured (`HERALD_JWKS_URL`).
+pub fn jwt_verifier(config: &Config) -> Option<Arc<JwtVerifier>> {
+    let url = config.jwks_url.as_ref()?;
+    let mut jwt = JwtConfig::new(url.clone());
+    jwt.issuer = config.jwt_issuer.clone();
+    jwt.audience = config.jwt_audience.clone();
+    jwt.org_claim = config.jwt_org_claim.clone();
+    jwt.role_claim = config.jwt_role_claim.clone();
+    jwt.refresh_interval = config.jwks_refresh;
+    jwt.min_refetch_interval = config.jwks_min_refetch;
+    Some(Arc::new(JwtVerifier::new(jwt)))
+}
+
+/// Loads the JWKS (waiting at most a few seconds: a slow or absent frontend must not keep the
+/// API from serving API keys) and starts the periodic refresh.
+async fn start_jwks(verifier: &Arc<JwtVerifier>) {
+    let first = {
+        let verifier = verifier.clone();
+        tokio::spawn(async move { verifier.refresh().await })
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), first).await {
+        Ok(Ok(Ok(keys))) => tracing::info!(keys, url = %verifier.config().jwks_url, "JWKS loaded"),
+        Ok(Ok(Err(error))) => tracing::warn!(
+            %error,
+            url = %verifier.config().jwks_url,
+            "JWKS not loaded at start-up; login tokens are refused until it is (retrying)"
+        ),
+        Ok(Err(error)) => tracing::warn!(%error, "JWKS start-up fetch failed"),
+        Err(_) => tracing::warn!("JWKS still loading after 5 s; serving meanwhile"),
+    }
+    verifier.spawn_refresher();
+}
+
+/// `/readyz` line for the JWKS: reports it stale or unavailable without marking the replica
+/// unready — every replica shares the same frontend, so taking them out of rotation would turn
+/// a JWKS outage into a full outage while API keys and the last good keys still work.
+struct JwksReadiness(Arc<JwtVerifier>);
+
+#[async_trait::async_trait]
+impl herald_http::ReadinessCheck for JwksReadiness {
+    fn name(&self) -> &'static str {
+        "jwks"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.health()
+    }
+
+    fn required(&self) -> bool {
+        false
+    }
+}
+
+impl herald_http::MetricsSource for JwksReadiness {
+    fn render(&self, out: &mut String) {
+        let status = self.0.status();
+        let stale = u8::from(self.0.health().is_err());
+        out.push_str(&format!(
+            "# HELP herald_jwks_keys Usable keys in the cached JWKS.\n\
+             # TYPE herald_jwks_keys gauge\n\
+             herald_jwks_keys {}\n\
+             # HELP herald_jwks_fetches_total JWKS fetches attempted.\n\
+             # TYPE herald_jwks_fetches_total counter\n\
+             herald_jwks_fetches_total {}\n\
+             # HELP herald_jwks_stale 1 when the JWKS could not be refreshed (last good keys in use).\n\
+             # TYPE herald_jwks_stale gauge\n\
+             herald_jwks_stale {stale}\n\
+             # HELP herald_jwks_last_success_timestamp_seconds When the JWKS was last fetched.\n\
+             # TYPE herald_jwks_last_success_timestamp_seconds gauge\n\
+             herald_jwks_last_success_timestamp_seconds {}\n",
+            status.keys,
+            status.fetches,
+            status.last_success_ms.map_or(0, |ms| ms / 1000),
+        ));
     }
 }

@@ -46,7 +46,9 @@ usage:
   herald-api keys revoke KEY_ID
 
 environment: DATABASE_URL (postgres://… or sqlite://path; default ./data/herald.db),
-  HERALD_SECRETS_KEY, HERALD_CORS_ORIGINS, HERALD_DELIVERY_TIMEOUT_MS, HERALD_RETENTION_DAYS";
+  HERALD_SECRETS_KEY, HERALD_CORS_ORIGINS, HERALD_DELIVERY_TIMEOUT_MS, HERALD_RETENTION_DAYS,
+  HERALD_JWKS_URL (login JWTs), HERALD_JWT_ISSUER, HERALD_JWT_AUDIENCE, HERALD_JWT_ORG_CLAIM (org),
+  HERALD_JWT_ROLE_CLAIM (role), HERALD_JWKS_REFRESH_SECS (300), HERALD_JWKS_MIN_REFETCH_SECS (10)";
 
 fn flag(args: &[String], name: &str) -> Result<String, String> {
     let at = args

@@ -32,6 +32,21 @@ pub struct Config {
     pub retention_days: u32,
     /// Database connections (`HERALD_DB_POOL_SIZE`, default 16).
     pub pool_size: usize,
+    /// The frontend's JWKS (`HERALD_JWKS_URL`); unset = login JWTs are refused, API keys only.
+    pub jwks_url: Option<String>,
+    /// The `iss` login JWTs must carry (`HERALD_JWT_ISSUER`); unset = not checked.
+    pub jwt_issuer: Option<String>,
+    /// The `aud` login JWTs must carry (`HERALD_JWT_AUDIENCE`); unset = not checked.
+    pub jwt_audience: Option<String>,
+    /// The claim naming the organization (`HERALD_JWT_ORG_CLAIM`, default `org`).
+    pub jwt_org_claim: String,
+    /// The claim naming the role (`HERALD_JWT_ROLE_CLAIM`, default `role`).
+    pub jwt_role_claim: String,
+    /// How often the JWKS is fetched again (`HERALD_JWKS_REFRESH_SECS`, default 300).
+    pub jwks_refresh: Duration,
+    /// The least time between two JWKS fetches caused by unknown `kid`s
+    /// (`HERALD_JWKS_MIN_REFETCH_SECS`, default 10).
+    pub jwks_min_refetch: Duration,
 }
 
 impl Default for Config {
@@ -46,6 +61,13 @@ impl Default for Config {
             allow_private: None,
             retention_days: 7,
             pool_size: 16,
+            jwks_url: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_org_claim: "org".into(),
+            jwt_role_claim: "role".into(),
+            jwks_refresh: Duration::from_secs(300),
+            jwks_min_refetch: Duration::from_secs(10),
         }
     }
 }
@@ -86,7 +108,22 @@ impl Config {
                 )))
             }
         };
+        let jwks_url = get("HERALD_JWKS_URL");
+        if let Some(url) = &jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError(format!(
+                    "HERALD_JWKS_URL={url} must be an http:// or https:// URL"
+                )));
+            }
+        }
         Ok(Self {
+            jwks_url,
+            jwt_issuer: get("HERALD_JWT_ISSUER"),
+            jwt_audience: get("HERALD_JWT_AUDIENCE"),
+            jwt_org_claim: get("HERALD_JWT_ORG_CLAIM").unwrap_or(defaults.jwt_org_claim),
+            jwt_role_claim: get("HERALD_JWT_ROLE_CLAIM").unwrap_or(defaults.jwt_role_claim),
+            jwks_refresh: Duration::from_secs(parse_num("HERALD_JWKS_REFRESH_SECS", 300)?.max(1)),
+            jwks_min_refetch: Duration::from_secs(parse_num("HERALD_JWKS_MIN_REFETCH_SECS", 10)?),
             database: Database::from_url(get("DATABASE_URL").as_deref())
                 .map_err(|e| ConfigError(e.message))?,
             listen: parse_addr("HERALD_LISTEN", defaults.listen)?,
@@ -158,5 +195,42 @@ mod tests {
             .contains("HERALD_LISTEN"));
         assert!(config(&[("DATABASE_URL", "mysql://x")]).is_err());
         assert!(config(&[("HERALD_DELIVERY_ALLOW_PRIVATE", "maybe")]).is_err());
+        assert!(config(&[("HERALD_JWKS_URL", "file:///etc/passwd")])
+            .unwrap_err()
+            .0
+            .contains("HERALD_JWKS_URL"));
+    }
+
+    #[test]
+    fn login_token_settings_default_to_org_and_role_claims() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.jwks_url, None);
+        assert_eq!(
+            (c.jwt_org_claim.as_str(), c.jwt_role_claim.as_str()),
+            ("org", "role")
+        );
+        assert_eq!(c.jwks_refresh, Duration::from_secs(300));
+        assert_eq!(c.jwks_min_refetch, Duration::from_secs(10));
+        let c = config(&[
+            (
+                "HERALD_JWKS_URL",
+                "https://app.example.com/.well-known/jwks.json",
+            ),
+            ("HERALD_JWT_ISSUER", "https://app.example.com"),
+            ("HERALD_JWT_AUDIENCE", "herald"),
+            ("HERALD_JWT_ORG_CLAIM", "org_id"),
+            ("HERALD_JWT_ROLE_CLAIM", "org_role"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.jwks_url.as_deref(),
+            Some("https://app.example.com/.well-known/jwks.json")
+        );
+        assert_eq!(c.jwt_issuer.as_deref(), Some("https://app.example.com"));
+        assert_eq!(c.jwt_audience.as_deref(), Some("herald"));
+        assert_eq!(
+            (c.jwt_org_claim.as_str(), c.jwt_role_claim.as_str()),
+            ("org_id", "org_role")
+        );
     }
 }
