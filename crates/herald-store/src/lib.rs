@@ -9,6 +9,8 @@
 //!
 //! Only this crate knows SQL.
 
+mod deliveries;
+pub mod listen;
 mod pg;
 mod repo;
 mod rows;
