@@ -51,7 +51,7 @@ pub async fn listen_for_events(
                 }
             }
         }
-        if connected.load(std::sync::atomic::Ordering::Relaxed) {
+        if std::sync::atomic::AtomicBool::load(&connected, std::sync::atomic::Ordering::Relaxed) {
             // A working connection that broke is retried quickly, not after the last backoff.
             backoff = Duration::from_millis(100);
         }
