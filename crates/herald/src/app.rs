@@ -115,6 +115,7 @@ pub struct App {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
+    dispatcher: Option<crate::dispatch::RunningDispatcher>,
 }
 
 impl App {
@@ -147,6 +148,14 @@ impl App {
         let auth = Arc::new(BearerAuthenticator::new(api_keys));
         let mut state = AppState::new(parts.gateway.clone(), auth);
         state.cors_origins = config.cors_origins.clone();
+        // Single-node mode (§7): the embedded store, or `--with-dispatcher`, delivers in-process.
+        let dispatcher = (config.database.is_embedded() || config.with_dispatcher)
+            .then(|| crate::dispatch::RunningDispatcher::start(&config, &parts));
+        if let Some(running) = &dispatcher {
+            state.metrics.push(Arc::new(crate::dispatch::DeliveryMetricsSource(
+                running.handle().metrics().clone(),
+            )));
+        }
         let state = Arc::new(state);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(herald_http::run(listener, state, async move {
@@ -157,6 +166,7 @@ impl App {
             local_addr,
             stop: Some(stop),
             server,
+            dispatcher,
         })
     }
 
@@ -171,6 +181,9 @@ impl App {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.shutdown().await;
+        }
     }
 
     /// Serves until `signal` resolves, then shuts down gracefully.

@@ -32,6 +32,15 @@ pub struct Config {
     pub retention_days: u32,
     /// Database connections (`HERALD_DB_POOL_SIZE`, default 16).
     pub pool_size: usize,
+    /// Whether `herald-api` also runs the dispatcher on Postgres (`--with-dispatcher`); the
+    /// embedded store always does.
+    pub with_dispatcher: bool,
+    /// Concurrent first-attempt deliveries per dispatcher (`HERALD_DELIVERY_WORKERS`, default
+    /// 64; retries get half as many of their own).
+    pub delivery_workers: usize,
+    /// Concurrent attempts to one webhook per dispatcher lane (`HERALD_DELIVERY_PER_WEBHOOK`,
+    /// default 16).
+    pub delivery_per_webhook: usize,
 }
 
 impl Default for Config {
@@ -46,6 +55,9 @@ impl Default for Config {
             allow_private: None,
             retention_days: 7,
             pool_size: 16,
+            with_dispatcher: false,
+            delivery_workers: 64,
+            delivery_per_webhook: 16,
         }
     }
 }
@@ -106,6 +118,10 @@ impl Config {
             allow_private,
             retention_days: parse_num("HERALD_RETENTION_DAYS", 7)?.clamp(1, 3650) as u32,
             pool_size: parse_num("HERALD_DB_POOL_SIZE", 16)?.clamp(1, 256) as usize,
+            with_dispatcher: false,
+            delivery_workers: parse_num("HERALD_DELIVERY_WORKERS", 64)?.clamp(1, 1024) as usize,
+            delivery_per_webhook: parse_num("HERALD_DELIVERY_PER_WEBHOOK", 16)?.clamp(1, 1024)
+                as usize,
         })
     }
 

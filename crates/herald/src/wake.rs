@@ -4,12 +4,17 @@
 
 use herald_domain::ports::ChangeListener;
 use herald_domain::OrgId;
+use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
+
+/// A callback run on every commit (see [`Wakeups::subscribe`]).
+type Subscriber = Arc<dyn Fn() + Send + Sync>;
 
 /// Wakes local waiters when events are committed.
 #[derive(Default)]
 pub struct Wakeups {
     events: Notify,
+    subscribers: RwLock<Vec<Subscriber>>,
 }
 
 impl Wakeups {
@@ -17,10 +22,23 @@ impl Wakeups {
     pub async fn events_committed(&self) {
         self.events.notified().await;
     }
+
+    /// Runs `wake` on every commit from now on. Each subscriber is told of every commit
+    /// (unlike [`Wakeups::events_committed`], which wakes one waiter), so the dispatcher and a
+    /// live stream in the same process never steal each other's wake-ups.
+    pub fn subscribe(&self, wake: impl Fn() + Send + Sync + 'static) {
+        self.subscribers
+            .write()
+            .expect("wake-up subscribers")
+            .push(Arc::new(wake));
+    }
 }
 
 impl ChangeListener for Wakeups {
     fn events_committed(&self, _org: &OrgId) {
         self.events.notify_one();
+        for wake in self.subscribers.read().expect("wake-up subscribers").iter() {
+            wake();
+        }
     }
 }

@@ -1,0 +1,165 @@
+//! Running the dispatcher: in-process beside the API (single-node mode: the embedded store, or
+//! `herald-api --with-dispatcher`) or alone as `herald-dispatcher`, which also serves
+//! `/healthz`, `/readyz` and `/metrics` on `HERALD_DISPATCHER_LISTEN`.
+//!
+//! Wake-ups come from two places: this process's own commits ([`Wakeups`]) and, on Postgres,
+//! every replica's commits through `LISTEN herald_events` on a dedicated connection that
+//! reconnects by itself when Postgres restarts.
+
+use crate::app::{assemble, Parts, StartError};
+use crate::config::Config;
+use crate::wake::Wakeups;
+use herald_delivery::{
+    DeliveryMetrics, Dispatcher, DispatcherConfig, DispatcherHandle, UreqTransport,
+};
+use herald_domain::ports::{DeliveryStore, Store};
+use herald_http::ops::OpsState;
+use herald_http::{MetricsSource, ReadinessCheck};
+use herald_store::Database;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Exposes the dispatcher's metrics on `/metrics`.
+pub struct DeliveryMetricsSource(pub Arc<DeliveryMetrics>);
+
+impl MetricsSource for DeliveryMetricsSource {
+    fn render(&self, out: &mut String) {
+        self.0.render(out);
+    }
+}
+
+/// `/readyz` for the standalone dispatcher: the store answers.
+struct StoreReady(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for StoreReady {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+/// The dispatcher's settings from the configuration.
+pub fn dispatcher_config(config: &Config) -> DispatcherConfig {
+    let mut settings = DispatcherConfig::new(config.delivery_timeout);
+    settings.fresh_workers = config.delivery_workers;
+    settings.retry_workers = (config.delivery_workers / 2).max(1);
+    settings.per_webhook = config.delivery_per_webhook;
+    settings.retention = Duration::from_secs(u64::from(config.retention_days) * 24 * 3600);
+    settings
+}
+
+/// A dispatcher running in this process.
+pub struct RunningDispatcher {
+    handle: DispatcherHandle,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningDispatcher {
+    /// Starts a dispatcher on `parts`, woken by this process's commits and (on Postgres) by
+    /// every replica's.
+    pub fn start(config: &Config, parts: &Parts) -> Self {
+        let allow_private = config.private_destinations_allowed();
+        if allow_private {
+            tracing::warn!(
+                "webhook deliveries may reach private and loopback addresses \
+                 (HERALD_DELIVERY_ALLOW_PRIVATE or the embedded store's default)"
+            );
+        }
+        let store: Arc<dyn DeliveryStore> = parts.store.clone();
+        let dispatcher = Dispatcher::new(
+            store,
+            parts.cipher.clone(),
+            parts.gateway.clock.clone(),
+            Arc::new(UreqTransport::new(config.delivery_timeout, allow_private)),
+            dispatcher_config(config),
+        );
+        let handle = dispatcher.handle();
+        let (stop, stopped) = watch::channel(false);
+        let local = handle.clone();
+        parts.wakeups.subscribe(move || local.wake());
+        if let Database::Postgres(url) = &config.database {
+            let remote = handle.clone();
+            let mut stopped = stopped.clone();
+            tokio::spawn(herald_store::listen::listen_for_events(
+                url.clone(),
+                move || remote.wake(),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ));
+        }
+        let mut stopped = stopped;
+        let task = tokio::spawn(dispatcher.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        Self { handle, stop, task }
+    }
+
+    /// Its handle (wake-ups, metrics).
+    pub fn handle(&self) -> &DispatcherHandle {
+        &self.handle
+    }
+
+    /// Stops claiming, finishes the attempts in flight, writes their outcomes, returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// `herald-dispatcher`: delivers until `shutdown` resolves and serves the operations endpoints
+/// on `config.dispatcher_listen`.
+pub async fn run_dispatcher(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let listener = TcpListener::bind(config.dispatcher_listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.dispatcher_listen,
+            source,
+        })?;
+    run_dispatcher_on(config, listener, shutdown).await
+}
+
+/// [`run_dispatcher`] on an already-bound listener.
+pub async fn run_dispatcher_on(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let parts = assemble(&config).await?;
+    let running = RunningDispatcher::start(&config, &parts);
+    let ops = Arc::new(OpsState {
+        readiness: vec![Arc::new(StoreReady(parts.store.clone()))],
+        metrics: vec![Arc::new(DeliveryMetricsSource(
+            running.handle().metrics().clone(),
+        ))],
+    });
+    let addr = listener.local_addr().ok();
+    let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops_task = tokio::spawn(herald_http::ops::run(listener, ops, async move {
+        let _ = ops_stopped.await;
+    }));
+    tracing::info!(addr = ?addr, store = %config.database.describe(), "herald-dispatcher is delivering");
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    let _ = ops_stop.send(());
+    let _ = ops_task.await;
+    Ok(())
+}
+
+/// Keeps [`Wakeups`] in this module's vocabulary for embedders wiring their own dispatcher.
+pub fn wake_dispatcher_on_commit(wakeups: &Wakeups, handle: &DispatcherHandle) {
+    let handle = handle.clone();
+    wakeups.subscribe(move || handle.wake());
+}
