@@ -53,6 +53,9 @@ pub struct DispatcherConfig {
     pub batch: usize,
     /// How long finished deliveries and their events are kept (`HERALD_RETENTION_DAYS`).
     pub retention: Duration,
+    /// How much longer than the timeout a lease lasts: 60 s, as the protocol promises. Only
+    /// tests shorten it (to see a killed dispatcher's work come back quickly).
+    pub lease_margin: Duration,
 }
 
 impl DispatcherConfig {
@@ -65,7 +68,18 @@ impl DispatcherConfig {
             per_webhook: 16,
             batch: 64,
             retention: Duration::from_secs(7 * 24 * 3600),
+            lease_margin: Duration::from_millis(Lease::MARGIN_MS as u64),
         }
+    }
+
+    /// How long a claim lasts.
+    fn lease_ms(&self) -> i64 {
+        self.timeout_ms() + self.lease_margin.as_millis().min(i64::MAX as u128) as i64
+    }
+
+    /// How much lease beyond the timeout must remain to start an attempt.
+    fn start_safety_ms(&self) -> i64 {
+        (self.lease_margin.as_millis() as i64 / 2).min(START_SAFETY_MS)
     }
 
     fn workers(&self, lane: Lane) -> usize {
@@ -80,7 +94,8 @@ impl DispatcherConfig {
     }
 }
 
-/// An attempt is started only while this much lease beyond the timeout remains.
+/// An attempt is started only while this much lease beyond the timeout remains (or half the
+/// margin, when a test shortened it).
 const START_SAFETY_MS: i64 = 5_000;
 /// Longest a lane sleeps without being woken.
 const MAX_IDLE: Duration = Duration::from_secs(30);
@@ -287,7 +302,7 @@ async fn run_lane(
             let limit = free.min(config.batch.max(1));
             let lease = Lease {
                 owner: shared.owner.clone(),
-                until: now + Lease::duration_for(config.timeout_ms()),
+                until: now + config.lease_ms(),
             };
             match shared
                 .store
@@ -387,7 +402,7 @@ fn start(
     late: &mut Vec<DeliveryId>,
 ) {
     let now = shared.clock.now_ms();
-    if item.lease_until - now < shared.config.timeout_ms() + START_SAFETY_MS {
+    if item.lease_until - now < shared.config.timeout_ms() + shared.config.start_safety_ms() {
         // Starting now could outlast the lease and overlap another dispatcher's attempt.
         late.push(item.id);
         return;
@@ -592,7 +607,7 @@ async fn complete_outcomes(
     shared: Arc<Shared>,
     mut outcomes: mpsc::UnboundedReceiver<AttemptOutcome>,
 ) {
-    let lease_ms = Lease::duration_for(shared.config.timeout_ms());
+    let lease_ms = shared.config.lease_ms();
     let mut batch = Vec::with_capacity(COMPLETION_BATCH);
     while let Some(first) = outcomes.recv().await {
         batch.push(first);

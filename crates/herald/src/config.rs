@@ -41,6 +41,10 @@ pub struct Config {
     /// Concurrent attempts to one webhook per dispatcher lane (`HERALD_DELIVERY_PER_WEBHOOK`,
     /// default 16).
     pub delivery_per_webhook: usize,
+    /// How much longer than the timeout a delivery lease lasts
+    /// (`HERALD_DELIVERY_LEASE_MARGIN_MS`, default 60 s; the protocol promises 60 s — only
+    /// tests shorten it).
+    pub delivery_lease_margin: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             with_dispatcher: false,
             delivery_workers: 64,
             delivery_per_webhook: 16,
+            delivery_lease_margin: Duration::from_secs(60),
         }
     }
 }
@@ -122,6 +127,9 @@ impl Config {
             delivery_workers: parse_num("HERALD_DELIVERY_WORKERS", 64)?.clamp(1, 1024) as usize,
             delivery_per_webhook: parse_num("HERALD_DELIVERY_PER_WEBHOOK", 16)?.clamp(1, 1024)
                 as usize,
+            delivery_lease_margin: Duration::from_millis(
+                parse_num("HERALD_DELIVERY_LEASE_MARGIN_MS", 60_000)?.max(1_000),
+            ),
         })
     }
 
