@@ -22,7 +22,10 @@ fn spawn_dispatcher(server: &TestServer) -> Child {
     };
     Command::new(env!("CARGO_BIN_EXE_herald-dispatcher"))
         .env("DATABASE_URL", url)
-        .env("HERALD_SECRETS_KEY", server.config.secrets_key.clone().unwrap())
+        .env(
+            "HERALD_SECRETS_KEY",
+            server.config.secrets_key.clone().unwrap(),
+        )
         .env("HERALD_DELIVERY_ALLOW_PRIVATE", "true")
         .env("HERALD_DELIVERY_TIMEOUT_MS", "2000")
         .env("HERALD_DELIVERY_LEASE_MARGIN_MS", "3000")
@@ -38,7 +41,11 @@ fn spawn_dispatcher(server: &TestServer) -> Child {
 async fn ping(server: &TestServer, token: &str, webhook: &str) -> String {
     let reply = server
         .client
-        .post(&format!("/api/v1/webhooks/{webhook}/test"), token, &json!({}))
+        .post(
+            &format!("/api/v1/webhooks/{webhook}/test"),
+            token,
+            &json!({}),
+        )
         .await;
     assert_eq!(reply.status, 202, "{:?}", reply.json);
     reply.json["eventId"].as_str().unwrap().to_owned()
@@ -47,7 +54,10 @@ async fn ping(server: &TestServer, token: &str, webhook: &str) -> String {
 fn counts(receiver: &Receiver) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for r in receiver.received() {
-        let id = r.headers["x-webhook-request-id"].to_str().unwrap().to_owned();
+        let id = r.headers["x-webhook-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         *seen.entry(id).or_insert(0) += 1;
     }
     seen
@@ -88,7 +98,12 @@ async fn a_killed_dispatcher_loses_nothing_and_the_survivor_rides_out_a_postgres
         let seen = counts(&receiver);
         events.iter().all(|e| seen.contains_key(e)).then_some(seen)
     };
-    let seen = eventually("every event to be delivered", Duration::from_secs(40), all_delivered).await;
+    let seen = eventually(
+        "every event to be delivered",
+        Duration::from_secs(40),
+        all_delivered,
+    )
+    .await;
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     assert!(
         duplicates <= PER_WEBHOOK,
@@ -100,7 +115,9 @@ async fn a_killed_dispatcher_loses_nothing_and_the_survivor_rides_out_a_postgres
         unreachable!()
     };
     let name = url.rsplit('/').next().unwrap().to_owned();
-    let mut admin = AsyncPgConnection::establish(&postgres_admin_url()).await.unwrap();
+    let mut admin = AsyncPgConnection::establish(&postgres_admin_url())
+        .await
+        .unwrap();
     diesel::sql_query(format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = '{name}' AND pid <> pg_backend_pid()"
@@ -113,20 +130,32 @@ async fn a_killed_dispatcher_loses_nothing_and_the_survivor_rides_out_a_postgres
     let mut later = Vec::new();
     for _ in 0..10 {
         // The API's own pool may hand out a connection that was just cut: try again.
-        let id = eventually("the API to accept a ping", Duration::from_secs(10), || async {
-            let reply = server
-                .client
-                .post(&format!("/api/v1/webhooks/{webhook}/test"), &token, &json!({}))
-                .await;
-            (reply.status == 202).then(|| reply.json["eventId"].as_str().unwrap().to_owned())
-        })
+        let id = eventually(
+            "the API to accept a ping",
+            Duration::from_secs(10),
+            || async {
+                let reply = server
+                    .client
+                    .post(
+                        &format!("/api/v1/webhooks/{webhook}/test"),
+                        &token,
+                        &json!({}),
+                    )
+                    .await;
+                (reply.status == 202).then(|| reply.json["eventId"].as_str().unwrap().to_owned())
+            },
+        )
         .await;
         later.push(id);
     }
-    eventually("the survivor to deliver after the restart", Duration::from_secs(30), || async {
-        let seen = counts(&receiver);
-        later.iter().all(|e| seen.contains_key(e)).then_some(())
-    })
+    eventually(
+        "the survivor to deliver after the restart",
+        Duration::from_secs(30),
+        || async {
+            let seen = counts(&receiver);
+            later.iter().all(|e| seen.contains_key(e)).then_some(())
+        },
+    )
     .await;
 
     // SIGTERM: a clean stop.
@@ -140,7 +169,10 @@ async fn a_killed_dispatcher_loses_nothing_and_the_survivor_rides_out_a_postgres
         if let Some(status) = survivor.try_wait().unwrap() {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "the survivor did not exit on SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the survivor did not exit on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exited.success(), "exit status {exited:?}");

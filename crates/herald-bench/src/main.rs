@@ -18,7 +18,7 @@ use herald_testkit::{Backend, Client, TestDb};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -81,7 +81,9 @@ async fn start_sink() -> Result<(Arc<Sink>, SocketAddr)> {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn binary(name: &str) -> Result<PathBuf> {
@@ -91,7 +93,10 @@ fn binary(name: &str) -> Result<PathBuf> {
         .to_owned();
     let path = dir.join(name);
     if !path.exists() {
-        bail!("{} not found: build it with `cargo build --release -p {name}`", path.display());
+        bail!(
+            "{} not found: build it with `cargo build --release -p {name}`",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -119,7 +124,10 @@ impl Env {
 fn dispatcher(env: &Env) -> Result<Child> {
     Ok(env
         .command("herald-dispatcher")?
-        .env("HERALD_DISPATCHER_LISTEN", format!("127.0.0.1:{}", free_port()?))
+        .env(
+            "HERALD_DISPATCHER_LISTEN",
+            format!("127.0.0.1:{}", free_port()?),
+        )
         .spawn()?)
 }
 
@@ -269,7 +277,10 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Warm up connections and caches.
     push(&client, &token, &test_path, json!({}), 500, 32).await?;
-    wait_for("warm-up", Duration::from_secs(60), || sink.count.load(Ordering::Relaxed) >= 500).await?;
+    wait_for("warm-up", Duration::from_secs(60), || {
+        sink.count.load(Ordering::Relaxed) >= 500
+    })
+    .await?;
     let n = scaled(20_000);
     let base = sink.count.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -343,7 +354,9 @@ async fn main() -> Result<()> {
 
     // 2. Ten endpoints: a backlog built with no dispatcher running, then drained.
     terminate(&mut dsp);
-    client.delete(&format!("/api/v1/webhooks/{one}"), &token).await;
+    client
+        .delete(&format!("/api/v1/webhooks/{one}"), &token)
+        .await;
     for _ in 0..10 {
         client
             .post("/api/v1/webhooks", &token, &json!({"url": url}))
@@ -351,9 +364,20 @@ async fn main() -> Result<()> {
     }
     let sessions = scaled(2_000);
     let started = Instant::now();
-    push(&client, &token, &["/api/v1/sessions".to_owned()], json!({"name": "bench"}), sessions, 32).await?;
+    push(
+        &client,
+        &token,
+        &["/api/v1/sessions".to_owned()],
+        json!({"name": "bench"}),
+        sessions,
+        32,
+    )
+    .await?;
     let took = started.elapsed();
-    let backlog = parts.store.delivery_backlog(parts.gateway.clock.now_ms()).await?;
+    let backlog = parts
+        .store
+        .delivery_backlog(parts.gateway.clock.now_ms())
+        .await?;
     println!(
         "10 endpoints: {sessions} sessions created at {:.0}/s through the API → {} pending deliveries",
         sessions as f64 / took.as_secs_f64(),
@@ -379,8 +403,19 @@ async fn main() -> Result<()> {
     terminate(&mut dsp);
     sink.delay_ms.store(2_000, Ordering::Relaxed);
     let sessions = scaled(5_000);
-    push(&client, &token, &["/api/v1/sessions".to_owned()], json!({"name": "bench"}), sessions, 32).await?;
-    let backlog = parts.store.delivery_backlog(parts.gateway.clock.now_ms()).await?;
+    push(
+        &client,
+        &token,
+        &["/api/v1/sessions".to_owned()],
+        json!({"name": "bench"}),
+        sessions,
+        32,
+    )
+    .await?;
+    let backlog = parts
+        .store
+        .delivery_backlog(parts.gateway.clock.now_ms())
+        .await?;
     let dsp = dispatcher(&env)?;
     let pid = dsp.id();
     let mut peak = 0;
@@ -389,7 +424,10 @@ async fn main() -> Result<()> {
         peak = peak.max(rss_kib(pid, "VmRSS:"));
     }
     let hwm = rss_kib(pid, "VmHWM:");
-    let still = parts.store.delivery_backlog(parts.gateway.clock.now_ms()).await?;
+    let still = parts
+        .store
+        .delivery_backlog(parts.gateway.clock.now_ms())
+        .await?;
     println!(
         "RSS: dispatcher with {} deliveries pending (still {} after 10 s against a 2 s receiver): peak VmRSS {:.1} MiB, VmHWM {:.1} MiB",
         backlog.pending,

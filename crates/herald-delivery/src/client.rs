@@ -154,7 +154,10 @@ fn classify_io(error: &std::io::Error, https: bool) -> AttemptError {
         K::InvalidData if https => AttemptError::Tls,
         _ => {
             // ureq wraps its own errors (a timeout while reading the body) in io::Error.
-            match error.get_ref().and_then(|e| e.downcast_ref::<ureq::Error>()) {
+            match error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<ureq::Error>())
+            {
                 Some(inner) => classify(inner, https),
                 None => AttemptError::Connect,
             }
@@ -207,7 +210,11 @@ mod tests {
     #[test]
     fn a_refused_connection_is_a_connect_error() {
         // Bind then drop a listener to find a port nobody listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let t = UreqTransport::new(Duration::from_secs(2), true);
         let a = t.post(&format!("http://127.0.0.1:{port}/"), &[], b"{}");
         assert_eq!(a.error, Some(AttemptError::Connect), "{a:?}");

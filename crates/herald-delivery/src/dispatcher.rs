@@ -101,6 +101,8 @@ const START_SAFETY_MS: i64 = 5_000;
 const MAX_IDLE: Duration = Duration::from_secs(30);
 /// Shortest pause between two claims that found nothing they could take.
 const MIN_RECHECK: Duration = Duration::from_millis(25);
+/// Shortest pause when due work was left because its webhooks are at their cap.
+const SATURATED_RECHECK: Duration = Duration::from_millis(250);
 /// Most outcomes written in one completion query.
 const COMPLETION_BATCH: usize = 512;
 
@@ -321,7 +323,7 @@ async fn run_lane(
                     next_check = if more_due {
                         Instant::now() + MAX_IDLE
                     } else {
-                        next_wake(&shared, lane).await
+                        next_wake(&shared, lane, !state.excluded.is_empty()).await
                     };
                 }
                 Err(error) => {
@@ -415,9 +417,8 @@ fn start(
     tokio::task::spawn_blocking(move || {
         let webhook = item.webhook_id;
         let began = Instant::now();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            attempt(&shared, &item)
-        }));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&shared, &item)));
         let outcome = match result {
             Ok((outcome, sent)) => {
                 shared.handle.metrics.record_attempt(
@@ -491,13 +492,20 @@ async fn release(shared: &Arc<Shared>, ids: Vec<DeliveryId>) {
     }
 }
 
-/// When the lane should look again: its next due retry or lease lapse, within bounds.
-async fn next_wake(shared: &Arc<Shared>, lane: Lane) -> Instant {
+/// When the lane should look again: its next due retry or lease lapse, within bounds. Work
+/// that is due but was not claimable belongs to webhooks at their cap (`saturated`; a finished
+/// attempt re-opens them, so a slow recheck suffices) or is being claimed by another replica.
+async fn next_wake(shared: &Arc<Shared>, lane: Lane, saturated: bool) -> Instant {
     let now = shared.clock.now_ms();
+    let floor = if saturated {
+        SATURATED_RECHECK
+    } else {
+        MIN_RECHECK
+    };
     match shared.store.next_claimable_at(lane, now).await {
         Ok(Some(at)) => {
             let wait = Duration::from_millis((at - now).max(0) as u64);
-            Instant::now() + wait.clamp(MIN_RECHECK, MAX_IDLE)
+            Instant::now() + wait.clamp(floor, MAX_IDLE)
         }
         Ok(None) => Instant::now() + MAX_IDLE,
         Err(error) => {

@@ -69,7 +69,14 @@ fn is_blocked_v6(ip: Ipv6Addr) -> bool {
 /// The IPv4 address an IPv6 address stands for, in the forms that route to one.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let seg = ip.segments();
-    let tail = || Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+    let tail = || {
+        Ipv4Addr::new(
+            (seg[6] >> 8) as u8,
+            seg[6] as u8,
+            (seg[7] >> 8) as u8,
+            seg[7] as u8,
+        )
+    };
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4); // ::ffff:a.b.c.d
     }
@@ -108,7 +115,12 @@ impl GuardedResolver {
         }
     }
 
-    fn lookup(&self, host: &str, port: u16, timeout: &NextTimeout) -> Result<Vec<SocketAddr>, ureq::Error> {
+    fn lookup(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: &NextTimeout,
+    ) -> Result<Vec<SocketAddr>, ureq::Error> {
         let key = format!("{host}:{port}");
         if let Some((at, addrs)) = self.cache.lock().expect("dns cache").get(&key) {
             if at.elapsed() < DNS_TTL {
@@ -154,7 +166,11 @@ impl Resolver for GuardedResolver {
         let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
         let port = uri
             .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         let addrs = match literal.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
@@ -190,14 +206,35 @@ mod tests {
     #[test]
     fn private_and_special_ipv4_are_refused() {
         for ip in [
-            "0.0.0.0", "0.1.2.3", "127.0.0.1", "127.255.0.9", "10.0.0.1", "172.16.0.1",
-            "172.31.255.255", "192.168.1.1", "169.254.169.254", "100.64.0.1", "100.127.255.254",
-            "224.0.0.1", "239.255.255.250", "255.255.255.255", "240.0.0.1", "192.0.0.8",
-            "198.18.0.1", "192.0.2.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "127.0.0.1",
+            "127.255.0.9",
+            "10.0.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.254",
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "240.0.0.1",
+            "192.0.0.8",
+            "198.18.0.1",
+            "192.0.2.1",
         ] {
             assert!(blocked(ip), "{ip} should be refused");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "93.184.216.34", "100.63.255.255"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "93.184.216.34",
+            "100.63.255.255",
+        ] {
             assert!(!blocked(ip), "{ip} should be allowed");
         }
     }
@@ -205,13 +242,30 @@ mod tests {
     #[test]
     fn private_and_special_ipv6_are_refused_including_embedded_ipv4() {
         for ip in [
-            "::", "::1", "fc00::1", "fd12:3456::1", "fe80::1", "ff02::1", "fec0::1",
-            "2001:db8::1", "::ffff:127.0.0.1", "::ffff:10.1.2.3", "::ffff:169.254.169.254",
-            "::127.0.0.1", "64:ff9b::10.0.0.1", "2002:7f00:0001::1", "100::1",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "fec0::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.1.2.3",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "2002:7f00:0001::1",
+            "100::1",
         ] {
             assert!(blocked(ip), "{ip} should be refused");
         }
-        for ip in ["2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::8.8.8.8", "2002:0808:0808::1"] {
+        for ip in [
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::8.8.8.8",
+            "2002:0808:0808::1",
+        ] {
             assert!(!blocked(ip), "{ip} should be allowed");
         }
     }
@@ -220,13 +274,26 @@ mod tests {
     fn the_resolver_vets_literal_addresses_and_names() {
         let guard = GuardedResolver::new(false);
         let config = Config::default();
-        let resolve = |url: &str| guard.resolve(&url.parse().unwrap(), &config, NextTimeout::default());
-        assert!(matches!(resolve("http://127.0.0.1:9/x"), Err(ureq::Error::Other(e)) if e.is::<BlockedAddress>()));
-        assert!(matches!(resolve("http://[::1]:9/x"), Err(ureq::Error::Other(e)) if e.is::<BlockedAddress>()));
-        assert!(matches!(resolve("http://localhost:9/x"), Err(ureq::Error::Other(e)) if e.is::<BlockedAddress>()));
+        let resolve =
+            |url: &str| guard.resolve(&url.parse().unwrap(), &config, NextTimeout::default());
+        assert!(
+            matches!(resolve("http://127.0.0.1:9/x"), Err(ureq::Error::Other(e)) if e.is::<BlockedAddress>())
+        );
+        assert!(
+            matches!(resolve("http://[::1]:9/x"), Err(ureq::Error::Other(e)) if e.is::<BlockedAddress>())
+        );
+        assert!(
+            matches!(resolve("http://localhost:9/x"), Err(ureq::Error::Other(e)) if e.is::<BlockedAddress>())
+        );
         let addrs = resolve("http://8.8.8.8/x").unwrap();
         assert_eq!(addrs[0], "8.8.8.8:80".parse::<SocketAddr>().unwrap());
         let open = GuardedResolver::new(true);
-        assert!(open.resolve(&"http://127.0.0.1:9/".parse().unwrap(), &config, NextTimeout::default()).is_ok());
+        assert!(open
+            .resolve(
+                &"http://127.0.0.1:9/".parse().unwrap(),
+                &config,
+                NextTimeout::default()
+            )
+            .is_ok());
     }
 }

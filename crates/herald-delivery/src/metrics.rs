@@ -79,7 +79,10 @@ impl DeliveryMetrics {
 
     /// Attempts running right now, both lanes.
     pub fn in_flight_total(&self) -> i64 {
-        self.in_flight.iter().map(|g| g.load(Ordering::Relaxed)).sum()
+        self.in_flight
+            .iter()
+            .map(|g| g.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Stores the latest backlog reading.
@@ -117,7 +120,10 @@ impl DeliveryMetrics {
             );
         }
         let _ = writeln!(out, "# HELP herald_delivery_attempt_duration_seconds Time from the start of an attempt to its classified end.");
-        let _ = writeln!(out, "# TYPE herald_delivery_attempt_duration_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# TYPE herald_delivery_attempt_duration_seconds histogram"
+        );
         for (i, bound) in BUCKETS.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -135,8 +141,14 @@ impl DeliveryMetrics {
             "herald_delivery_attempt_duration_seconds_sum {}",
             load(&self.latency_sum_us) as f64 / 1e6
         );
-        let _ = writeln!(out, "herald_delivery_attempt_duration_seconds_count {count}");
-        let _ = writeln!(out, "# HELP herald_delivery_in_flight Attempts running now, by lane.");
+        let _ = writeln!(
+            out,
+            "herald_delivery_attempt_duration_seconds_count {count}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP herald_delivery_in_flight Attempts running now, by lane."
+        );
         let _ = writeln!(out, "# TYPE herald_delivery_in_flight gauge");
         for lane in Lane::ALL {
             let _ = writeln!(
@@ -147,7 +159,10 @@ impl DeliveryMetrics {
             );
         }
         if load(&self.backlog_known) == 1 {
-            let _ = writeln!(out, "# HELP herald_deliveries_pending Pending deliveries in the store (all replicas).");
+            let _ = writeln!(
+                out,
+                "# HELP herald_deliveries_pending Pending deliveries in the store (all replicas)."
+            );
             let _ = writeln!(out, "# TYPE herald_deliveries_pending gauge");
             let _ = writeln!(out, "herald_deliveries_pending {}", load(&self.pending));
             let _ = writeln!(out, "# HELP herald_delivery_oldest_due_age_seconds How long the oldest due pending delivery has waited.");

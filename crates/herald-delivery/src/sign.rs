@@ -11,8 +11,8 @@ pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
 /// Lowercase hex HMAC-SHA512 of `body` under `secret`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
     // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha512> as KeyInit>::new_from_slice(secret)
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha512> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -59,7 +59,12 @@ mod tests {
 
     #[test]
     fn headers_follow_the_contract_and_custom_ones_override() {
-        let h = delivery_headers("evt_1", 42, Some("ab"), [("user-agent", "mine"), ("X-Tenant", "acme")]);
+        let h = delivery_headers(
+            "evt_1",
+            42,
+            Some("ab"),
+            [("user-agent", "mine"), ("X-Tenant", "acme")],
+        );
         let get = |name: &str| {
             h.iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -74,7 +79,9 @@ mod tests {
         assert_eq!(get("x-webhook-hmac-algorithm"), ["sha512"]);
         assert_eq!(get("x-tenant"), ["acme"]);
         let unsigned = delivery_headers("evt_1", 42, None, []);
-        assert!(unsigned.iter().all(|(n, _)| !n.starts_with("X-Webhook-Hmac")));
+        assert!(unsigned
+            .iter()
+            .all(|(n, _)| !n.starts_with("X-Webhook-Hmac")));
         assert_eq!(unsigned.len(), 4);
     }
 }

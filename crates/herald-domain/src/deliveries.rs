@@ -242,11 +242,17 @@ mod tests {
         assert_eq!((q.status, q.limit, q.cursor), (None, 50, None));
         let q = DeliveryQuery::parse(Some("failed"), Some("200"), None).unwrap();
         assert_eq!((q.status, q.limit), (Some(DeliveryStatus::Failed), 200));
-        assert_eq!(field(DeliveryQuery::parse(Some("done"), None, None)), "status");
+        assert_eq!(
+            field(DeliveryQuery::parse(Some("done"), None, None)),
+            "status"
+        );
         for bad in ["0", "201", "-1", "ten", "1.5"] {
             assert_eq!(field(DeliveryQuery::parse(None, Some(bad), None)), "limit");
         }
-        assert_eq!(field(DeliveryQuery::parse(None, None, Some("nope"))), "cursor");
+        assert_eq!(
+            field(DeliveryQuery::parse(None, None, Some("nope"))),
+            "cursor"
+        );
         let id = DeliveryId::generate();
         let q = DeliveryQuery::parse(None, None, Some(&id.to_string())).unwrap();
         assert_eq!(q.cursor, Some(id));

@@ -366,7 +366,10 @@ mod tests {
             Settlement::after(2, 0, &p, &bad, None, 0),
             Settlement::RetryAt(4_000)
         );
-        assert_eq!(Settlement::after(3, 0, &p, &bad, None, 0), Settlement::Failed);
+        assert_eq!(
+            Settlement::after(3, 0, &p, &bad, None, 0),
+            Settlement::Failed
+        );
     }
 
     #[test]
@@ -378,7 +381,10 @@ mod tests {
             Settlement::after(3, 2, &p, &bad, None, 10),
             Settlement::RetryAt(1_010)
         );
-        assert_eq!(Settlement::after(4, 2, &p, &bad, None, 10), Settlement::Failed);
+        assert_eq!(
+            Settlement::after(4, 2, &p, &bad, None, 10),
+            Settlement::Failed
+        );
     }
 
     #[test]

@@ -47,7 +47,9 @@ pub(crate) async fn get(
     webhook_id: &str,
     delivery_id: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let detail = gateway.get_delivery(caller, webhook_id, delivery_id).await?;
+    let detail = gateway
+        .get_delivery(caller, webhook_id, delivery_id)
+        .await?;
     Ok(json_response(StatusCode::OK, &detail))
 }
 

@@ -88,10 +88,23 @@ fn delivery_schemas() -> Value {
         "attempts": {"type": "integer"}, "nextAttemptAt": nullable_int.clone(),
         "lastAttemptAt": nullable_int.clone(), "lastStatusCode": nullable_int.clone(),
         "lastError": error_class.clone(), "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"}});
-    let required = json!(["id", "webhookId", "eventId", "event", "status", "attempts",
-        "nextAttemptAt", "lastAttemptAt", "lastStatusCode", "lastError", "createdAt", "updatedAt"]);
+    let required = json!([
+        "id",
+        "webhookId",
+        "eventId",
+        "event",
+        "status",
+        "attempts",
+        "nextAttemptAt",
+        "lastAttemptAt",
+        "lastStatusCode",
+        "lastError",
+        "createdAt",
+        "updatedAt"
+    ]);
     let mut detail_props = delivery_props.clone();
-    detail_props["envelope"] = json!({"type": ["object", "null"], "description": "The exact JSON sent."});
+    detail_props["envelope"] =
+        json!({"type": ["object", "null"], "description": "The exact JSON sent."});
     detail_props["attemptLog"] = json!({"type": "array", "items": schema_ref("AttemptRecord")});
     json!({
         "Delivery": {"type": "object", "required": required, "properties": delivery_props},

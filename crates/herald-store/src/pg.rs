@@ -175,7 +175,9 @@ pub(crate) mod backend {
             .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.started_at).collect::<Vec<_>>())
             .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
             .bind::<Array<Nullable<Integer>>, _>(rows.iter().map(|r| r.code).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(
+                rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>(),
+            )
             .bind::<Array<Text>, _>(rows.iter().map(|r| r.body.clone()).collect::<Vec<_>>())
             .bind::<Text, _>(owner)
             .bind::<BigInt, _>(now)

@@ -152,9 +152,11 @@ impl App {
         let dispatcher = (config.database.is_embedded() || config.with_dispatcher)
             .then(|| crate::dispatch::RunningDispatcher::start(&config, &parts));
         if let Some(running) = &dispatcher {
-            state.metrics.push(Arc::new(crate::dispatch::DeliveryMetricsSource(
-                running.handle().metrics().clone(),
-            )));
+            state
+                .metrics
+                .push(Arc::new(crate::dispatch::DeliveryMetricsSource(
+                    running.handle().metrics().clone(),
+                )));
         }
         let state = Arc::new(state);
         let (stop, stopped) = oneshot::channel::<()>();

@@ -240,6 +240,16 @@ impl From<ConfigError> for CliError {
     }
 }
 
+/// Runs `herald-dispatcher`: configuration from the environment, delivery until `shutdown`
+/// (SIGTERM/Ctrl-C) resolves.
+pub async fn run_dispatcher(
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CliError> {
+    let config = Config::from_env().map_err(StartError::from)?;
+    crate::dispatch::run_dispatcher(config, shutdown).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,12 +287,4 @@ mod tests {
             Ok(Command::ServeWithDispatcher)
         );
     }
-}
-
-/// Runs `herald-dispatcher`: configuration from the environment, delivery until `shutdown`
-/// (SIGTERM/Ctrl-C) resolves.
-pub async fn run_dispatcher(shutdown: impl std::future::Future<Output = ()>) -> Result<(), CliError> {
-    let config = Config::from_env().map_err(StartError::from)?;
-    crate::dispatch::run_dispatcher(config, shutdown).await?;
-    Ok(())
 }

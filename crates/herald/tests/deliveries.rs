@@ -4,9 +4,9 @@
 //! redirects, timeouts, dropped connections, big replies, the SSRF guard, cancellation, the
 //! deliveries API's validation and isolation, and at most one attempt in flight.
 
-use hmac::{Hmac, KeyInit, Mac};
 use herald::config::Config;
 use herald_testkit::{eventually, Backend, Behaviour, Receiver, TestServer, BACKENDS};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::Sha512;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,7 +39,11 @@ async fn create_webhook(server: &TestServer, token: &str, body: Value) -> String
 async fn test_ping(server: &TestServer, token: &str, webhook: &str) -> (String, String) {
     let reply = server
         .client
-        .post(&format!("/api/v1/webhooks/{webhook}/test"), token, &json!({}))
+        .post(
+            &format!("/api/v1/webhooks/{webhook}/test"),
+            token,
+            &json!({}),
+        )
         .await;
     assert_eq!(reply.status, 202, "{:?}", reply.json);
     (
@@ -100,17 +104,35 @@ async fn a_test_ping_is_signed_and_carries_exactly_the_documented_headers() {
         let mut mac = <Hmac<Sha512> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(&got.body);
         let expected = hex::encode(mac.finalize().into_bytes());
-        assert_eq!(header(&got.headers, "x-webhook-hmac"), expected, "{backend:?}");
+        assert_eq!(
+            header(&got.headers, "x-webhook-hmac"),
+            expected,
+            "{backend:?}"
+        );
         assert_eq!(header(&got.headers, "x-webhook-hmac-algorithm"), "sha512");
         assert_eq!(header(&got.headers, "content-type"), "application/json");
-        assert_eq!(header(&got.headers, "user-agent"), "custom-agent/1", "custom headers override");
+        assert_eq!(
+            header(&got.headers, "user-agent"),
+            "custom-agent/1",
+            "custom headers override"
+        );
         assert_eq!(header(&got.headers, "x-tenant"), "acme");
         assert_eq!(header(&got.headers, "x-webhook-request-id"), event_id);
         let stamp: i64 = header(&got.headers, "x-webhook-timestamp").parse().unwrap();
-        assert!((before..=after).contains(&stamp), "{stamp} not in {before}..{after}");
+        assert!(
+            (before..=after).contains(&stamp),
+            "{stamp} not in {before}..{after}"
+        );
         let allowed = [
-            "content-type", "user-agent", "x-webhook-request-id", "x-webhook-timestamp",
-            "x-webhook-hmac", "x-webhook-hmac-algorithm", "x-tenant", "host", "content-length",
+            "content-type",
+            "user-agent",
+            "x-webhook-request-id",
+            "x-webhook-timestamp",
+            "x-webhook-hmac",
+            "x-webhook-hmac-algorithm",
+            "x-tenant",
+            "host",
+            "content-length",
         ];
         for name in got.headers.keys() {
             assert!(allowed.contains(&name.as_str()), "unexpected header {name}");
@@ -125,7 +147,10 @@ async fn a_test_ping_is_signed_and_carries_exactly_the_documented_headers() {
         }
 
         let d = settled(&server, &token, &webhook, &delivery_id, "succeeded").await;
-        assert_eq!(d["envelope"], envelope, "the stored envelope is what was sent");
+        assert_eq!(
+            d["envelope"], envelope,
+            "the stored envelope is what was sent"
+        );
         assert_eq!(d["eventId"], event_id.as_str());
         assert_eq!(d["event"], "webhook.test");
         assert_eq!(d["attempts"], 1);
@@ -174,18 +199,28 @@ async fn failures_follow_the_schedule_then_dead_letter_and_can_be_retried_and_re
         assert_eq!(d["nextAttemptAt"], Value::Null);
         let log = d["attemptLog"].as_array().unwrap();
         assert_eq!(log.len(), 2);
-        assert!(log.iter().all(|a| a["error"] == "http_status" && a["statusCode"] == 503));
+        assert!(log
+            .iter()
+            .all(|a| a["error"] == "http_status" && a["statusCode"] == 503));
         assert_eq!(log[0]["responseBody"], "nope");
         let gap = log[1]["startedAt"].as_i64().unwrap() - log[0]["startedAt"].as_i64().unwrap();
-        assert!(gap >= 1_000, "the second attempt came {gap} ms after the first");
+        assert!(
+            gap >= 1_000,
+            "the second attempt came {gap} ms after the first"
+        );
         let got = receiver.received();
         assert_eq!(got.len(), 2);
-        assert!(got.iter().all(|r| header(&r.headers, "x-webhook-request-id") == event_id));
+        assert!(got
+            .iter()
+            .all(|r| header(&r.headers, "x-webhook-request-id") == event_id));
         assert_eq!(got[0].body, got[1].body, "a retry sends the same bytes");
 
         let failed = server
             .client
-            .get(&format!("/api/v1/webhooks/{webhook}/deliveries?status=failed"), &token)
+            .get(
+                &format!("/api/v1/webhooks/{webhook}/deliveries?status=failed"),
+                &token,
+            )
             .await;
         assert_eq!(failed.json["data"][0]["id"], id.as_str());
 
@@ -193,7 +228,11 @@ async fn failures_follow_the_schedule_then_dead_letter_and_can_be_retried_and_re
         receiver.set_behaviour(Behaviour::Ok);
         let retried = server
             .client
-            .post(&format!("/api/v1/webhooks/{webhook}/deliveries/{id}/retry"), &token, &json!({}))
+            .post(
+                &format!("/api/v1/webhooks/{webhook}/deliveries/{id}/retry"),
+                &token,
+                &json!({}),
+            )
             .await;
         assert_eq!(retried.status, 202, "{:?}", retried.json);
         assert_eq!(retried.json["id"], id.as_str());
@@ -203,11 +242,18 @@ async fn failures_follow_the_schedule_then_dead_letter_and_can_be_retried_and_re
         // Retrying a succeeded delivery is a deliberate resend too.
         let again = server
             .client
-            .post(&format!("/api/v1/webhooks/{webhook}/deliveries/{id}/retry"), &token, &json!({}))
+            .post(
+                &format!("/api/v1/webhooks/{webhook}/deliveries/{id}/retry"),
+                &token,
+                &json!({}),
+            )
             .await;
         assert_eq!(again.status, 202);
         settled(&server, &token, &webhook, &id, "succeeded").await;
-        eventually("the resend", WAIT, || async { (receiver.received().len() == 4).then_some(()) }).await;
+        eventually("the resend", WAIT, || async {
+            (receiver.received().len() == 4).then_some(())
+        })
+        .await;
 
         // Recovery requeues every failed delivery of the window.
         receiver.set_behaviour(Behaviour::Status(500));
@@ -219,7 +265,11 @@ async fn failures_follow_the_schedule_then_dead_letter_and_can_be_retried_and_re
         receiver.set_behaviour(Behaviour::Ok);
         let recovered = server
             .client
-            .post(&format!("/api/v1/webhooks/{webhook}/recover"), &token, &json!({"since": since}))
+            .post(
+                &format!("/api/v1/webhooks/{webhook}/recover"),
+                &token,
+                &json!({"since": since}),
+            )
             .await;
         assert_eq!(recovered.status, 202, "{:?}", recovered.json);
         assert_eq!(recovered.json, json!({"requeued": 2}));
@@ -227,7 +277,11 @@ async fn failures_follow_the_schedule_then_dead_letter_and_can_be_retried_and_re
         settled(&server, &token, &webhook, &b, "succeeded").await;
         let none = server
             .client
-            .post(&format!("/api/v1/webhooks/{webhook}/recover"), &token, &json!({"since": 0, "until": 1}))
+            .post(
+                &format!("/api/v1/webhooks/{webhook}/recover"),
+                &token,
+                &json!({"since": 0, "until": 1}),
+            )
             .await;
         assert_eq!(none.json, json!({"requeued": 0}));
     }
@@ -287,7 +341,10 @@ async fn retry_after_pushes_the_next_attempt_later() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_timeouts_hangups_and_huge_replies_are_classified() {
     for backend in BACKENDS {
-        let server = server(backend, |c| c.delivery_timeout = Duration::from_millis(1_000)).await;
+        let server = server(backend, |c| {
+            c.delivery_timeout = Duration::from_millis(1_000)
+        })
+        .await;
         let token = server.api_key("org_faults", "manage").await;
         let target = Receiver::start(Behaviour::Ok).await;
         let cases = [
@@ -298,28 +355,47 @@ async fn redirects_timeouts_hangups_and_huge_replies_are_classified() {
         let once = json!({"policy": "constant", "delaySeconds": 1, "attempts": 1});
         for (behaviour, status, error) in cases {
             let receiver = Receiver::start(behaviour.clone()).await;
-            let webhook =
-                create_webhook(&server, &token, json!({"url": receiver.url(), "retryPolicy": once})).await;
+            let webhook = create_webhook(
+                &server,
+                &token,
+                json!({"url": receiver.url(), "retryPolicy": once}),
+            )
+            .await;
             let (_, id) = test_ping(&server, &token, &webhook).await;
             let d = settled(&server, &token, &webhook, &id, "failed").await;
             let attempt = &d["attemptLog"][0];
             assert_eq!(attempt["error"], error, "{backend:?} {behaviour:?}: {d}");
             assert_eq!(attempt["statusCode"], json!(status), "{behaviour:?}");
             if error == "timeout" {
-                assert!(attempt["durationMs"].as_i64().unwrap() < 3_500, "the deadline is hard");
+                assert!(
+                    attempt["durationMs"].as_i64().unwrap() < 3_500,
+                    "the deadline is hard"
+                );
             }
         }
         assert!(target.received().is_empty(), "redirects are not followed");
 
         // A huge reply is a success, and only its first 4 KiB are kept.
         let big = Receiver::start(Behaviour::BigBody(2 * 1024 * 1024)).await;
-        let webhook = create_webhook(&server, &token, json!({"url": big.url(), "retryPolicy": once})).await;
+        let webhook = create_webhook(
+            &server,
+            &token,
+            json!({"url": big.url(), "retryPolicy": once}),
+        )
+        .await;
         let (_, id) = test_ping(&server, &token, &webhook).await;
         let d = settled(&server, &token, &webhook, &id, "succeeded").await;
-        assert_eq!(d["attemptLog"][0]["responseBody"].as_str().unwrap().len(), 4096);
+        assert_eq!(
+            d["attemptLog"][0]["responseBody"].as_str().unwrap().len(),
+            4096
+        );
 
         // Nobody listening: a refused connection.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let webhook = create_webhook(
             &server,
             &token,
@@ -370,35 +446,77 @@ async fn the_deliveries_api_validates_pages_and_isolates() {
 
         let first = server.client.get(&format!("{base}?limit=2"), &token).await;
         assert_eq!(first.status, 200);
-        let page: Vec<&str> = first.json["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+        let page: Vec<&str> = first.json["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect();
         assert_eq!(page, [ids[2].as_str(), ids[1].as_str()], "newest first");
         let cursor = first.json["nextCursor"].as_str().unwrap();
         assert!(!cursor.is_empty());
-        let second = server.client.get(&format!("{base}?limit=2&cursor={cursor}"), &token).await;
+        let second = server
+            .client
+            .get(&format!("{base}?limit=2&cursor={cursor}"), &token)
+            .await;
         assert_eq!(second.json["data"][0]["id"], ids[0].as_str());
         assert_eq!(second.json["nextCursor"], "");
         let d = &second.json["data"][0];
-        for key in ["id", "webhookId", "eventId", "event", "status", "attempts", "nextAttemptAt",
-                    "lastAttemptAt", "lastStatusCode", "lastError", "createdAt", "updatedAt"] {
+        for key in [
+            "id",
+            "webhookId",
+            "eventId",
+            "event",
+            "status",
+            "attempts",
+            "nextAttemptAt",
+            "lastAttemptAt",
+            "lastStatusCode",
+            "lastError",
+            "createdAt",
+            "updatedAt",
+        ] {
             assert!(d.get(key).is_some(), "list item lacks {key}");
         }
-        let pending = server.client.get(&format!("{base}?status=pending"), &token).await;
+        let pending = server
+            .client
+            .get(&format!("{base}?status=pending"), &token)
+            .await;
         assert_eq!(pending.json, json!({"data": [], "nextCursor": ""}));
 
-        for (query, field) in [("status=done", "status"), ("limit=0", "limit"), ("limit=201", "limit"),
-                               ("limit=x", "limit"), ("cursor=garbage", "cursor")] {
+        for (query, field) in [
+            ("status=done", "status"),
+            ("limit=0", "limit"),
+            ("limit=201", "limit"),
+            ("limit=x", "limit"),
+            ("cursor=garbage", "cursor"),
+        ] {
             let bad = server.client.get(&format!("{base}?{query}"), &token).await;
             assert_eq!(bad.status, 422, "{query}");
             assert_eq!(bad.json["error"]["details"]["field"], field, "{query}");
         }
         let bad_body = server
             .client
-            .post(&format!("/api/v1/webhooks/{webhook}/recover"), &token, &json!({"since": "yesterday"}))
+            .post(
+                &format!("/api/v1/webhooks/{webhook}/recover"),
+                &token,
+                &json!({"since": "yesterday"}),
+            )
             .await;
-        assert_eq!((bad_body.status, bad_body.json["error"]["details"]["field"].as_str()), (422, Some("since")));
+        assert_eq!(
+            (
+                bad_body.status,
+                bad_body.json["error"]["details"]["field"].as_str()
+            ),
+            (422, Some("since"))
+        );
         let missing = server
             .client
-            .post(&format!("/api/v1/webhooks/{webhook}/recover"), &token, &json!({}))
+            .post(
+                &format!("/api/v1/webhooks/{webhook}/recover"),
+                &token,
+                &json!({}),
+            )
             .await;
         assert_eq!(missing.status, 422);
 
@@ -410,28 +528,53 @@ async fn the_deliveries_api_validates_pages_and_isolates() {
             ("POST", format!("/api/v1/webhooks/{webhook}/test")),
         ];
         for (method, path) in &paths {
-            let foreign = server.client.send(method, path, Some(&other), Some(&json!({}))).await;
+            let foreign = server
+                .client
+                .send(method, path, Some(&other), Some(&json!({})))
+                .await;
             assert_eq!(foreign.status, 404, "{method} {path}");
-            let weak = server.client.send(method, path, Some(&reader), Some(&json!({}))).await;
+            let weak = server
+                .client
+                .send(method, path, Some(&reader), Some(&json!({})))
+                .await;
             assert_eq!(weak.status, 403, "{method} {path}");
-            let anonymous = server.client.send(method, path, None, Some(&json!({}))).await;
+            let anonymous = server
+                .client
+                .send(method, path, None, Some(&json!({})))
+                .await;
             assert_eq!(anonymous.status, 401, "{method} {path}");
         }
         let foreign = server
             .client
-            .post(&format!("/api/v1/webhooks/{webhook}/recover"), &other, &json!({"since": 0}))
+            .post(
+                &format!("/api/v1/webhooks/{webhook}/recover"),
+                &other,
+                &json!({"since": 0}),
+            )
             .await;
         assert_eq!(foreign.status, 404);
-        let unknown = server.client.get(&format!("{base}/dlv_01J9ZX8K2QHV0M3T6R7P4N5W8C"), &token).await;
+        let unknown = server
+            .client
+            .get(&format!("{base}/dlv_01J9ZX8K2QHV0M3T6R7P4N5W8C"), &token)
+            .await;
         assert_eq!(unknown.status, 404);
         let malformed = server.client.get(&format!("{base}/nope"), &token).await;
         assert_eq!(malformed.status, 404);
-        let no_hook = server.client.get("/api/v1/webhooks/wh_01J9ZX8K2QHV0M3T6R7P4N5W8C/deliveries", &token).await;
+        let no_hook = server
+            .client
+            .get(
+                "/api/v1/webhooks/wh_01J9ZX8K2QHV0M3T6R7P4N5W8C/deliveries",
+                &token,
+            )
+            .await;
         assert_eq!(no_hook.status, 404);
 
         let metrics = server.client.send("GET", "/metrics", None, None).await;
         let text = String::from_utf8_lossy(&metrics.body);
-        assert!(text.contains("herald_deliveries_total{outcome=\"succeeded\"}"), "{text}");
+        assert!(
+            text.contains("herald_deliveries_total{outcome=\"succeeded\"}"),
+            "{text}"
+        );
         assert!(text.contains("herald_delivery_attempt_duration_seconds_bucket"));
         assert!(text.contains("herald_delivery_in_flight"));
     }
@@ -456,7 +599,11 @@ async fn deactivating_or_deleting_cancels_and_an_attempt_in_flight_cannot_be_ret
         .await;
         let patched = server
             .client
-            .patch(&format!("/api/v1/webhooks/{webhook}"), &token, &json!({"active": false}))
+            .patch(
+                &format!("/api/v1/webhooks/{webhook}"),
+                &token,
+                &json!({"active": false}),
+            )
             .await;
         assert_eq!(patched.status, 200);
         let d = delivery(&server, &token, &webhook, &id).await;
@@ -464,7 +611,11 @@ async fn deactivating_or_deleting_cancels_and_an_attempt_in_flight_cannot_be_ret
         assert_eq!(d["nextAttemptAt"], Value::Null);
         let inactive = server
             .client
-            .post(&format!("/api/v1/webhooks/{webhook}/test"), &token, &json!({}))
+            .post(
+                &format!("/api/v1/webhooks/{webhook}/test"),
+                &token,
+                &json!({}),
+            )
             .await;
         assert_eq!(inactive.status, 409);
 
@@ -472,19 +623,32 @@ async fn deactivating_or_deleting_cancels_and_an_attempt_in_flight_cannot_be_ret
         let slow = Receiver::start(Behaviour::Delay(Duration::from_secs(2))).await;
         let busy = create_webhook(&server, &token, json!({"url": slow.url()})).await;
         let (_, id) = test_ping(&server, &token, &busy).await;
-        eventually("the slow attempt to start", WAIT, || async { (!slow.received().is_empty()).then_some(()) }).await;
+        eventually("the slow attempt to start", WAIT, || async {
+            (!slow.received().is_empty()).then_some(())
+        })
+        .await;
         let conflict = server
             .client
-            .post(&format!("/api/v1/webhooks/{busy}/deliveries/{id}/retry"), &token, &json!({}))
+            .post(
+                &format!("/api/v1/webhooks/{busy}/deliveries/{id}/retry"),
+                &token,
+                &json!({}),
+            )
             .await;
         assert_eq!(conflict.status, 409, "{:?}", conflict.json);
         assert_eq!(conflict.error_code(), "conflict");
         settled(&server, &token, &busy, &id, "succeeded").await;
 
         // Deleting a webhook removes its queue with it.
-        let deleted = server.client.delete(&format!("/api/v1/webhooks/{busy}"), &token).await;
+        let deleted = server
+            .client
+            .delete(&format!("/api/v1/webhooks/{busy}"), &token)
+            .await;
         assert_eq!(deleted.status, 204);
-        let gone = server.client.get(&format!("/api/v1/webhooks/{busy}/deliveries"), &token).await;
+        let gone = server
+            .client
+            .get(&format!("/api/v1/webhooks/{busy}/deliveries"), &token)
+            .await;
         assert_eq!(gone.status, 404);
     }
 }
@@ -512,7 +676,10 @@ async fn two_dispatchers_never_attempt_one_delivery_at_the_same_time() {
     }
     let got = receiver.received();
     for (event, _) in &ids {
-        let n = got.iter().filter(|r| header(&r.headers, "x-webhook-request-id") == event).count();
+        let n = got
+            .iter()
+            .filter(|r| header(&r.headers, "x-webhook-request-id") == event)
+            .count();
         assert_eq!(n, 1, "event {event} was sent {n} times");
     }
     second.shutdown().await;
