@@ -529,13 +529,9 @@ macro_rules! delivery_store_impl {
                 let event_row = NewEventRow::new(event);
                 let delivery_row =
                     NewDeliveryRow::pending(delivery.to_string(), webhook, event, event.timestamp);
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    $backend::insert_events(conn, std::slice::from_ref(&event_row)).await?;
-                    $backend::insert_deliveries(conn, std::slice::from_ref(&delivery_row)).await?;
-                    $backend::after_events_appended(conn).await
-                })
-                .await
-                .map_err(db_error)
+                $backend::insert_test_delivery(&mut conn, &event_row, &delivery_row)
+                    .await
+                    .map_err(db_error)
             }
 
             async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog> {

@@ -184,6 +184,42 @@ pub(crate) mod backend {
             .execute(conn)
             .await
     }
+
+    /// Stores a test event and its one delivery, and announces them, in a single statement:
+    /// one round trip and one commit instead of five, which is most of the test endpoint's cost.
+    pub async fn insert_test_delivery(
+        conn: &mut AsyncPgConnection,
+        event: &NewEventRow,
+        delivery: &NewDeliveryRow,
+    ) -> diesel::QueryResult<()> {
+        use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+        let sql = format!(
+            "WITH e AS ( \
+               INSERT INTO events (id, organization_id, session_id, event_type, created_at, envelope, logged) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7)), \
+             d AS ( \
+               INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, status, \
+                                       attempts, next_attempt_at, created_at, updated_at) \
+               VALUES ($8, $9, $10, $1, $4, 'pending', 0, $11, $11, $11)) \
+             SELECT pg_notify('{}', '')",
+            super::EVENTS_CHANNEL
+        );
+        diesel::sql_query(sql)
+            .bind::<Text, _>(&event.id)
+            .bind::<Text, _>(&event.organization_id)
+            .bind::<Nullable<Text>, _>(&event.session_id)
+            .bind::<Text, _>(&event.event_type)
+            .bind::<BigInt, _>(event.created_at)
+            .bind::<Text, _>(&event.envelope)
+            .bind::<Bool, _>(event.logged)
+            .bind::<Text, _>(&delivery.id)
+            .bind::<Text, _>(&delivery.organization_id)
+            .bind::<Text, _>(&delivery.webhook_id)
+            .bind::<BigInt, _>(delivery.created_at)
+            .execute(conn)
+            .await
+            .map(drop)
+    }
 }
 
 mod queries {

@@ -254,6 +254,20 @@ pub(crate) mod backend {
         })
         .await
     }
+
+    /// Stores a test event and its one delivery in one transaction.
+    pub async fn insert_test_delivery(
+        conn: &mut super::SqliteConn,
+        event: &NewEventRow,
+        delivery: &NewDeliveryRow,
+    ) -> diesel::QueryResult<()> {
+        use diesel_async::AsyncConnection;
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            insert_events(conn, std::slice::from_ref(event)).await?;
+            insert_deliveries(conn, std::slice::from_ref(delivery)).await
+        })
+        .await
+    }
 }
 
 mod queries {
