@@ -2,13 +2,12 @@
 //! `herald-api --with-dispatcher`) or alone as `herald-dispatcher`, which also serves
 //! `/healthz`, `/readyz` and `/metrics` on `HERALD_DISPATCHER_LISTEN`.
 //!
-//! Wake-ups come from two places: this process's own commits ([`Wakeups`]) and, on Postgres,
-//! every replica's commits through `LISTEN herald_events` on a dedicated connection that
-//! reconnects by itself when Postgres restarts.
+//! Wake-ups come from two places: this process's own commits ([`crate::wake::Wakeups`]) and,
+//! on Postgres, every replica's commits through `LISTEN herald_events` on a dedicated
+//! connection that reconnects by itself when Postgres restarts.
 
 use crate::app::{assemble, Parts, StartError};
 use crate::config::Config;
-use crate::wake::Wakeups;
 use herald_delivery::{
     DeliveryMetrics, Dispatcher, DispatcherConfig, DispatcherHandle, UreqTransport,
 };
@@ -157,10 +156,4 @@ pub async fn run_dispatcher_on(
     let _ = ops_stop.send(());
     let _ = ops_task.await;
     Ok(())
-}
-
-/// Keeps [`Wakeups`] in this module's vocabulary for embedders wiring their own dispatcher.
-pub fn wake_dispatcher_on_commit(wakeups: &Wakeups, handle: &DispatcherHandle) {
-    let handle = handle.clone();
-    wakeups.subscribe(move || handle.wake());
 }
