@@ -138,12 +138,6 @@ impl App {
             source,
         })?;
         let parts = assemble(&config).await?;
-        if config.database.is_embedded() && config.private_destinations_allowed() {
-            tracing::warn!(
-                "embedded store: webhook deliveries may reach private and loopback addresses \
-                 (set HERALD_DELIVERY_ALLOW_PRIVATE=false to refuse them)"
-            );
-        }
         let api_keys = ApiKeyAuthenticator::new(parts.store.clone(), parts.gateway.clock.clone());
         let auth = Arc::new(BearerAuthenticator::new(api_keys));
         let mut state = AppState::new(parts.gateway.clone(), auth);

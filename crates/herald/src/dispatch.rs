@@ -68,9 +68,15 @@ impl RunningDispatcher {
     pub fn start(config: &Config, parts: &Parts) -> Self {
         let allow_private = config.private_destinations_allowed();
         if allow_private {
+            // Said once, at start-up: the one place that decides where deliveries may go.
             tracing::warn!(
-                "webhook deliveries may reach private and loopback addresses \
-                 (HERALD_DELIVERY_ALLOW_PRIVATE or the embedded store's default)"
+                "webhook deliveries may reach private and loopback addresses ({}; set \
+                 HERALD_DELIVERY_ALLOW_PRIVATE=false to refuse them)",
+                if config.allow_private.is_some() {
+                    "HERALD_DELIVERY_ALLOW_PRIVATE"
+                } else {
+                    "the embedded store's default"
+                }
             );
         }
         let store: Arc<dyn DeliveryStore> = parts.store.clone();
