@@ -113,7 +113,10 @@ impl Env {
             .env("DATABASE_URL", &self.database_url)
             .env("HERALD_SECRETS_KEY", &self.secrets_key)
             .env("HERALD_DELIVERY_ALLOW_PRIVATE", "true")
-            .env("HERALD_DB_POOL_SIZE", "16")
+            .env(
+                "HERALD_DB_POOL_SIZE",
+                std::env::var("HERALD_DB_POOL_SIZE").unwrap_or_else(|_| "32".into()),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -219,6 +222,11 @@ async fn main() -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     let scaled = |n: usize| ((n as f64 * scale) as usize).max(10);
+    // Clients pushing events at once (keep-alive connections to the API).
+    let clients: usize = std::env::var("HERALD_BENCH_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
 
     let db = TestDb::new(Backend::Postgres).await;
     let config = db.config();
@@ -284,7 +292,7 @@ async fn main() -> Result<()> {
     let n = scaled(20_000);
     let base = sink.count.load(Ordering::Relaxed);
     let started = Instant::now();
-    push(&client, &token, &test_path, json!({}), n, 32).await?;
+    push(&client, &token, &test_path, json!({}), n, clients).await?;
     let accepted = started.elapsed();
     wait_for("1-endpoint deliveries", Duration::from_secs(300), || {
         sink.count.load(Ordering::Relaxed) >= base + n as u64

@@ -144,7 +144,7 @@ impl Gateway {
                 "an attempt of this delivery is in flight; retry it once the attempt ends".into(),
             )),
             RetryAnswer::Requeued(delivery) => {
-                self.listener.events_committed(&caller.organization);
+                self.listener.deliveries_requeued(&caller.organization);
                 Ok(delivery)
             }
         }
@@ -181,7 +181,7 @@ impl Gateway {
             .recover_deliveries(&caller.organization, &webhook.id, since, until, now)
             .await?;
         if n > 0 {
-            self.listener.events_committed(&caller.organization);
+            self.listener.deliveries_requeued(&caller.organization);
         }
         Ok(n)
     }

@@ -209,6 +209,12 @@ pub trait Engine: Send + Sync {
 pub trait ChangeListener: Send + Sync {
     /// Events for `org` were committed.
     fn events_committed(&self, org: &OrgId);
+
+    /// Existing deliveries of `org` were made due again (a manual retry or recovery). By
+    /// default this is announced like new events.
+    fn deliveries_requeued(&self, org: &OrgId) {
+        self.events_committed(org);
+    }
 }
 
 /// A listener that ignores everything (for tests and the CLI).

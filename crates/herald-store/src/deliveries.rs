@@ -472,7 +472,7 @@ macro_rules! delivery_store_impl {
                         return Ok(RetryAnswer::InFlight);
                     }
                     let row: DeliveryRow = target.select(DeliveryRow::as_select()).first(conn).await?;
-                    $backend::after_events_appended(conn).await?;
+                    $backend::after_retries_requeued(conn).await?;
                     Ok(RetryAnswer::Requeued(row.into_domain().map_err(|e| {
                         diesel::result::Error::DeserializationError(Box::new(e))
                     })?))
@@ -511,7 +511,7 @@ macro_rules! delivery_store_impl {
                     .execute(conn)
                     .await?;
                     if n > 0 {
-                        $backend::after_events_appended(conn).await?;
+                        $backend::after_retries_requeued(conn).await?;
                     }
                     Ok(n as u64)
                 })

@@ -10,12 +10,26 @@ use futures_util::StreamExt;
 use std::future::Future;
 use std::time::Duration;
 
+/// What a notification announces, from its payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announcement {
+    /// Events (and their first deliveries) were committed.
+    Events,
+    /// Existing deliveries were made due again (a manual retry or recovery).
+    Retries,
+    /// The listener (re)connected: anything may have been missed.
+    Anything,
+}
+
+/// The payload `NOTIFY` carries for [`Announcement::Retries`].
+pub const RETRIES_PAYLOAD: &str = "retry";
+
 /// Listens for committed work on `url` and calls `wake` for every notification (and once per
-/// connection), until `stop` resolves. Never returns early: connection failures are logged
-/// and retried with exponential backoff up to 5 s.
+/// connection, with [`Announcement::Anything`]), until `stop` resolves. Never returns early:
+/// connection failures are logged and retried with exponential backoff up to 5 s.
 pub async fn listen_for_events(
     url: String,
-    wake: impl Fn() + Send + Sync + 'static,
+    wake: impl Fn(Announcement) + Send + Sync + 'static,
     stop: impl Future<Output = ()>,
 ) {
     let mut stop = std::pin::pin!(stop);
@@ -33,11 +47,12 @@ pub async fn listen_for_events(
             tracing::debug!("listening for committed events");
             connected.store(true, std::sync::atomic::Ordering::Relaxed);
             // Anything committed while we were not listening is caught by this first wake.
-            wake();
+            wake(Announcement::Anything);
             let mut notifications = std::pin::pin!(conn.notifications_stream());
             while let Some(item) = notifications.next().await {
                 match item {
-                    Ok(_) => wake(),
+                    Ok(n) if n.payload == RETRIES_PAYLOAD => wake(Announcement::Retries),
+                    Ok(_) => wake(Announcement::Events),
                     Err(error) => return Err(error.to_string()),
                 }
             }

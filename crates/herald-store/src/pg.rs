@@ -185,6 +185,19 @@ pub(crate) mod backend {
             .await
     }
 
+    /// Announces deliveries made due again (manual retry, recovery) to every replica's retry
+    /// lane; Postgres delivers it at commit.
+    pub async fn after_retries_requeued(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        diesel::sql_query(format!(
+            "NOTIFY {}, '{}'",
+            super::EVENTS_CHANNEL,
+            crate::listen::RETRIES_PAYLOAD
+        ))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
     /// Stores a test event and its one delivery, and announces them, in a single statement:
     /// one round trip and one commit instead of five, which is most of the test endpoint's cost.
     pub async fn insert_test_delivery(

@@ -255,6 +255,11 @@ pub(crate) mod backend {
         .await
     }
 
+    /// SQLite has no other replica to wake; the in-process listener suffices.
+    pub async fn after_retries_requeued(_conn: &mut super::SqliteConn) -> diesel::QueryResult<()> {
+        Ok(())
+    }
+
     /// Stores a test event and its one delivery in one transaction.
     pub async fn insert_test_delivery(
         conn: &mut super::SqliteConn,

@@ -14,6 +14,7 @@ use herald_delivery::{
 use herald_domain::ports::{DeliveryStore, Store};
 use herald_http::ops::OpsState;
 use herald_http::{MetricsSource, ReadinessCheck};
+use herald_store::listen::Announcement;
 use herald_store::Database;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,18 +90,27 @@ impl RunningDispatcher {
         );
         let handle = dispatcher.handle();
         let (stop, stopped) = watch::channel(false);
-        let local = handle.clone();
-        parts.wakeups.subscribe(move || local.wake());
         if let Database::Postgres(url) = &config.database {
+            // Every commit, this process's included, is announced by NOTIFY; waking on local
+            // commits too would only double the claims.
             let remote = handle.clone();
             let mut stopped = stopped.clone();
             tokio::spawn(herald_store::listen::listen_for_events(
                 url.clone(),
-                move || remote.wake(),
+                move |announced| match announced {
+                    Announcement::Events => remote.wake_fresh(),
+                    Announcement::Retries => remote.wake_retry(),
+                    Announcement::Anything => remote.wake(),
+                },
                 async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 },
             ));
+        } else {
+            let fresh = handle.clone();
+            parts.wakeups.subscribe(move || fresh.wake_fresh());
+            let retry = handle.clone();
+            parts.wakeups.subscribe_requeued(move || retry.wake_retry());
         }
         let mut stopped = stopped;
         let task = tokio::spawn(dispatcher.run(async move {

@@ -15,6 +15,7 @@ type Subscriber = Arc<dyn Fn() + Send + Sync>;
 pub struct Wakeups {
     events: Notify,
     subscribers: RwLock<Vec<Subscriber>>,
+    requeued: RwLock<Vec<Subscriber>>,
 }
 
 impl Wakeups {
@@ -32,12 +33,27 @@ impl Wakeups {
             .expect("wake-up subscribers")
             .push(Arc::new(wake));
     }
+
+    /// Runs `wake` whenever existing deliveries are made due again (a manual retry or a
+    /// recovery) from now on.
+    pub fn subscribe_requeued(&self, wake: impl Fn() + Send + Sync + 'static) {
+        self.requeued
+            .write()
+            .expect("wake-up subscribers")
+            .push(Arc::new(wake));
+    }
 }
 
 impl ChangeListener for Wakeups {
     fn events_committed(&self, _org: &OrgId) {
         self.events.notify_one();
         for wake in self.subscribers.read().expect("wake-up subscribers").iter() {
+            wake();
+        }
+    }
+
+    fn deliveries_requeued(&self, _org: &OrgId) {
+        for wake in self.requeued.read().expect("wake-up subscribers").iter() {
             wake();
         }
     }
