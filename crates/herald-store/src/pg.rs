@@ -51,6 +51,33 @@ impl PgStore {
     }
 }
 
+/// A store whose commits do not wait for the WAL flush (`synchronous_commit = off` on every
+/// connection). Only for the dispatcher's own writes — claims, outcomes, releases — where a
+/// write lost to a database crash means at worst that an attempt is repeated, which
+/// at-least-once delivery allows. Events are never written through it.
+pub(crate) fn open_relaxed(url: &str, options: &StoreOptions) -> Result<PgStore, StoreError> {
+    use diesel_async::pooled_connection::ManagerConfig;
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    use futures_util::FutureExt;
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    config.custom_setup = Box::new(|url| {
+        async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            conn.batch_execute("SET synchronous_commit = off")
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+    let pool = Pool::builder(manager)
+        .max_size(options.max_connections)
+        .build()
+        .map_err(StoreError::new)?;
+    Ok(PgStore { pool })
+}
+
 pub(crate) fn open(url: &str, options: &StoreOptions) -> Result<PgStore, StoreError> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
     let pool = Pool::builder(manager)

@@ -67,6 +67,11 @@ impl RunningDispatcher {
     /// Starts a dispatcher on `parts`, woken by this process's commits and (on Postgres) by
     /// every replica's.
     pub fn start(config: &Config, parts: &Parts) -> Self {
+        Self::start_on(config, parts, parts.store.clone())
+    }
+
+    /// [`RunningDispatcher::start`] with the dispatcher's bookkeeping going through `store`.
+    pub fn start_on(config: &Config, parts: &Parts, store: Arc<dyn DeliveryStore>) -> Self {
         let allow_private = config.private_destinations_allowed();
         if allow_private {
             // Said once, at start-up: the one place that decides where deliveries may go.
@@ -80,7 +85,6 @@ impl RunningDispatcher {
                 }
             );
         }
-        let store: Arc<dyn DeliveryStore> = parts.store.clone();
         let dispatcher = Dispatcher::new(
             store,
             parts.cipher.clone(),
@@ -153,7 +157,15 @@ pub async fn run_dispatcher_on(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let parts = assemble(&config).await?;
-    let running = RunningDispatcher::start(&config, &parts);
+    // The standalone dispatcher writes only its own bookkeeping, so its commits need not wait
+    // for the WAL flush (see `herald_store::open_for_dispatch`).
+    let bookkeeping = herald_store::open_for_dispatch(
+        &config.database,
+        &herald_store::StoreOptions {
+            max_connections: config.pool_size,
+        },
+    )?;
+    let running = RunningDispatcher::start_on(&config, &parts, bookkeeping);
     let ops = Arc::new(OpsState {
         readiness: vec![Arc::new(StoreReady(parts.store.clone()))],
         metrics: vec![Arc::new(DeliveryMetricsSource(
