@@ -273,7 +273,12 @@ async fn main() -> Result<()> {
     let (sink, sink_addr) = start_sink().await?;
     let url = format!("http://{sink_addr}/hook");
 
-    println!("# bench-dispatch (Postgres; herald-api and herald-dispatcher as separate release processes; 2-core machine shared by all)");
+    let loadavg = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    println!("# bench-dispatch (Postgres; herald-api and herald-dispatcher as separate release processes; one machine for all; load average before: {})", loadavg());
 
     // 1. One endpoint: events/s accepted and delivered.
     let created = client
@@ -281,6 +286,18 @@ async fn main() -> Result<()> {
         .await;
     let one = created.json["id"].as_str().context("webhook")?.to_owned();
     let test_path = vec![format!("/api/v1/webhooks/{one}/test")];
+    if std::env::var("HERALD_BENCH_API_ONLY").is_ok() {
+        // Diagnostic: the API's accept rate alone, with no dispatcher competing for the CPU.
+        let n = scaled(20_000);
+        let started = Instant::now();
+        push(&client, &token, &test_path, json!({}), n, clients).await?;
+        println!(
+            "API alone: {n} test pings accepted at {:.0}/s",
+            n as f64 / started.elapsed().as_secs_f64()
+        );
+        terminate(&mut api);
+        return Ok(());
+    }
     let mut dsp = dispatcher(&env)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Warm up connections and caches.
@@ -444,6 +461,7 @@ async fn main() -> Result<()> {
         hwm as f64 / 1024.0
     );
 
+    println!("# load average after: {}", loadavg());
     let mut dsp = dsp;
     dsp.kill().ok();
     let _ = dsp.wait();
