@@ -16,7 +16,7 @@ use std::time::Duration;
 /// flight when it was killed.
 const PER_WEBHOOK: usize = 8;
 
-fn spawn_dispatcher(server: &TestServer) -> Child {
+fn spawn_dispatcher(server: &TestServer, listen: &str) -> Child {
     let Database::Postgres(url) = &server.config.database else {
         panic!("the crash test runs on Postgres");
     };
@@ -30,7 +30,7 @@ fn spawn_dispatcher(server: &TestServer) -> Child {
         .env("HERALD_DELIVERY_TIMEOUT_MS", "2000")
         .env("HERALD_DELIVERY_LEASE_MARGIN_MS", "3000")
         .env("HERALD_DELIVERY_PER_WEBHOOK", PER_WEBHOOK.to_string())
-        .env("HERALD_DISPATCHER_LISTEN", "127.0.0.1:0")
+        .env("HERALD_DISPATCHER_LISTEN", listen)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -81,12 +81,17 @@ async fn a_killed_dispatcher_loses_nothing_and_the_survivor_rides_out_a_postgres
     // The first replica claims the whole backlog (a batch is 64) and starts working through it
     // at its per-webhook cap; the second starts beside it; then the first is killed mid-batch,
     // holding leases on work it never attempted.
-    let mut doomed = spawn_dispatcher(&server);
+    let mut doomed = spawn_dispatcher(&server, "127.0.0.1:0");
     eventually("deliveries to begin", Duration::from_secs(20), || async {
         (receiver.received().len() >= 5).then_some(())
     })
     .await;
-    let mut survivor = spawn_dispatcher(&server);
+    let ops_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut survivor = spawn_dispatcher(&server, &format!("127.0.0.1:{ops_port}"));
     eventually("more deliveries", Duration::from_secs(20), || async {
         (receiver.received().len() >= 12).then_some(())
     })
@@ -156,6 +161,34 @@ async fn a_killed_dispatcher_loses_nothing_and_the_survivor_rides_out_a_postgres
             later.iter().all(|e| seen.contains_key(e)).then_some(())
         },
     )
+    .await;
+
+    // Both binaries expose the delivery metrics; the dispatcher serves its health endpoints.
+    let ops = herald_testkit::Client::new(&format!("http://127.0.0.1:{ops_port}"));
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            ops.send("GET", path, None, None).await.status,
+            200,
+            "{path}"
+        );
+    }
+    let text = eventually("dispatcher metrics", Duration::from_secs(10), || async {
+        let body = ops.send("GET", "/metrics", None, None).await.body;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        text.contains("herald_deliveries_pending").then_some(text)
+    })
+    .await;
+    assert!(
+        text.contains("herald_deliveries_total{outcome=\"succeeded\"}"),
+        "{text}"
+    );
+    assert!(text.contains("herald_delivery_oldest_due_age_seconds"));
+    eventually("API backlog metrics", Duration::from_secs(10), || async {
+        let body = server.client.send("GET", "/metrics", None, None).await.body;
+        String::from_utf8_lossy(&body)
+            .contains("herald_deliveries_pending")
+            .then_some(())
+    })
     .await;
 
     // SIGTERM: a clean stop.

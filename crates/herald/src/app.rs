@@ -116,6 +116,7 @@ pub struct App {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     dispatcher: Option<crate::dispatch::RunningDispatcher>,
+    _backlog: Option<crate::dispatch::BacklogWatcher>,
 }
 
 impl App {
@@ -152,6 +153,17 @@ impl App {
                     running.handle().metrics().clone(),
                 )));
         }
+        // Without a dispatcher here, `/metrics` still shows the store-wide delivery backlog.
+        let backlog = dispatcher.is_none().then(|| {
+            crate::dispatch::BacklogWatcher::start(parts.store.clone(), parts.gateway.clock.clone())
+        });
+        if let Some(watcher) = &backlog {
+            state
+                .metrics
+                .push(Arc::new(crate::dispatch::DeliveryMetricsSource(
+                    watcher.metrics().clone(),
+                )));
+        }
         let state = Arc::new(state);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(herald_http::run(listener, state, async move {
@@ -163,6 +175,7 @@ impl App {
             stop: Some(stop),
             server,
             dispatcher,
+            _backlog: backlog,
         })
     }
 

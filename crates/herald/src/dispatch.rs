@@ -185,3 +185,40 @@ pub async fn run_dispatcher_on(
     let _ = ops_task.await;
     Ok(())
 }
+
+/// Delivery gauges for an API process that does not deliver (Postgres without
+/// `--with-dispatcher`): the store-wide backlog, refreshed every 5 s, so `/metrics` of either
+/// binary shows the queue. Its attempt counters stay at zero: this process makes no attempts.
+pub struct BacklogWatcher {
+    metrics: Arc<DeliveryMetrics>,
+    task: JoinHandle<()>,
+}
+
+impl BacklogWatcher {
+    /// Starts refreshing the backlog gauges from `store`.
+    pub fn start(store: Arc<dyn Store>, clock: Arc<dyn herald_domain::ports::Clock>) -> Self {
+        let metrics = Arc::new(DeliveryMetrics::default());
+        let gauges = metrics.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match store.delivery_backlog(clock.now_ms()).await {
+                    Ok(backlog) => gauges.set_backlog(backlog),
+                    Err(error) => tracing::debug!(%error, "could not read the delivery backlog"),
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+        Self { metrics, task }
+    }
+
+    /// The gauges.
+    pub fn metrics(&self) -> &Arc<DeliveryMetrics> {
+        &self.metrics
+    }
+}
+
+impl Drop for BacklogWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
