@@ -53,8 +53,8 @@ pub struct DispatcherConfig {
     pub batch: usize,
     /// How long finished deliveries and their events are kept (`HERALD_RETENTION_DAYS`).
     pub retention: Duration,
-    /// How much longer than the timeout a lease lasts: 60 s, as the protocol promises. Only
-    /// tests shorten it (to see a killed dispatcher's work come back quickly).
+    /// How much longer than the timeout a lease lasts ([`Lease::MARGIN_MS`], 55 s). Only tests
+    /// shorten it (to see a killed dispatcher's work come back quickly).
     pub lease_margin: Duration,
 }
 
@@ -97,8 +97,9 @@ impl DispatcherConfig {
 /// An attempt is started only while this much lease beyond the timeout remains (or half the
 /// margin, when a test shortened it).
 const START_SAFETY_MS: i64 = 5_000;
-/// Longest a lane sleeps without being woken.
-const MAX_IDLE: Duration = Duration::from_secs(30);
+/// Longest a lane sleeps without being woken: it also finds leases of dead replicas that
+/// lapsed, so their work is attempted again within timeout + 60 s of its claim.
+const MAX_IDLE: Duration = Duration::from_millis(Lease::RECHECK_MS as u64);
 /// Shortest pause between two claims that found nothing they could take.
 const MIN_RECHECK: Duration = Duration::from_millis(25);
 /// Shortest pause when due work was left because its webhooks are at their cap.
