@@ -22,3 +22,8 @@ bench-api:
 # GET /api/v1/webhooks requests per second on the embedded store (BENCH_SECS, BENCH_CONNECTIONS).
 bench-auth:
     RUST_LOG=warn cargo run --release -p herald-bench --bin bench-auth
+
+# Webhook delivery on Postgres (HERALD_TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test):
+# the real herald-api and herald-dispatcher release binaries, a local keep-alive receiver.
+bench-dispatch:
+    cargo build --release -p herald-api -p herald-dispatcher -p herald-bench && target/release/bench-dispatch

@@ -8,6 +8,7 @@
 
 pub mod api_key;
 pub mod capability;
+pub mod deliveries;
 pub mod delivery;
 pub mod error;
 pub mod event;

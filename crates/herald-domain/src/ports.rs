@@ -106,8 +106,14 @@ pub trait StoreHealth: Send + Sync {
 }
 
 /// Every store concern in one object.
-pub trait Store: WebhookStore + SessionStore + ApiKeyStore + EventStore + StoreHealth {}
-impl<T: WebhookStore + SessionStore + ApiKeyStore + EventStore + StoreHealth> Store for T {}
+pub trait Store:
+    WebhookStore + SessionStore + ApiKeyStore + EventStore + StoreHealth + DeliveryStore
+{
+}
+impl<T: WebhookStore + SessionStore + ApiKeyStore + EventStore + StoreHealth + DeliveryStore> Store
+    for T
+{
+}
 
 /// Encrypts secrets before they reach the store and decrypts them for signing.
 pub trait SecretCipher: Send + Sync {
@@ -203,6 +209,12 @@ pub trait Engine: Send + Sync {
 pub trait ChangeListener: Send + Sync {
     /// Events for `org` were committed.
     fn events_committed(&self, org: &OrgId);
+
+    /// Existing deliveries of `org` were made due again (a manual retry or recovery). By
+    /// default this is announced like new events.
+    fn deliveries_requeued(&self, org: &OrgId) {
+        self.events_committed(org);
+    }
 }
 
 /// A listener that ignores everything (for tests and the CLI).
@@ -232,4 +244,90 @@ pub fn seal_change(cipher: &dyn SecretCipher, change: &SecretChange) -> SealedSe
         SecretChange::Remove => SealedSecretChange::Remove,
         SecretChange::Set(secret) => SealedSecretChange::Set(cipher.seal(secret.expose())),
     }
+}
+
+use crate::delivery::{
+    AttemptOutcome, Backlog, ClaimedDelivery, DeliveryDetail, DeliveryPage, DeliveryStatus, Lane,
+    Lease, Pruned, RetryAnswer,
+};
+use crate::ids::DeliveryId;
+
+/// The delivery queue: claims under a lease, outcomes written back by the lease holder, and
+/// the views and manual actions of the deliveries API.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Leases up to `limit` due, unleased pending deliveries of `lane` to `lease.owner` until
+    /// `lease.until`, skipping rows another dispatcher is claiming and deliveries of the
+    /// `excluded` webhooks (those already at their concurrency cap here). Oldest due first.
+    async fn claim_deliveries(
+        &self,
+        lane: Lane,
+        lease: &Lease,
+        now: Millis,
+        limit: usize,
+        excluded: &[WebhookId],
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Writes attempt outcomes for deliveries still leased to `owner`: the attempt row, the
+    /// delivery's new state, the lease cleared. Deliveries no longer leased to `owner` are
+    /// skipped (their outcome is stale). Returns how many were written.
+    async fn complete_attempts(
+        &self,
+        owner: &str,
+        outcomes: &[AttemptOutcome],
+        now: Millis,
+    ) -> StoreResult<usize>;
+    /// Gives back `owner`'s leases on `ids` (all of them when `ids` is empty) without an
+    /// attempt, so any dispatcher may claim them at once.
+    async fn release_leases(&self, owner: &str, ids: &[DeliveryId]) -> StoreResult<usize>;
+    /// When `lane` next has claimable work after `now`: the earliest due time of an unleased
+    /// pending delivery, or the earliest lapse of a lease.
+    async fn next_claimable_at(&self, lane: Lane, now: Millis) -> StoreResult<Option<Millis>>;
+    /// One page of a webhook's deliveries, newest first, starting after `cursor`.
+    async fn list_deliveries(
+        &self,
+        org: &OrgId,
+        webhook: &WebhookId,
+        status: Option<DeliveryStatus>,
+        cursor: Option<&DeliveryId>,
+        limit: usize,
+    ) -> StoreResult<DeliveryPage>;
+    /// One delivery of a webhook with its envelope and attempt log.
+    async fn find_delivery(
+        &self,
+        org: &OrgId,
+        webhook: &WebhookId,
+        id: &DeliveryId,
+    ) -> StoreResult<Option<DeliveryDetail>>;
+    /// Makes a delivery due now: a finished one becomes pending with a renewed budget, a pending
+    /// one is moved to now; refused while an attempt is in flight (an unexpired lease).
+    async fn retry_delivery(
+        &self,
+        org: &OrgId,
+        webhook: &WebhookId,
+        id: &DeliveryId,
+        now: Millis,
+    ) -> StoreResult<RetryAnswer>;
+    /// Requeues (due now, budget renewed) every failed delivery of a webhook created within
+    /// `[since, until]`. Returns how many.
+    async fn recover_deliveries(
+        &self,
+        org: &OrgId,
+        webhook: &WebhookId,
+        since: Millis,
+        until: Millis,
+        now: Millis,
+    ) -> StoreResult<u64>;
+    /// Stores a test event (kept out of the event log) and one pending delivery of it to
+    /// `webhook`, whatever the webhook's filter, in one transaction.
+    async fn insert_test_delivery(
+        &self,
+        webhook: &crate::webhook::Webhook,
+        event: &Envelope,
+        delivery: &DeliveryId,
+    ) -> StoreResult<()>;
+    /// Pending count and the age of the oldest due delivery.
+    async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog>;
+    /// Removes finished deliveries (with their attempts) created before `before`, and events
+    /// created before it that no pending delivery still needs.
+    async fn prune_deliveries(&self, before: Millis) -> StoreResult<Pruned>;
 }

@@ -129,6 +129,22 @@ pub(crate) async fn dispatch(
             }
             Ok(empty_response(StatusCode::NO_CONTENT))
         }
+        Op::ListDeliveries => {
+            let query = call.request.uri().query().map(str::to_owned);
+            crate::deliveries::list(gateway, call.caller(), call.param(0), query.as_deref()).await
+        }
+        Op::GetDelivery => {
+            crate::deliveries::get(gateway, call.caller(), call.param(0), call.param(1)).await
+        }
+        Op::RetryDelivery => {
+            crate::deliveries::retry(gateway, call.caller(), call.param(0), call.param(1)).await
+        }
+        Op::RecoverDeliveries => {
+            let id = call.param(0).to_owned();
+            let (body, caller) = call.json_body(false).await?;
+            crate::deliveries::recover(gateway, &caller, &id, &body).await
+        }
+        Op::TestWebhook => crate::deliveries::test(gateway, call.caller(), call.param(0)).await,
     }
 }
 

@@ -8,9 +8,11 @@
 //! never touches the store directly.
 
 pub mod body;
+mod deliveries;
 pub mod error;
 mod handlers;
 pub mod openapi;
+pub mod ops;
 pub mod routes;
 
 use error::ApiError;

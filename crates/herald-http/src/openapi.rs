@@ -50,7 +50,77 @@ fn shapes(op: Op) -> (Option<Value>, Option<Value>) {
             Some(schema_ref("ApiKeyCreated")),
         ),
         Op::DeleteWebhook | Op::DeleteSession | Op::DeleteApiKey => (None, None),
+        Op::ListDeliveries => (None, Some(list_of("Delivery"))),
+        Op::GetDelivery => (None, Some(schema_ref("DeliveryDetail"))),
+        Op::RetryDelivery => (None, Some(schema_ref("Delivery"))),
+        Op::RecoverDeliveries => (
+            Some(schema_ref("RecoverRequest")),
+            Some(schema_ref("Recovered")),
+        ),
+        Op::TestWebhook => (None, Some(schema_ref("TestPing"))),
     }
+}
+
+/// Query parameters an operation takes besides its path parameters.
+fn query_params(op: Op) -> Vec<Value> {
+    match op {
+        Op::ListDeliveries => vec![
+            json!({"name": "status", "in": "query", "required": false,
+                "schema": {"type": "string", "enum": ["pending", "succeeded", "failed", "cancelled"]}}),
+            json!({"name": "limit", "in": "query", "required": false,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}),
+            json!({"name": "cursor", "in": "query", "required": false,
+                "schema": {"type": "string"}, "description": "The nextCursor of the previous page."}),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// Component schemas of the deliveries API.
+fn delivery_schemas() -> Value {
+    let nullable_int = json!({"type": ["integer", "null"]});
+    let error_class = json!({"type": ["string", "null"],
+        "enum": ["timeout", "connect", "dns", "blocked_address", "http_status", "tls", null]});
+    let delivery_props = json!({
+        "id": {"type": "string"}, "webhookId": {"type": "string"}, "eventId": {"type": "string"},
+        "event": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "succeeded", "failed", "cancelled"]},
+        "attempts": {"type": "integer"}, "nextAttemptAt": nullable_int.clone(),
+        "lastAttemptAt": nullable_int.clone(), "lastStatusCode": nullable_int.clone(),
+        "lastError": error_class.clone(), "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"}});
+    let required = json!([
+        "id",
+        "webhookId",
+        "eventId",
+        "event",
+        "status",
+        "attempts",
+        "nextAttemptAt",
+        "lastAttemptAt",
+        "lastStatusCode",
+        "lastError",
+        "createdAt",
+        "updatedAt"
+    ]);
+    let mut detail_props = delivery_props.clone();
+    detail_props["envelope"] =
+        json!({"type": ["object", "null"], "description": "The exact JSON sent."});
+    detail_props["attemptLog"] = json!({"type": "array", "items": schema_ref("AttemptRecord")});
+    json!({
+        "Delivery": {"type": "object", "required": required, "properties": delivery_props},
+        "DeliveryDetail": {"type": "object", "properties": detail_props},
+        "AttemptRecord": {"type": "object", "properties": {
+            "attempt": {"type": "integer"}, "startedAt": {"type": "integer"},
+            "durationMs": {"type": "integer"}, "statusCode": nullable_int,
+            "error": error_class,
+            "responseBody": {"type": "string", "description": "The first 4 KiB of the reply."}}},
+        "RecoverRequest": {"type": "object", "required": ["since"], "properties": {
+            "since": {"type": "integer", "description": "Epoch ms, inclusive."},
+            "until": {"type": "integer", "description": "Epoch ms, inclusive; default now."}}},
+        "Recovered": {"type": "object", "properties": {"requeued": {"type": "integer"}}},
+        "TestPing": {"type": "object", "properties": {
+            "eventId": {"type": "string"}, "deliveryId": {"type": "string"}}},
+    })
 }
 
 fn operation(route: &Route) -> Value {
@@ -63,6 +133,7 @@ fn operation(route: &Route) -> Value {
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
+    let params: Vec<Value> = params.into_iter().chain(query_params(route.op)).collect();
     if !params.is_empty() {
         op.insert("parameters".into(), json!(params));
     }
@@ -125,9 +196,17 @@ fn build() -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                 "description": "A frontend login JWT (verified against the JWKS) or an API key."}},
-            "schemas": schemas(),
+            "schemas": merged(schemas(), delivery_schemas()),
         }
     })
+}
+
+/// `base` with the schemas of `extra` added.
+fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        base.extend(extra);
+    }
+    base
 }
 
 fn schemas() -> Value {

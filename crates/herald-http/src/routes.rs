@@ -26,6 +26,11 @@ pub enum Op {
     ListApiKeys,
     CreateApiKey,
     DeleteApiKey,
+    ListDeliveries,
+    GetDelivery,
+    RetryDelivery,
+    RecoverDeliveries,
+    TestWebhook,
 }
 
 /// Who may call a route.
@@ -214,6 +219,46 @@ pub static ROUTES: &[Route] = &[
         Requires(Manage),
         204,
         "Revoke an API key.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/webhooks/{id}/deliveries",
+        Op::ListDeliveries,
+        Requires(Manage),
+        200,
+        "List a webhook's deliveries, newest first.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/webhooks/{id}/deliveries/{deliveryId}",
+        Op::GetDelivery,
+        Requires(Manage),
+        200,
+        "Get a delivery with its envelope and attempt log.",
+    ),
+    route(
+        Method::POST,
+        "/api/v1/webhooks/{id}/deliveries/{deliveryId}/retry",
+        Op::RetryDelivery,
+        Requires(Manage),
+        202,
+        "Retry a delivery now.",
+    ),
+    route(
+        Method::POST,
+        "/api/v1/webhooks/{id}/recover",
+        Op::RecoverDeliveries,
+        Requires(Manage),
+        202,
+        "Retry every failed delivery of a webhook created in a time window.",
+    ),
+    route(
+        Method::POST,
+        "/api/v1/webhooks/{id}/test",
+        Op::TestWebhook,
+        Requires(Manage),
+        202,
+        "Send a webhook.test event to this webhook only.",
     ),
 ];
 

@@ -9,6 +9,8 @@
 //!
 //! Only this crate knows SQL.
 
+mod deliveries;
+pub mod listen;
 mod pg;
 mod repo;
 mod rows;
@@ -107,6 +109,20 @@ pub async fn open(
     migrate(database).await?;
     Ok(match database {
         Database::Postgres(url) => Arc::new(pg::open(url, options)?),
+        Database::Sqlite(path) => Arc::new(sqlite::open(path, options)?),
+    })
+}
+
+/// Opens a pooled store for a dispatcher's own bookkeeping (claims, outcomes, releases). On
+/// Postgres its commits do not wait for the WAL flush: a claim or outcome lost to a database
+/// crash only means an attempt is repeated, which at-least-once delivery allows, and the
+/// dispatcher stops paying an fsync per batch. Never use it to accept events. Does not migrate.
+pub fn open_for_dispatch(
+    database: &Database,
+    options: &StoreOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match database {
+        Database::Postgres(url) => Arc::new(pg::open_relaxed(url, options)?),
         Database::Sqlite(path) => Arc::new(sqlite::open(path, options)?),
     })
 }

@@ -75,6 +75,7 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        budget_base -> Integer,
     }
 }
 

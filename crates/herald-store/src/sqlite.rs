@@ -135,9 +135,155 @@ pub(crate) mod backend {
     pub async fn after_events_appended(_conn: &mut super::SqliteConn) -> diesel::QueryResult<()> {
         Ok(())
     }
+
+    /// Leases up to `limit` due deliveries of `lane` and returns them joined with their
+    /// webhook and event. SQLite has one writer (this connection), so picking and leasing in
+    /// one immediate transaction is already exclusive; no `SKIP LOCKED` is needed.
+    pub async fn claim(
+        conn: &mut super::SqliteConn,
+        lane: herald_domain::delivery::Lane,
+        lease: &herald_domain::delivery::Lease,
+        now: i64,
+        limit: i64,
+        excluded: &[String],
+    ) -> diesel::QueryResult<Vec<crate::deliveries::ClaimRow>> {
+        use diesel::sql_types::{BigInt, Text};
+        use diesel::sqlite::Sqlite;
+        use diesel_async::AsyncConnection;
+        let placeholders = vec!["?"; excluded.len()].join(", ");
+        let pick = format!(
+            "UPDATE deliveries SET lease_owner = ?, lease_until = ? \
+             WHERE id IN ( \
+               SELECT id FROM deliveries \
+               WHERE {lane} AND next_attempt_at <= ? \
+                 AND (lease_until IS NULL OR lease_until < ?) \
+                 AND webhook_id NOT IN ({placeholders}) \
+               ORDER BY next_attempt_at LIMIT ?) \
+             RETURNING id",
+            lane = crate::deliveries::lane_condition(lane),
+        );
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = Text)]
+            id: String,
+        }
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            let mut query = diesel::sql_query(pick)
+                .into_boxed::<Sqlite>()
+                .bind::<Text, _>(lease.owner.clone())
+                .bind::<BigInt, _>(lease.until)
+                .bind::<BigInt, _>(now)
+                .bind::<BigInt, _>(now);
+            for webhook in excluded {
+                query = query.bind::<Text, _>(webhook.clone());
+            }
+            let ids: Vec<Id> = query.bind::<BigInt, _>(limit).load(conn).await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let fetch = format!(
+                "SELECT {columns} FROM deliveries d \
+                 JOIN webhooks w ON w.id = d.webhook_id \
+                 LEFT JOIN events e ON e.id = d.event_id \
+                 WHERE d.id IN ({placeholders}) ORDER BY d.next_attempt_at",
+                columns = crate::deliveries::CLAIM_COLUMNS,
+                placeholders = vec!["?"; ids.len()].join(", "),
+            );
+            let mut query = diesel::sql_query(fetch).into_boxed::<Sqlite>();
+            for id in ids {
+                query = query.bind::<Text, _>(id.id);
+            }
+            query.load(conn).await
+        })
+        .await
+    }
+
+    /// Writes a batch of attempt outcomes in one transaction (one fsync): each delivery still
+    /// leased to `owner` gets its new state (a delivery cancelled meanwhile keeps its status)
+    /// and loses the lease, and then its attempt row.
+    pub async fn complete(
+        conn: &mut super::SqliteConn,
+        owner: &str,
+        outcomes: &[herald_domain::delivery::AttemptOutcome],
+        now: i64,
+    ) -> diesel::QueryResult<usize> {
+        use crate::deliveries::OutcomeColumns;
+        use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+        use diesel_async::AsyncConnection;
+        let rows: Vec<OutcomeColumns> = outcomes.iter().map(OutcomeColumns::new).collect();
+        let owner = owner.to_owned();
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            let mut written = 0;
+            for r in &rows {
+                let updated = diesel::sql_query(
+                    "UPDATE deliveries SET \
+                       attempts = MAX(attempts, ?), last_attempt_at = ?, last_status_code = ?, \
+                       last_error = ?, \
+                       next_attempt_at = CASE WHEN status = 'pending' THEN ? ELSE next_attempt_at END, \
+                       status = CASE WHEN status = 'pending' THEN ? ELSE status END, \
+                       lease_owner = NULL, lease_until = NULL, updated_at = ? \
+                     WHERE id = ? AND lease_owner = ?",
+                )
+                .bind::<Integer, _>(r.attempt)
+                .bind::<BigInt, _>(r.started_at)
+                .bind::<Nullable<Integer>, _>(r.code)
+                .bind::<Nullable<Text>, _>(r.error.clone())
+                .bind::<Nullable<BigInt>, _>(r.next_at)
+                .bind::<Text, _>(r.status.clone())
+                .bind::<BigInt, _>(now)
+                .bind::<Text, _>(r.id.clone())
+                .bind::<Text, _>(owner.clone())
+                .execute(conn)
+                .await?;
+                if updated == 0 {
+                    continue;
+                }
+                written += diesel::sql_query(
+                    "INSERT OR IGNORE INTO delivery_attempts \
+                       (delivery_id, attempt, started_at, duration_ms, status_code, error, response_body) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind::<Text, _>(r.id.clone())
+                .bind::<Integer, _>(r.attempt)
+                .bind::<BigInt, _>(r.started_at)
+                .bind::<BigInt, _>(r.duration_ms)
+                .bind::<Nullable<Integer>, _>(r.code)
+                .bind::<Nullable<Text>, _>(r.error.clone())
+                .bind::<Text, _>(r.body.clone())
+                .execute(conn)
+                .await?;
+            }
+            Ok(written)
+        })
+        .await
+    }
+
+    /// SQLite has no other replica to wake; the in-process listener suffices.
+    pub async fn after_retries_requeued(_conn: &mut super::SqliteConn) -> diesel::QueryResult<()> {
+        Ok(())
+    }
+
+    /// Stores a test event and its one delivery in one transaction.
+    pub async fn insert_test_delivery(
+        conn: &mut super::SqliteConn,
+        event: &NewEventRow,
+        delivery: &NewDeliveryRow,
+    ) -> diesel::QueryResult<()> {
+        use diesel_async::AsyncConnection;
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            insert_events(conn, std::slice::from_ref(event)).await?;
+            insert_deliveries(conn, std::slice::from_ref(delivery)).await
+        })
+        .await
+    }
 }
 
 mod queries {
     crate::repo::store_impl!(super::SqliteStore, super::SqliteConn, backend);
+    use super::backend;
+}
+
+mod delivery_queries {
+    crate::deliveries::delivery_store_impl!(super::SqliteStore, super::SqliteConn, backend);
     use super::backend;
 }

@@ -5,7 +5,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +26,8 @@ pub enum Behaviour {
     Redirect(String),
     /// 200 with a body of this many bytes.
     BigBody(usize),
+    /// Reads the request, then closes the connection without answering.
+    Close,
 }
 
 /// One request as received.
@@ -67,7 +68,10 @@ impl Receiver {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         let (rec, beh) = (rec.clone(), beh.clone());
-                        async move { Ok::<_, Infallible>(answer(request, rec, beh).await) }
+                        async move {
+                            // An error from the service makes hyper drop the connection unanswered.
+                            answer(request, rec, beh).await.ok_or(Hangup)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
@@ -98,11 +102,23 @@ impl Receiver {
     }
 }
 
+/// The receiver hung up on purpose ([`Behaviour::Close`]).
+#[derive(Debug)]
+struct Hangup;
+
+impl std::fmt::Display for Hangup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("closing the connection on purpose")
+    }
+}
+
+impl std::error::Error for Hangup {}
+
 async fn answer(
     request: Request<Incoming>,
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
-) -> Response<Full<Bytes>> {
+) -> Option<Response<Full<Bytes>>> {
     let headers = request.headers().clone();
     let body = request
         .into_body()
@@ -125,7 +141,8 @@ async fn answer(
         *r.status_mut() = http::StatusCode::from_u16(status).expect("status");
         r
     };
-    match behaviour {
+    Some(match behaviour {
+        Behaviour::Close => return None,
         Behaviour::Ok => reply(200, Bytes::from_static(b"ok")),
         Behaviour::Status(s) => reply(s, Bytes::from_static(b"nope")),
         Behaviour::FailTimes(n) => {
@@ -152,5 +169,5 @@ async fn answer(
             r
         }
         Behaviour::BigBody(n) => reply(200, Bytes::from(vec![b'x'; n])),
-    }
+    })
 }

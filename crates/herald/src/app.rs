@@ -115,6 +115,8 @@ pub struct App {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
+    dispatcher: Option<crate::dispatch::RunningDispatcher>,
+    _backlog: Option<crate::dispatch::BacklogWatcher>,
 }
 
 impl App {
@@ -137,12 +139,6 @@ impl App {
             source,
         })?;
         let parts = assemble(&config).await?;
-        if config.database.is_embedded() && config.private_destinations_allowed() {
-            tracing::warn!(
-                "embedded store: webhook deliveries may reach private and loopback addresses \
-                 (set HERALD_DELIVERY_ALLOW_PRIVATE=false to refuse them)"
-            );
-        }
         let api_keys = ApiKeyAuthenticator::new(parts.store.clone(), parts.gateway.clock.clone());
         let mut bearer = BearerAuthenticator::new(api_keys);
         let jwt = match jwt_verifier(&config) {
@@ -162,6 +158,27 @@ impl App {
                 .push(Arc::new(JwksReadiness(verifier.clone())));
             state.metrics.push(Arc::new(JwksReadiness(verifier)));
         }
+        // Single-node mode (§7): the embedded store, or `--with-dispatcher`, delivers in-process.
+        let dispatcher = (config.database.is_embedded() || config.with_dispatcher)
+            .then(|| crate::dispatch::RunningDispatcher::start(&config, &parts));
+        if let Some(running) = &dispatcher {
+            state
+                .metrics
+                .push(Arc::new(crate::dispatch::DeliveryMetricsSource(
+                    running.handle().metrics().clone(),
+                )));
+        }
+        // Without a dispatcher here, `/metrics` still shows the store-wide delivery backlog.
+        let backlog = dispatcher.is_none().then(|| {
+            crate::dispatch::BacklogWatcher::start(parts.store.clone(), parts.gateway.clock.clone())
+        });
+        if let Some(watcher) = &backlog {
+            state
+                .metrics
+                .push(Arc::new(crate::dispatch::DeliveryMetricsSource(
+                    watcher.metrics().clone(),
+                )));
+        }
         let state = Arc::new(state);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(herald_http::run(listener, state, async move {
@@ -172,6 +189,8 @@ impl App {
             local_addr,
             stop: Some(stop),
             server,
+            dispatcher,
+            _backlog: backlog,
         })
     }
 
@@ -186,6 +205,9 @@ impl App {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.shutdown().await;
+        }
     }
 
     /// Serves until `signal` resolves, then shuts down gracefully.

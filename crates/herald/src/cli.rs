@@ -11,6 +11,8 @@ use std::io::Write;
 pub enum Command {
     /// Serve the API.
     Serve,
+    /// Serve the API and run the dispatcher in-process, also on Postgres (`--with-dispatcher`).
+    ServeWithDispatcher,
     /// Run migrations and exit.
     Migrate,
     /// Mint an API key and print its token.
@@ -39,7 +41,9 @@ pub enum Command {
 /// The usage text.
 pub const USAGE: &str = "\
 usage:
-  herald-api [serve]                       serve the API (HERALD_LISTEN, default 127.0.0.1:8080)
+  herald-api [serve]                       serve the API (HERALD_LISTEN, default 127.0.0.1:8080);
+                                           the embedded store also delivers webhooks in-process
+  herald-api [serve] --with-dispatcher     also deliver webhooks in-process on Postgres
   herald-api migrate                       bring the database schema up to date
   herald-api keys create --org ORG --name NAME --capabilities manage,send,read[,ingest]
   herald-api keys list --org ORG
@@ -65,7 +69,8 @@ fn flag(args: &[String], name: &str) -> Result<String, String> {
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
-        [] | ["serve", ..] | ["--with-dispatcher"] => Ok(Command::Serve),
+        ["--with-dispatcher"] | ["serve", "--with-dispatcher"] => Ok(Command::ServeWithDispatcher),
+        [] | ["serve"] => Ok(Command::Serve),
         ["migrate"] => Ok(Command::Migrate),
         ["help" | "--help" | "-h"] => Ok(Command::Help),
         ["keys", "create", ..] => Ok(Command::KeysCreate {
@@ -108,6 +113,13 @@ pub async fn run_api(
             Ok(())
         }
         Command::Serve => {
+            let app = App::start(config).await?;
+            app.serve_until(shutdown).await;
+            Ok(())
+        }
+        Command::ServeWithDispatcher => {
+            let mut config = config;
+            config.with_dispatcher = true;
             let app = App::start(config).await?;
             app.serve_until(shutdown).await;
             Ok(())
@@ -230,6 +242,16 @@ impl From<ConfigError> for CliError {
     }
 }
 
+/// Runs `herald-dispatcher`: configuration from the environment, delivery until `shutdown`
+/// (SIGTERM/Ctrl-C) resolves.
+pub async fn run_dispatcher(
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CliError> {
+    let config = Config::from_env().map_err(StartError::from)?;
+    crate::dispatch::run_dispatcher(config, shutdown).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +280,13 @@ mod tests {
         );
         assert!(parse(&args("keys create --org")).is_err());
         assert!(parse(&args("frobnicate")).is_err());
+        assert_eq!(
+            parse(&args("--with-dispatcher")),
+            Ok(Command::ServeWithDispatcher)
+        );
+        assert_eq!(
+            parse(&args("serve --with-dispatcher")),
+            Ok(Command::ServeWithDispatcher)
+        );
     }
 }

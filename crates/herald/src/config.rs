@@ -47,6 +47,19 @@ pub struct Config {
     /// The least time between two JWKS fetches caused by unknown `kid`s
     /// (`HERALD_JWKS_MIN_REFETCH_SECS`, default 10).
     pub jwks_min_refetch: Duration,
+    /// Whether `herald-api` also runs the dispatcher on Postgres (`--with-dispatcher`); the
+    /// embedded store always does.
+    pub with_dispatcher: bool,
+    /// Concurrent first-attempt deliveries per dispatcher (`HERALD_DELIVERY_WORKERS`, default
+    /// 64; retries get half as many of their own).
+    pub delivery_workers: usize,
+    /// Concurrent attempts to one webhook per dispatcher lane (`HERALD_DELIVERY_PER_WEBHOOK`,
+    /// default 16).
+    pub delivery_per_webhook: usize,
+    /// How much longer than the timeout a delivery lease lasts
+    /// (`HERALD_DELIVERY_LEASE_MARGIN_MS`, default 55 s so that, with a 5 s re-check, a dead
+    /// dispatcher's work is attempted again within timeout + 60 s; only tests shorten it).
+    pub delivery_lease_margin: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +81,10 @@ impl Default for Config {
             jwt_role_claim: "role".into(),
             jwks_refresh: Duration::from_secs(300),
             jwks_min_refetch: Duration::from_secs(10),
+            with_dispatcher: false,
+            delivery_workers: 64,
+            delivery_per_webhook: 16,
+            delivery_lease_margin: Duration::from_secs(55),
         }
     }
 }
@@ -143,6 +160,13 @@ impl Config {
             allow_private,
             retention_days: parse_num("HERALD_RETENTION_DAYS", 7)?.clamp(1, 3650) as u32,
             pool_size: parse_num("HERALD_DB_POOL_SIZE", 16)?.clamp(1, 256) as usize,
+            with_dispatcher: false,
+            delivery_workers: parse_num("HERALD_DELIVERY_WORKERS", 64)?.clamp(1, 1024) as usize,
+            delivery_per_webhook: parse_num("HERALD_DELIVERY_PER_WEBHOOK", 16)?.clamp(1, 1024)
+                as usize,
+            delivery_lease_margin: Duration::from_millis(
+                parse_num("HERALD_DELIVERY_LEASE_MARGIN_MS", 55_000)?.max(1_000),
+            ),
         })
     }
 

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dispatch;
 pub mod wake;
 
 pub use app::App;

@@ -49,6 +49,8 @@ struct World {
     webhook: String,
     /// An API key of the organization (not one the tests authenticate with).
     api_key: String,
+    /// A dead-lettered delivery of `webhook` (its `webhook.test`), so retrying it is accepted.
+    delivery: String,
 }
 
 impl World {
@@ -68,7 +70,10 @@ impl World {
             c.post(
                 "/api/v1/webhooks",
                 admin,
-                &json!({"url": "https://example.com/iso", "sessionId": session}),
+                // A closed local port (or a refused private address on Postgres) fails at once;
+                // one attempt dead-letters the delivery, so a retry is never caught in flight.
+                &json!({"url": "http://127.0.0.1:9/iso", "sessionId": session,
+                        "retryPolicy": {"attempts": 1}}),
             )
             .await,
             "webhook",
@@ -82,17 +87,43 @@ impl World {
             .await,
             "api key",
         );
+        let test = c
+            .post(
+                &format!("/api/v1/webhooks/{webhook}/test"),
+                admin,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(test.status, 202, "sending a test event: {:?}", test.json);
+        let delivery = test.json["deliveryId"]
+            .as_str()
+            .expect("a delivery id")
+            .to_owned();
+        let path = format!("/api/v1/webhooks/{webhook}/deliveries/{delivery}");
+        herald_testkit::eventually(
+            "the test delivery to be dead-lettered",
+            std::time::Duration::from_secs(20),
+            || async { (c.get(&path, admin).await.json["status"] == "failed").then_some(()) },
+        )
+        .await;
         Self {
             org: org.to_owned(),
             session,
             webhook,
             api_key,
+            delivery,
         }
     }
 
     /// Every id this world holds, to look for in another organization's responses.
     fn ids(&self) -> Vec<&str> {
-        vec![&self.org, &self.session, &self.webhook, &self.api_key]
+        vec![
+            &self.org,
+            &self.session,
+            &self.webhook,
+            &self.api_key,
+            &self.delivery,
+        ]
     }
 }
 
@@ -178,6 +209,30 @@ fn recipes() -> Vec<(&'static str, Recipe)> {
         }),
         ("DELETE /api/v1/api-keys/{id}", |w| {
             Req::new(format!("/api/v1/api-keys/{}", w.api_key))
+        }),
+        ("GET /api/v1/webhooks/{id}/deliveries", |w| {
+            Req::new(format!("/api/v1/webhooks/{}/deliveries", w.webhook))
+        }),
+        ("GET /api/v1/webhooks/{id}/deliveries/{deliveryId}", |w| {
+            Req::new(format!(
+                "/api/v1/webhooks/{}/deliveries/{}",
+                w.webhook, w.delivery
+            ))
+        }),
+        (
+            "POST /api/v1/webhooks/{id}/deliveries/{deliveryId}/retry",
+            |w| {
+                Req::new(format!(
+                    "/api/v1/webhooks/{}/deliveries/{}/retry",
+                    w.webhook, w.delivery
+                ))
+            },
+        ),
+        ("POST /api/v1/webhooks/{id}/recover", |w| {
+            Req::new(format!("/api/v1/webhooks/{}/recover", w.webhook)).body(json!({"since": 0}))
+        }),
+        ("POST /api/v1/webhooks/{id}/test", |w| {
+            Req::new(format!("/api/v1/webhooks/{}/test", w.webhook))
         }),
     ]
 }
@@ -298,7 +353,7 @@ async fn call(server: &TestServer, route: &Route, req: &Req, token: Option<&str>
 
 async fn run_matrix(backend: Backend) {
     let plan = planned();
-    let server = TestServer::start(backend).await;
+    let server = TestServer::start_with(backend, |c| c.with_dispatcher = true).await;
     let unique = ulid::Ulid::new().to_string().to_lowercase();
     let a = Tenant::new(&server, &format!("org_iso_a_{unique}")).await;
     let b = Tenant::new(&server, &format!("org_iso_b_{unique}")).await;

@@ -74,11 +74,20 @@ CREATE TABLE deliveries (
     lease_until BIGINT,
     lease_owner TEXT,
     created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
+    updated_at BIGINT NOT NULL,
+    -- Attempts made before the current budget began: a manual retry or recovery renews the
+    -- budget without renumbering the attempt log.
+    budget_base INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, id);
 CREATE INDEX deliveries_by_time ON deliveries (created_at);
+-- The two claim queues (first attempts, retries) and the leases in force, so a claim or a
+-- wake-up time never scans the backlog of the other queue.
+CREATE INDEX deliveries_due_fresh ON deliveries (next_attempt_at) WHERE status = 'pending' AND attempts = 0;
+CREATE INDEX deliveries_due_retry ON deliveries (next_attempt_at) WHERE status = 'pending' AND attempts > 0;
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE lease_until IS NOT NULL;
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
 
 CREATE TABLE delivery_attempts (
     delivery_id TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,

@@ -1,0 +1,229 @@
+//! The outbound HTTP client: one ureq agent shared by every worker thread.
+//!
+//! - **Timeout**: one hard deadline per attempt (`HERALD_DELIVERY_TIMEOUT_MS`) covering DNS,
+//!   connect, TLS, sending and the reply. ureq's per-phase timeouts would each restart the
+//!   clock, so a receiver dripping its reply could hold an attempt for several timeouts —
+//!   longer than the lease, which must outlive every attempt. ureq's global timeout does not
+//!   have that hole; its known cost (the default resolver spawning a thread per request when a
+//!   timeout is set) does not apply because the [`GuardedResolver`] answers literal addresses
+//!   and cached names without a thread.
+//! - **Keep-alive**: idle connections are kept (many per host) so steady traffic to one
+//!   receiver reuses its sockets.
+//! - **No redirects**: a 3xx is a failed attempt like any non-2xx.
+//! - **Bounded reading**: at most 4 KiB of a reply is read; the rest is never pulled off the
+//!   socket (the connection is then dropped rather than reused), so a huge or endless reply
+//!   costs neither memory nor time beyond the deadline.
+//! - **No ambient proxy**: proxies from the environment are ignored — a proxy would resolve
+//!   names itself and bypass the SSRF guard.
+
+use crate::guard::{BlockedAddress, GuardedResolver};
+use herald_domain::delivery::{AttemptError, AttemptRecord};
+use std::io::Read;
+use std::time::{Duration, SystemTime};
+use ureq::config::AutoHeaderValue;
+use ureq::unversioned::transport::DefaultConnector;
+use ureq::Agent;
+
+/// What came back from one attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// The HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// The failure class; `None` for a 2xx.
+    pub error: Option<AttemptError>,
+    /// The first 4 KiB of the reply (lossy UTF-8), or a short description of the failure.
+    pub body: String,
+    /// A `Retry-After` hint from a 429/503, in milliseconds from now.
+    pub retry_after_ms: Option<i64>,
+}
+
+/// Sends one delivery attempt. Blocking: callers run it on a blocking thread.
+pub trait Transport: Send + Sync {
+    /// POSTs `body` with `headers` to `url` and classifies what happened.
+    fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Answer;
+}
+
+/// The ureq transport with the SSRF guard.
+pub struct UreqTransport {
+    agent: Agent,
+}
+
+impl UreqTransport {
+    /// An agent with a hard `timeout` per attempt; `allow_private` disables the SSRF guard.
+    pub fn new(timeout: Duration, allow_private: bool) -> Self {
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .proxy(None)
+            .timeout_global(Some(timeout))
+            .user_agent(AutoHeaderValue::None)
+            .accept(AutoHeaderValue::None)
+            .accept_encoding(AutoHeaderValue::None)
+            .max_idle_connections(1024)
+            .max_idle_connections_per_host(256)
+            .max_idle_age(Duration::from_secs(30))
+            .build();
+        let agent = Agent::with_parts(
+            config,
+            DefaultConnector::default(),
+            GuardedResolver::new(allow_private),
+        );
+        Self { agent }
+    }
+}
+
+impl Transport for UreqTransport {
+    fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Answer {
+        let mut request = self.agent.post(url);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let https = url.starts_with("https:");
+        let mut response = match request.send(body) {
+            Ok(response) => response,
+            Err(error) => return failure(classify(&error, https), &error),
+        };
+        let status = response.status().as_u16();
+        let retry_after_ms = if status == 429 || status == 503 {
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        } else {
+            None
+        };
+        let mut kept = Vec::with_capacity(512);
+        let read = response
+            .body_mut()
+            .as_reader()
+            .take(AttemptRecord::MAX_RESPONSE_BODY as u64)
+            .read_to_end(&mut kept);
+        let body = truncate_utf8(&kept);
+        let error = match read {
+            // An answer whose (first 4 KiB of) body did not arrive in time is not a success.
+            Err(e) => Some(classify_io(&e, https)),
+            Ok(_) if (200..300).contains(&status) => None,
+            Ok(_) => Some(AttemptError::HttpStatus),
+        };
+        Answer {
+            status: Some(status),
+            error,
+            body,
+            retry_after_ms,
+        }
+    }
+}
+
+fn failure(class: AttemptError, error: &ureq::Error) -> Answer {
+    Answer {
+        status: None,
+        error: Some(class),
+        body: describe(error),
+        retry_after_ms: None,
+    }
+}
+
+/// A short, safe description of a transport failure for the attempt log.
+fn describe(error: &ureq::Error) -> String {
+    let mut text = error.to_string();
+    text.truncate(AttemptRecord::MAX_RESPONSE_BODY);
+    text
+}
+
+/// Maps a ureq failure to the documented error classes.
+pub fn classify(error: &ureq::Error, https: bool) -> AttemptError {
+    use ureq::Error as E;
+    match error {
+        E::Timeout(_) => AttemptError::Timeout,
+        E::HostNotFound => AttemptError::Dns,
+        E::Other(inner) if inner.is::<BlockedAddress>() => AttemptError::BlockedAddress,
+        E::Io(io) => classify_io(io, https),
+        E::Tls(_) | E::Rustls(_) | E::Pem(_) | E::TlsRequired => AttemptError::Tls,
+        // Refused, reset, garbage instead of HTTP: the connection did not carry an answer.
+        _ => AttemptError::Connect,
+    }
+}
+
+fn classify_io(error: &std::io::Error, https: bool) -> AttemptError {
+    use std::io::ErrorKind as K;
+    match error.kind() {
+        K::TimedOut | K::WouldBlock => AttemptError::Timeout,
+        // rustls reports handshake and certificate failures as invalid data on the stream.
+        K::InvalidData if https => AttemptError::Tls,
+        _ => {
+            // ureq wraps its own errors (a timeout while reading the body) in io::Error.
+            match error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<ureq::Error>())
+            {
+                Some(inner) => classify(inner, https),
+                None => AttemptError::Connect,
+            }
+        }
+    }
+}
+
+/// Parses `Retry-After` (delay-seconds or an HTTP date) into milliseconds from `now`.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<i64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.min(i64::MAX as u64 / 1000) as i64 * 1000);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(now)
+            .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64),
+    )
+}
+
+fn truncate_utf8(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(parse_retry_after("120", now), Some(120_000));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&later, now), Some(30_000));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&earlier, now), Some(0));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn blocked_destinations_are_classified_without_connecting() {
+        let t = UreqTransport::new(Duration::from_secs(2), false);
+        let a = t.post("http://127.0.0.1:9/hook", &[], b"{}");
+        assert_eq!(a.error, Some(AttemptError::BlockedAddress));
+        assert_eq!(a.status, None);
+        let a = t.post("http://[::ffff:10.0.0.1]:9/hook", &[], b"{}");
+        assert_eq!(a.error, Some(AttemptError::BlockedAddress));
+    }
+
+    #[test]
+    fn a_refused_connection_is_a_connect_error() {
+        // Bind then drop a listener to find a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let t = UreqTransport::new(Duration::from_secs(2), true);
+        let a = t.post(&format!("http://127.0.0.1:{port}/"), &[], b"{}");
+        assert_eq!(a.error, Some(AttemptError::Connect), "{a:?}");
+    }
+
+    #[test]
+    fn an_unknown_host_is_a_dns_error() {
+        let t = UreqTransport::new(Duration::from_secs(5), true);
+        let a = t.post("http://herald-no-such-host.invalid/", &[], b"{}");
+        assert_eq!(a.error, Some(AttemptError::Dns), "{a:?}");
+    }
+}

@@ -1,0 +1,720 @@
+//! The dispatcher loop: claim due deliveries, attempt them, write the outcomes back.
+//!
+//! How it is put together:
+//! - **Two lanes.** First attempts ([`Lane::Fresh`]) and retries ([`Lane::Retry`]) are claimed
+//!   by separate tasks into separate worker budgets, so a dead endpoint's retry backlog never
+//!   delays a fresh event of anyone else.
+//! - **Batched claims under a lease.** A lane claims up to `batch` due deliveries in one query
+//!   (`FOR UPDATE SKIP LOCKED` on Postgres) and leases them for the HTTP timeout + 60 s. An
+//!   attempt is only started while at least the timeout + 5 s of the lease remain, and the HTTP
+//!   client enforces the timeout as one hard deadline, so an attempt always ends before its lease
+//!   could lapse: at most one attempt of a delivery is ever in flight.
+//! - **Per-webhook cap.** A lane runs at most `per_webhook` attempts of one webhook at a time;
+//!   claimed extras wait in a local queue, and a webhook at its cap is excluded from the next
+//!   claims, so one slow receiver cannot occupy the pool.
+//! - **Blocking work off the async workers.** Each attempt is a blocking ureq call run with
+//!   `spawn_blocking`; the lane's budget bounds how many run at once. No transaction is open
+//!   during an HTTP call.
+//! - **Batched completions.** Outcomes flow to one completer task that writes whatever has
+//!   accumulated in one statement (Postgres) or one transaction (SQLite).
+//! - **Wake-ups, not polling.** A lane sleeps until it is woken ([`DispatcherHandle::wake`],
+//!   fed by in-process commits and Postgres `NOTIFY`), until its next retry or lease lapse is
+//!   due (asked of the store after every short claim), or until capacity frees up.
+//! - **Graceful stop.** On shutdown the lanes stop claiming, give back the leases of claimed
+//!   work not yet started, let running attempts finish, and the completer writes every outcome
+//!   before [`Dispatcher::run`] returns.
+
+use crate::client::{Answer, Transport};
+use crate::metrics::DeliveryMetrics;
+use crate::sign;
+use herald_domain::delivery::{
+    AttemptOutcome, AttemptRecord, ClaimedDelivery, Lane, Lease, Settlement,
+};
+use herald_domain::ports::{Clock, DeliveryStore, SecretCipher};
+use herald_domain::{DeliveryId, WebhookId};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch, Notify};
+
+/// How a dispatcher runs.
+#[derive(Clone, Debug)]
+pub struct DispatcherConfig {
+    /// The per-attempt HTTP deadline (`HERALD_DELIVERY_TIMEOUT_MS`).
+    pub timeout: Duration,
+    /// Attempts of first deliveries running at once.
+    pub fresh_workers: usize,
+    /// Retry attempts running at once.
+    pub retry_workers: usize,
+    /// Attempts of one webhook running at once, per lane.
+    pub per_webhook: usize,
+    /// Most deliveries claimed per query.
+    pub batch: usize,
+    /// How long finished deliveries and their events are kept (`HERALD_RETENTION_DAYS`).
+    pub retention: Duration,
+    /// How much longer than the timeout a lease lasts ([`Lease::MARGIN_MS`], 55 s). Only tests
+    /// shorten it (to see a killed dispatcher's work come back quickly).
+    pub lease_margin: Duration,
+}
+
+impl DispatcherConfig {
+    /// The defaults for an HTTP timeout of `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            fresh_workers: 64,
+            retry_workers: 32,
+            per_webhook: 16,
+            batch: 64,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            lease_margin: Duration::from_millis(Lease::MARGIN_MS as u64),
+        }
+    }
+
+    /// How long a claim lasts.
+    fn lease_ms(&self) -> i64 {
+        self.timeout_ms() + self.lease_margin.as_millis().min(i64::MAX as u128) as i64
+    }
+
+    /// How much lease beyond the timeout must remain to start an attempt.
+    fn start_safety_ms(&self) -> i64 {
+        (self.lease_margin.as_millis() as i64 / 2).min(START_SAFETY_MS)
+    }
+
+    fn workers(&self, lane: Lane) -> usize {
+        match lane {
+            Lane::Fresh => self.fresh_workers.max(1),
+            Lane::Retry => self.retry_workers.max(1),
+        }
+    }
+
+    fn timeout_ms(&self) -> i64 {
+        self.timeout.as_millis().min(i64::MAX as u128) as i64
+    }
+}
+
+/// An attempt is started only while this much lease beyond the timeout remains (or half the
+/// margin, when a test shortened it).
+const START_SAFETY_MS: i64 = 5_000;
+/// Longest a lane sleeps without being woken: it also finds leases of dead replicas that
+/// lapsed, so their work is attempted again within timeout + 60 s of its claim.
+const MAX_IDLE: Duration = Duration::from_millis(Lease::RECHECK_MS as u64);
+/// Shortest pause between two claims that found nothing they could take.
+const MIN_RECHECK: Duration = Duration::from_millis(25);
+/// Shortest pause when due work was left because its webhooks are at their cap.
+const SATURATED_RECHECK: Duration = Duration::from_millis(250);
+/// Most outcomes written in one completion query.
+const COMPLETION_BATCH: usize = 512;
+
+/// Wakes a running dispatcher and reads its metrics; cheap to clone.
+#[derive(Clone)]
+pub struct DispatcherHandle {
+    fresh: Arc<Notify>,
+    retry: Arc<Notify>,
+    metrics: Arc<DeliveryMetrics>,
+}
+
+impl DispatcherHandle {
+    /// New work may be due: both lanes look at once.
+    pub fn wake(&self) {
+        self.fresh.notify_one();
+        self.retry.notify_one();
+    }
+
+    /// New first deliveries were committed: only the fresh lane looks.
+    pub fn wake_fresh(&self) {
+        self.fresh.notify_one();
+    }
+
+    /// Retries were made due (a manual retry or recovery): only the retry lane looks.
+    pub fn wake_retry(&self) {
+        self.retry.notify_one();
+    }
+
+    /// The dispatcher's metrics.
+    pub fn metrics(&self) -> &Arc<DeliveryMetrics> {
+        &self.metrics
+    }
+
+    fn notify(&self, lane: Lane) -> &Arc<Notify> {
+        match lane {
+            Lane::Fresh => &self.fresh,
+            Lane::Retry => &self.retry,
+        }
+    }
+}
+
+/// The dispatcher, generic over the ports it drives.
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn DeliveryStore>,
+    cipher: Arc<dyn SecretCipher>,
+    clock: Arc<dyn Clock>,
+    transport: Arc<dyn Transport>,
+    config: DispatcherConfig,
+    owner: String,
+    handle: DispatcherHandle,
+}
+
+impl Dispatcher {
+    /// A dispatcher with a fresh lease-owner id.
+    pub fn new(
+        store: Arc<dyn DeliveryStore>,
+        cipher: Arc<dyn SecretCipher>,
+        clock: Arc<dyn Clock>,
+        transport: Arc<dyn Transport>,
+        config: DispatcherConfig,
+    ) -> Self {
+        let handle = DispatcherHandle {
+            fresh: Arc::new(Notify::new()),
+            retry: Arc::new(Notify::new()),
+            metrics: Arc::new(DeliveryMetrics::default()),
+        };
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                cipher,
+                clock,
+                transport,
+                config,
+                owner: format!("dsp_{}", ulid::Ulid::new()),
+                handle,
+            }),
+        }
+    }
+
+    /// The handle that wakes it and reads its metrics.
+    pub fn handle(&self) -> DispatcherHandle {
+        self.shared.handle.clone()
+    }
+
+    /// The id its leases carry.
+    pub fn owner(&self) -> &str {
+        &self.shared.owner
+    }
+
+    /// Delivers until `shutdown` resolves, then stops claiming, gives back unstarted work,
+    /// lets running attempts finish and writes their outcomes before returning.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let shared = self.shared;
+        tracing::info!(
+            owner = %shared.owner,
+            timeout_ms = shared.config.timeout_ms(),
+            fresh_workers = shared.config.workers(Lane::Fresh),
+            retry_workers = shared.config.workers(Lane::Retry),
+            per_webhook = shared.config.per_webhook,
+            "dispatcher started"
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
+        let completer = tokio::spawn(complete_outcomes(shared.clone(), outcome_rx));
+        let lanes: Vec<_> = Lane::ALL
+            .into_iter()
+            .map(|lane| {
+                tokio::spawn(run_lane(
+                    shared.clone(),
+                    lane,
+                    stop_rx.clone(),
+                    outcome_tx.clone(),
+                ))
+            })
+            .collect();
+        drop(outcome_tx);
+        let housekeeping = tokio::spawn(housekeeping(shared.clone(), stop_rx));
+        shutdown.await;
+        tracing::info!(owner = %shared.owner, "dispatcher stopping: finishing attempts in flight");
+        let _ = stop_tx.send(true);
+        for lane in lanes {
+            let _ = lane.await;
+        }
+        let _ = completer.await;
+        let _ = housekeeping.await;
+        // Anything still leased to us (a claim that raced the stop) goes back to the pool now
+        // rather than when its lease lapses.
+        if let Err(error) = shared.store.release_leases(&shared.owner, &[]).await {
+            tracing::warn!(%error, "could not release leases at shutdown; they lapse on their own");
+        }
+        tracing::info!(owner = %shared.owner, "dispatcher stopped");
+    }
+}
+
+/// A finished attempt reported back to its lane.
+struct Done {
+    webhook: WebhookId,
+    outcome: Option<AttemptOutcome>,
+}
+
+/// One lane's bookkeeping.
+struct LaneState {
+    lane: Lane,
+    capacity: usize,
+    running: usize,
+    running_by_webhook: HashMap<WebhookId, usize>,
+    waiting: HashMap<WebhookId, VecDeque<ClaimedDelivery>>,
+    waiting_total: usize,
+    /// Webhooks left out of the last claim because they were at their cap.
+    excluded: HashSet<WebhookId>,
+}
+
+impl LaneState {
+    fn free(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.running + self.waiting_total)
+    }
+
+    fn load(&self, webhook: &WebhookId) -> usize {
+        self.running_by_webhook.get(webhook).copied().unwrap_or(0)
+            + self.waiting.get(webhook).map_or(0, VecDeque::len)
+    }
+}
+
+async fn run_lane(
+    shared: Arc<Shared>,
+    lane: Lane,
+    mut stop: watch::Receiver<bool>,
+    outcomes: mpsc::UnboundedSender<AttemptOutcome>,
+) {
+    let config = &shared.config;
+    let cap = config.per_webhook.max(1);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut state = LaneState {
+        lane,
+        capacity: config.workers(lane),
+        running: 0,
+        running_by_webhook: HashMap::new(),
+        waiting: HashMap::new(),
+        waiting_total: 0,
+        excluded: HashSet::new(),
+    };
+    let notify = shared.handle.notify(lane).clone();
+    let mut claim_now = true;
+    let mut more_due = false;
+    let mut next_check = Instant::now();
+    // When the lane last asked the store for its next due time (see below).
+    let mut asked_next_at: Option<Instant> = None;
+    let mut failures: u32 = 0;
+    let mut stopping = false;
+    loop {
+        let free = state.free();
+        let timer_due = Instant::now() >= next_check;
+        let worth_it = more_due && free >= (state.capacity / 4).max(1);
+        if !stopping && free > 0 && (claim_now || timer_due || worth_it) {
+            claim_now = false;
+            let now = shared.clock.now_ms();
+            let excluded: Vec<WebhookId> = state
+                .running_by_webhook
+                .keys()
+                .chain(state.waiting.keys())
+                .filter(|w| state.load(w) >= cap)
+                .copied()
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let limit = free.min(config.batch.max(1));
+            let lease = Lease {
+                owner: shared.owner.clone(),
+                until: now + config.lease_ms(),
+            };
+            match shared
+                .store
+                .claim_deliveries(lane, &lease, now, limit, &excluded)
+                .await
+            {
+                Ok(items) => {
+                    failures = 0;
+                    more_due = items.len() == limit;
+                    state.excluded = excluded.into_iter().collect();
+                    let mut late = Vec::new();
+                    for item in items {
+                        admit(&shared, &mut state, item, cap, &done_tx, &mut late);
+                    }
+                    release(&shared, late).await;
+                    // Fresh deliveries are due when created and announced by a wake-up, so
+                    // the fresh lane needs its timer only for lapsing leases: asking at most
+                    // once a second saves a query per claim under steady traffic.
+                    let recent = lane == Lane::Fresh
+                        && asked_next_at.is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+                        && next_check > Instant::now();
+                    if more_due {
+                        next_check = Instant::now() + MAX_IDLE;
+                    } else if !recent {
+                        next_check = next_wake(&shared, lane, !state.excluded.is_empty()).await;
+                        asked_next_at = Some(Instant::now());
+                    }
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let pause = backoff(failures);
+                    tracing::warn!(lane = lane.as_str(), %error, retry_in_ms = pause.as_millis() as u64, "claiming deliveries failed");
+                    more_due = false;
+                    next_check = Instant::now() + pause;
+                }
+            }
+        }
+        if stopping && state.running == 0 {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(done) = done_rx.recv() => {
+                let mut late = Vec::new();
+                if finish(&shared, &mut state, done, cap, &done_tx, &outcomes, &mut late) {
+                    more_due = true;
+                }
+                // Take every other report that is already waiting before claiming again.
+                while let Ok(done) = done_rx.try_recv() {
+                    if finish(&shared, &mut state, done, cap, &done_tx, &outcomes, &mut late) {
+                        more_due = true;
+                    }
+                }
+                release(&shared, late).await;
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                let unstarted: Vec<DeliveryId> = state
+                    .waiting
+                    .drain()
+                    .flat_map(|(_, queue)| queue.into_iter().map(|item| item.id))
+                    .collect();
+                state.waiting_total = 0;
+                release(&shared, unstarted).await;
+            }
+            _ = notify.notified(), if !stopping => claim_now = true,
+            _ = tokio::time::sleep_until(next_check.into()), if !stopping => {}
+        }
+    }
+}
+
+/// Takes a claimed delivery: starts it if its webhook is under the cap, else queues it.
+fn admit(
+    shared: &Arc<Shared>,
+    state: &mut LaneState,
+    item: ClaimedDelivery,
+    cap: usize,
+    done_tx: &mpsc::UnboundedSender<Done>,
+    late: &mut Vec<DeliveryId>,
+) {
+    let running = state
+        .running_by_webhook
+        .get(&item.webhook_id)
+        .copied()
+        .unwrap_or(0);
+    if running < cap {
+        start(shared, state, item, done_tx, late);
+    } else {
+        state.waiting_total += 1;
+        state
+            .waiting
+            .entry(item.webhook_id)
+            .or_default()
+            .push_back(item);
+    }
+}
+
+/// Runs one attempt on a blocking thread, if enough of its lease remains.
+fn start(
+    shared: &Arc<Shared>,
+    state: &mut LaneState,
+    item: ClaimedDelivery,
+    done_tx: &mpsc::UnboundedSender<Done>,
+    late: &mut Vec<DeliveryId>,
+) {
+    let now = shared.clock.now_ms();
+    if item.lease_until - now < shared.config.timeout_ms() + shared.config.start_safety_ms() {
+        // Starting now could outlast the lease and overlap another dispatcher's attempt.
+        late.push(item.id);
+        return;
+    }
+    state.running += 1;
+    *state.running_by_webhook.entry(item.webhook_id).or_default() += 1;
+    shared.handle.metrics.in_flight(state.lane, 1);
+    let shared = shared.clone();
+    let done_tx = done_tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let webhook = item.webhook_id;
+        let began = Instant::now();
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&shared, &item)));
+        let outcome = match result {
+            Ok((outcome, sent)) => {
+                shared.handle.metrics.record_attempt(
+                    outcome.record.error,
+                    sent,
+                    began.elapsed(),
+                    outcome.settlement,
+                );
+                Some(outcome)
+            }
+            Err(_) => {
+                tracing::error!(delivery = %item.id, "delivery attempt panicked; its lease will lapse");
+                None
+            }
+        };
+        let _ = done_tx.send(Done { webhook, outcome });
+    });
+}
+
+/// Books a finished attempt; starts the webhook's next queued delivery. Returns whether a
+/// webhook left out of the last claim has room again (so claiming may find work).
+fn finish(
+    shared: &Arc<Shared>,
+    state: &mut LaneState,
+    done: Done,
+    cap: usize,
+    done_tx: &mpsc::UnboundedSender<Done>,
+    outcomes: &mpsc::UnboundedSender<AttemptOutcome>,
+    late: &mut Vec<DeliveryId>,
+) -> bool {
+    state.running -= 1;
+    shared.handle.metrics.in_flight(state.lane, -1);
+    if let Some(count) = state.running_by_webhook.get_mut(&done.webhook) {
+        *count -= 1;
+        if *count == 0 {
+            state.running_by_webhook.remove(&done.webhook);
+        }
+    }
+    if let Some(outcome) = done.outcome {
+        let _ = outcomes.send(outcome);
+    }
+    while let Some(queue) = state.waiting.get_mut(&done.webhook) {
+        let Some(next) = queue.pop_front() else {
+            state.waiting.remove(&done.webhook);
+            break;
+        };
+        state.waiting_total -= 1;
+        if queue.is_empty() {
+            state.waiting.remove(&done.webhook);
+        }
+        let before = state.running;
+        start(shared, state, next, done_tx, late);
+        if state.running > before {
+            return false;
+        }
+    }
+    if state.excluded.contains(&done.webhook) && state.load(&done.webhook) <= cap / 2 {
+        state.excluded.remove(&done.webhook);
+        return true;
+    }
+    false
+}
+
+/// Gives leases back so any dispatcher may take the deliveries at once.
+async fn release(shared: &Arc<Shared>, ids: Vec<DeliveryId>) {
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(error) = shared.store.release_leases(&shared.owner, &ids).await {
+        tracing::warn!(%error, count = ids.len(), "could not release leases; they lapse on their own");
+    }
+}
+
+/// When the lane should look again: its next due retry or lease lapse, within bounds. Work
+/// that is due but was not claimable belongs to webhooks at their cap (`saturated`; a finished
+/// attempt re-opens them, so a slow recheck suffices) or is being claimed by another replica.
+async fn next_wake(shared: &Arc<Shared>, lane: Lane, saturated: bool) -> Instant {
+    let now = shared.clock.now_ms();
+    let floor = if saturated {
+        SATURATED_RECHECK
+    } else {
+        MIN_RECHECK
+    };
+    match shared.store.next_claimable_at(lane, now).await {
+        Ok(Some(at)) => {
+            let wait = Duration::from_millis((at - now).max(0) as u64);
+            Instant::now() + wait.clamp(floor, MAX_IDLE)
+        }
+        Ok(None) => Instant::now() + MAX_IDLE,
+        Err(error) => {
+            tracing::warn!(lane = lane.as_str(), %error, "could not read the next due time");
+            Instant::now() + Duration::from_secs(1)
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1 << failures.min(6));
+    Duration::from_millis(ms.min(5_000))
+}
+
+/// One attempt, start to classified end. Blocking.
+fn attempt(shared: &Shared, item: &ClaimedDelivery) -> (AttemptOutcome, bool) {
+    let started_at = shared.clock.now_ms();
+    let began = Instant::now();
+    let mut give_up = false;
+    let (answer, sent) = if item.envelope.is_empty() {
+        tracing::error!(delivery = %item.id, event = %item.event_id, "the event of this delivery is no longer stored; dead-lettering it");
+        give_up = true;
+        (
+            not_sent("herald: the event is no longer stored; nothing was sent"),
+            false,
+        )
+    } else {
+        let signature = match &item.secret {
+            None => Ok(None),
+            Some(sealed) => shared
+                .cipher
+                .open(sealed)
+                .map(|key| Some(sign::signature(&key, item.envelope.as_bytes()))),
+        };
+        match signature {
+            Err(error) => {
+                tracing::error!(
+                    delivery = %item.id,
+                    webhook = %item.webhook_id,
+                    %error,
+                    "the webhook's secret cannot be decrypted with HERALD_SECRETS_KEY; the attempt failed and nothing was sent (never unsigned)"
+                );
+                (
+                    not_sent("herald: the webhook secret cannot be decrypted with the configured HERALD_SECRETS_KEY; nothing was sent"),
+                    false,
+                )
+            }
+            Ok(signature) => {
+                let headers = sign::delivery_headers(
+                    &item.event_id.to_string(),
+                    started_at,
+                    signature.as_deref(),
+                    item.custom_headers.iter(),
+                );
+                let answer =
+                    shared
+                        .transport
+                        .post(item.url.as_str(), &headers, item.envelope.as_bytes());
+                (answer, true)
+            }
+        }
+    };
+    let record = AttemptRecord {
+        attempt: item.attempt,
+        started_at,
+        duration_ms: began.elapsed().as_millis() as i64,
+        status_code: answer.status,
+        error: answer.error,
+        response_body: answer.body,
+    };
+    let settlement = if give_up {
+        Settlement::Failed
+    } else {
+        Settlement::after(
+            item.attempt,
+            item.budget_base,
+            &item.retry_policy,
+            &record,
+            answer.retry_after_ms,
+            shared.clock.now_ms(),
+        )
+    };
+    if let Settlement::Failed = settlement {
+        tracing::warn!(delivery = %item.id, webhook = %item.webhook_id, attempts = item.attempt, "delivery dead-lettered after its last attempt");
+    }
+    (
+        AttemptOutcome {
+            delivery_id: item.id,
+            record,
+            settlement,
+        },
+        sent,
+    )
+}
+
+fn not_sent(reason: &str) -> Answer {
+    Answer {
+        status: None,
+        error: None,
+        body: reason.to_owned(),
+        retry_after_ms: None,
+    }
+}
+
+/// Writes outcomes back in batches, retrying while the store is away.
+async fn complete_outcomes(
+    shared: Arc<Shared>,
+    mut outcomes: mpsc::UnboundedReceiver<AttemptOutcome>,
+) {
+    let lease_ms = shared.config.lease_ms();
+    let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+    while let Some(first) = outcomes.recv().await {
+        batch.push(first);
+        while batch.len() < COMPLETION_BATCH {
+            match outcomes.try_recv() {
+                Ok(outcome) => batch.push(outcome),
+                Err(_) => break,
+            }
+        }
+        let first_try = Instant::now();
+        let mut failures = 0;
+        loop {
+            match shared
+                .store
+                .complete_attempts(&shared.owner, &batch, shared.clock.now_ms())
+                .await
+            {
+                Ok(written) => {
+                    if written < batch.len() {
+                        tracing::warn!(
+                            stale = batch.len() - written,
+                            "some outcomes arrived after their lease was taken over; dropped"
+                        );
+                    }
+                    break;
+                }
+                Err(error) => {
+                    failures += 1;
+                    if first_try.elapsed() > Duration::from_millis(lease_ms as u64) {
+                        // The leases have lapsed: other dispatchers attempt these again.
+                        tracing::error!(%error, count = batch.len(), "giving up writing outcomes; the deliveries will be attempted again");
+                        break;
+                    }
+                    let pause = backoff(failures);
+                    tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "writing attempt outcomes failed");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        if batch
+            .iter()
+            .any(|o| matches!(o.settlement, Settlement::RetryAt(_)))
+        {
+            // New retries exist: the retry lane must recompute when to wake.
+            shared.handle.retry.notify_one();
+        }
+        batch.clear();
+    }
+}
+
+/// Keeps the backlog gauges fresh and prunes old deliveries and events.
+async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+    const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+    let mut next_prune = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = shared.clock.now_ms();
+        match shared.store.delivery_backlog(now).await {
+            Ok(backlog) => shared.handle.metrics.set_backlog(backlog),
+            Err(error) => tracing::debug!(%error, "could not read the delivery backlog"),
+        }
+        if Instant::now() >= next_prune {
+            next_prune = Instant::now() + PRUNE_EVERY;
+            let before = now - shared.config.retention.as_millis() as i64;
+            match shared.store.prune_deliveries(before).await {
+                Ok(pruned) if pruned.deliveries + pruned.events > 0 => {
+                    tracing::info!(
+                        deliveries = pruned.deliveries,
+                        events = pruned.events,
+                        "pruned past the retention period"
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "retention pruning failed"),
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(BACKLOG_EVERY) => {}
+        }
+    }
+}

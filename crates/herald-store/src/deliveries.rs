@@ -1,0 +1,588 @@
+//! The delivery queue on both backends: row types for deliveries, attempts and claims, and the
+//! [`DeliveryStore`](herald_domain::ports::DeliveryStore) body written once as
+//! [`delivery_store_impl!`], instantiated beside `store_impl!` in `pg.rs` and `sqlite.rs`.
+//!
+//! Invariants this module keeps:
+//! - a claim leases rows (`lease_owner`, `lease_until`); only the holder may write an outcome,
+//!   and writing it clears the lease in the same statement, so a stale holder (whose lease
+//!   lapsed and was re-claimed) can never overwrite a newer attempt;
+//! - the two claim queues (`attempts = 0` and `attempts > 0`) are filtered with literal SQL so
+//!   the partial indexes `deliveries_due_fresh` / `deliveries_due_retry` apply;
+//! - the claim (`FOR UPDATE SKIP LOCKED` on Postgres) and the batched completion are the
+//!   backend-specific queries, in the `backend` modules.
+
+use crate::schema::*;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use herald_domain::delivery::{
+    AttemptError, AttemptRecord, ClaimedDelivery, Delivery, DeliveryStatus, Lane,
+};
+use herald_domain::event::EventType;
+use herald_domain::ports::SealedSecret;
+use herald_domain::retry::{Backoff, RetryPolicy};
+use herald_domain::webhook::{CustomHeaders, WebhookUrl};
+use herald_domain::{DeliveryId, EventId, StoreError, WebhookId};
+
+fn corrupt(what: &str, id: &str) -> StoreError {
+    StoreError::new(format!("stored {what} {id} cannot be read back"))
+}
+
+/// The SQL condition selecting a lane's pending rows, literal so partial indexes match.
+pub(crate) fn lane_condition(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Fresh => "status = 'pending' AND attempts = 0",
+        Lane::Retry => "status = 'pending' AND attempts > 0",
+    }
+}
+
+/// A row of `deliveries` as listed.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = deliveries)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<i64>,
+    pub last_attempt_at: Option<i64>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl DeliveryRow {
+    pub fn into_domain(self) -> Result<Delivery, StoreError> {
+        let bad = || corrupt("delivery", &self.id);
+        Ok(Delivery {
+            id: DeliveryId::parse(&self.id).ok_or_else(bad)?,
+            webhook_id: WebhookId::parse(&self.webhook_id).ok_or_else(bad)?,
+            event_id: EventId::parse(&self.event_id).ok_or_else(bad)?,
+            event: EventType::parse(&self.event_type).ok_or_else(bad)?,
+            status: DeliveryStatus::parse(&self.status).ok_or_else(bad)?,
+            attempts: u32::try_from(self.attempts).map_err(|_| bad())?,
+            next_attempt_at: self.next_attempt_at,
+            last_attempt_at: self.last_attempt_at,
+            last_status_code: match self.last_status_code {
+                None => None,
+                Some(code) => Some(u16::try_from(code).map_err(|_| bad())?),
+            },
+            last_error: match &self.last_error {
+                None => None,
+                Some(text) => Some(AttemptError::parse(text).ok_or_else(bad)?),
+            },
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// A row of `delivery_attempts`.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = delivery_attempts)]
+pub struct AttemptRow {
+    pub delivery_id: String,
+    pub attempt: i32,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub response_body: String,
+}
+
+impl AttemptRow {
+    pub fn into_domain(self) -> Result<AttemptRecord, StoreError> {
+        let bad = || corrupt("attempt of", &self.delivery_id);
+        Ok(AttemptRecord {
+            attempt: u32::try_from(self.attempt).map_err(|_| bad())?,
+            started_at: self.started_at,
+            duration_ms: self.duration_ms,
+            status_code: match self.status_code {
+                None => None,
+                Some(code) => Some(u16::try_from(code).map_err(|_| bad())?),
+            },
+            error: match &self.error {
+                None => None,
+                Some(text) => Some(AttemptError::parse(text).ok_or_else(bad)?),
+            },
+            response_body: self.response_body,
+        })
+    }
+}
+
+/// A claimed delivery joined with its webhook and event, as the claim queries return it.
+#[derive(QueryableByName)]
+pub struct ClaimRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub webhook_id: String,
+    #[diesel(sql_type = Text)]
+    pub event_id: String,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    #[diesel(sql_type = Integer)]
+    pub budget_base: i32,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub lease_until: Option<i64>,
+    #[diesel(sql_type = Text)]
+    pub url: String,
+    #[diesel(sql_type = Text)]
+    pub custom_headers: String,
+    #[diesel(sql_type = Text)]
+    pub retry_policy: String,
+    #[diesel(sql_type = Integer)]
+    pub retry_delay_seconds: i32,
+    #[diesel(sql_type = Integer)]
+    pub retry_attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub secret_sealed: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub envelope: Option<String>,
+}
+
+/// The columns a claim returns, in [`ClaimRow`]'s names; `d`, `w`, `e` alias deliveries,
+/// webhooks and events.
+pub(crate) const CLAIM_COLUMNS: &str = "d.id AS id, d.webhook_id AS webhook_id, \
+     d.event_id AS event_id, d.attempts AS attempts, d.budget_base AS budget_base, \
+     d.lease_until AS lease_until, w.url AS url, w.custom_headers AS custom_headers, \
+     w.retry_policy AS retry_policy, w.retry_delay_seconds AS retry_delay_seconds, \
+     w.retry_attempts AS retry_attempts, w.secret_sealed AS secret_sealed, \
+     e.envelope AS envelope";
+
+impl ClaimRow {
+    /// The claimed delivery; `None` when the event is gone (it cannot be sent).
+    pub fn into_domain(self) -> Result<ClaimedDelivery, StoreError> {
+        let bad = || corrupt("delivery", &self.id);
+        let headers: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&self.custom_headers).map_err(|_| bad())?;
+        let attempts = u32::try_from(self.attempts).map_err(|_| bad())?;
+        Ok(ClaimedDelivery {
+            id: DeliveryId::parse(&self.id).ok_or_else(bad)?,
+            webhook_id: WebhookId::parse(&self.webhook_id).ok_or_else(bad)?,
+            event_id: EventId::parse(&self.event_id).ok_or_else(bad)?,
+            attempt: attempts + 1,
+            budget_base: u32::try_from(self.budget_base).map_err(|_| bad())?,
+            url: WebhookUrl::parse(&self.url).map_err(|_| bad())?,
+            custom_headers: CustomHeaders::parse(headers.into_iter().collect())
+                .map_err(|_| bad())?,
+            retry_policy: RetryPolicy::new(
+                Backoff::parse(&self.retry_policy).ok_or_else(bad)?,
+                u32::try_from(self.retry_delay_seconds).map_err(|_| bad())?,
+                u32::try_from(self.retry_attempts).map_err(|_| bad())?,
+            )
+            .map_err(|_| bad())?,
+            secret: self.secret_sealed.map(SealedSecret),
+            envelope: self.envelope.unwrap_or_default(),
+            lease_until: self.lease_until.unwrap_or(0),
+        })
+    }
+}
+
+/// One outcome flattened into columns, as both backends' completion queries bind them.
+pub(crate) struct OutcomeColumns {
+    pub id: String,
+    pub attempt: i32,
+    pub status: String,
+    pub next_at: Option<i64>,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub code: Option<i32>,
+    pub error: Option<String>,
+    pub body: String,
+}
+
+impl OutcomeColumns {
+    pub fn new(outcome: &herald_domain::delivery::AttemptOutcome) -> Self {
+        let r = &outcome.record;
+        Self {
+            id: outcome.delivery_id.to_string(),
+            attempt: r.attempt as i32,
+            status: outcome.settlement.status().as_str().to_owned(),
+            next_at: outcome.settlement.next_attempt_at(),
+            started_at: r.started_at,
+            duration_ms: r.duration_ms,
+            code: r.status_code.map(i32::from),
+            error: r.error.map(|e| e.as_str().to_owned()),
+            body: r.response_body.clone(),
+        }
+    }
+}
+
+/// Implements `DeliveryStore` for `$store` over `$conn`; `$backend` holds the claim and
+/// completion queries that differ per database.
+macro_rules! delivery_store_impl {
+    ($store:ty, $conn:ty, $backend:ident) => {
+        use crate::db_error;
+        use crate::deliveries::{lane_condition, AttemptRow, DeliveryRow};
+        use crate::rows::{NewDeliveryRow, NewEventRow};
+        use crate::schema::*;
+        use async_trait::async_trait;
+        use diesel::dsl::sql;
+        use diesel::prelude::*;
+        use diesel::sql_types::Bool;
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        use herald_domain::delivery::*;
+        use herald_domain::event::Envelope;
+        use herald_domain::ports::*;
+        use herald_domain::webhook::Webhook;
+        use herald_domain::{DeliveryId, Millis, OrgId, WebhookId};
+
+        #[async_trait]
+        impl DeliveryStore for $store {
+            async fn claim_deliveries(
+                &self,
+                lane: Lane,
+                lease: &Lease,
+                now: Millis,
+                limit: usize,
+                excluded: &[WebhookId],
+            ) -> StoreResult<Vec<ClaimedDelivery>> {
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let mut conn = self.writer().await?;
+                let excluded: Vec<String> = excluded.iter().map(|w| w.to_string()).collect();
+                let rows = $backend::claim(&mut conn, lane, lease, now, limit as i64, &excluded)
+                    .await
+                    .map_err(db_error)?;
+                let mut claimed = Vec::with_capacity(rows.len());
+                for row in rows {
+                    match row.into_domain() {
+                        Ok(c) => claimed.push(c),
+                        // A row that cannot be read must not be retried forever under our
+                        // lease; it lapses and the error is logged for the operator.
+                        Err(error) => tracing::error!(%error, "unreadable claimed delivery"),
+                    }
+                }
+                Ok(claimed)
+            }
+
+            async fn complete_attempts(
+                &self,
+                owner: &str,
+                outcomes: &[AttemptOutcome],
+                now: Millis,
+            ) -> StoreResult<usize> {
+                if outcomes.is_empty() {
+                    return Ok(0);
+                }
+                let mut conn = self.writer().await?;
+                $backend::complete(&mut conn, owner, outcomes, now)
+                    .await
+                    .map_err(db_error)
+            }
+
+            async fn release_leases(&self, owner: &str, ids: &[DeliveryId]) -> StoreResult<usize> {
+                let mut conn = self.writer().await?;
+                let mut query = diesel::update(deliveries::table)
+                    .filter(deliveries::lease_owner.eq(owner.to_owned()))
+                    .into_boxed();
+                if !ids.is_empty() {
+                    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+                    query = query.filter(deliveries::id.eq_any(ids));
+                }
+                query
+                    .set((
+                        deliveries::lease_owner.eq(None::<String>),
+                        deliveries::lease_until.eq(None::<i64>),
+                    ))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_error)
+            }
+
+            async fn next_claimable_at(
+                &self,
+                lane: Lane,
+                now: Millis,
+            ) -> StoreResult<Option<Millis>> {
+                let mut conn = self.reader().await?;
+                let due: Option<Option<i64>> = deliveries::table
+                    .filter(sql::<Bool>(lane_condition(lane)))
+                    .filter(
+                        deliveries::lease_until
+                            .is_null()
+                            .or(deliveries::lease_until.lt(now)),
+                    )
+                    .order(deliveries::next_attempt_at.asc())
+                    .select(deliveries::next_attempt_at)
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                let lapse: Option<i64> = deliveries::table
+                    .filter(sql::<Bool>("lease_until IS NOT NULL"))
+                    .filter(sql::<Bool>(lane_condition(lane)))
+                    .select(diesel::dsl::min(deliveries::lease_until))
+                    .first(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(match (due.flatten(), lapse) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                })
+            }
+
+            async fn list_deliveries(
+                &self,
+                org: &OrgId,
+                webhook: &WebhookId,
+                status: Option<DeliveryStatus>,
+                cursor: Option<&DeliveryId>,
+                limit: usize,
+            ) -> StoreResult<DeliveryPage> {
+                let mut conn = self.reader().await?;
+                let mut query = deliveries::table
+                    .filter(deliveries::organization_id.eq(org.as_str().to_owned()))
+                    .filter(deliveries::webhook_id.eq(webhook.to_string()))
+                    .into_boxed();
+                if let Some(status) = status {
+                    query = query.filter(deliveries::status.eq(status.as_str()));
+                }
+                if let Some(cursor) = cursor {
+                    query = query.filter(deliveries::id.lt(cursor.to_string()));
+                }
+                let rows: Vec<DeliveryRow> = query
+                    .order(deliveries::id.desc())
+                    .limit(limit as i64 + 1)
+                    .select(DeliveryRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                let more = rows.len() > limit;
+                let data = rows
+                    .into_iter()
+                    .take(limit)
+                    .map(DeliveryRow::into_domain)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next_cursor = if more { data.last().map(|d| d.id) } else { None };
+                Ok(DeliveryPage { data, next_cursor })
+            }
+
+            async fn find_delivery(
+                &self,
+                org: &OrgId,
+                webhook: &WebhookId,
+                id: &DeliveryId,
+            ) -> StoreResult<Option<DeliveryDetail>> {
+                let mut conn = self.reader().await?;
+                let row: Option<DeliveryRow> = deliveries::table
+                    .filter(deliveries::organization_id.eq(org.as_str()))
+                    .filter(deliveries::webhook_id.eq(webhook.to_string()))
+                    .filter(deliveries::id.eq(id.to_string()))
+                    .select(DeliveryRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let envelope: Option<String> = events::table
+                    .filter(events::id.eq(&row.event_id))
+                    .select(events::envelope)
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                let attempts: Vec<AttemptRow> = delivery_attempts::table
+                    .filter(delivery_attempts::delivery_id.eq(&row.id))
+                    .order(delivery_attempts::attempt.asc())
+                    .select(AttemptRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                let delivery = row.into_domain()?;
+                let envelope = match envelope {
+                    None => None,
+                    Some(text) => Some(serde_json::from_str(&text).map_err(|_| {
+                        herald_domain::StoreError::new(format!(
+                            "stored envelope of {} cannot be read back",
+                            delivery.event_id
+                        ))
+                    })?),
+                };
+                Ok(Some(DeliveryDetail {
+                    delivery,
+                    envelope,
+                    attempt_log: attempts
+                        .into_iter()
+                        .map(AttemptRow::into_domain)
+                        .collect::<Result<Vec<_>, _>>()?,
+                }))
+            }
+
+            async fn retry_delivery(
+                &self,
+                org: &OrgId,
+                webhook: &WebhookId,
+                id: &DeliveryId,
+                now: Millis,
+            ) -> StoreResult<RetryAnswer> {
+                let mut conn = self.writer().await?;
+                let (org, webhook, id) = (org.as_str().to_owned(), webhook.to_string(), id.to_string());
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    let target = deliveries::table
+                        .filter(deliveries::organization_id.eq(&org))
+                        .filter(deliveries::webhook_id.eq(&webhook))
+                        .filter(deliveries::id.eq(&id));
+                    let current: Option<(String, Option<i64>)> = target
+                        .select((deliveries::status, deliveries::lease_until))
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    let Some((status, lease_until)) = current else {
+                        return Ok(RetryAnswer::NotFound);
+                    };
+                    if lease_until.is_some_and(|until| until >= now) {
+                        return Ok(RetryAnswer::InFlight);
+                    }
+                    // Only a lease that has lapsed (or none) may be taken over; the condition
+                    // is repeated in the update so a claim racing this request wins cleanly.
+                    let free = deliveries::lease_until
+                        .is_null()
+                        .or(deliveries::lease_until.lt(now));
+                    let changed = if status == DeliveryStatus::Pending.as_str() {
+                        diesel::update(target.filter(free))
+                            .set((
+                                deliveries::next_attempt_at.eq(Some(now)),
+                                deliveries::lease_owner.eq(None::<String>),
+                                deliveries::lease_until.eq(None::<i64>),
+                                deliveries::updated_at.eq(now),
+                            ))
+                            .execute(conn)
+                            .await?
+                    } else {
+                        diesel::update(target.filter(free))
+                            .set((
+                                deliveries::status.eq(DeliveryStatus::Pending.as_str()),
+                                deliveries::budget_base.eq(deliveries::attempts),
+                                deliveries::next_attempt_at.eq(Some(now)),
+                                deliveries::lease_owner.eq(None::<String>),
+                                deliveries::lease_until.eq(None::<i64>),
+                                deliveries::updated_at.eq(now),
+                            ))
+                            .execute(conn)
+                            .await?
+                    };
+                    if changed == 0 {
+                        return Ok(RetryAnswer::InFlight);
+                    }
+                    let row: DeliveryRow = target.select(DeliveryRow::as_select()).first(conn).await?;
+                    $backend::after_retries_requeued(conn).await?;
+                    Ok(RetryAnswer::Requeued(row.into_domain().map_err(|e| {
+                        diesel::result::Error::DeserializationError(Box::new(e))
+                    })?))
+                })
+                .await
+                .map_err(db_error)
+            }
+
+            async fn recover_deliveries(
+                &self,
+                org: &OrgId,
+                webhook: &WebhookId,
+                since: Millis,
+                until: Millis,
+                now: Millis,
+            ) -> StoreResult<u64> {
+                let mut conn = self.writer().await?;
+                let (org, webhook) = (org.as_str().to_owned(), webhook.to_string());
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    let n = diesel::update(
+                        deliveries::table
+                            .filter(deliveries::organization_id.eq(&org))
+                            .filter(deliveries::webhook_id.eq(&webhook))
+                            .filter(deliveries::status.eq(DeliveryStatus::Failed.as_str()))
+                            .filter(deliveries::created_at.ge(since))
+                            .filter(deliveries::created_at.le(until)),
+                    )
+                    .set((
+                        deliveries::status.eq(DeliveryStatus::Pending.as_str()),
+                        deliveries::budget_base.eq(deliveries::attempts),
+                        deliveries::next_attempt_at.eq(Some(now)),
+                        deliveries::lease_owner.eq(None::<String>),
+                        deliveries::lease_until.eq(None::<i64>),
+                        deliveries::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await?;
+                    if n > 0 {
+                        $backend::after_retries_requeued(conn).await?;
+                    }
+                    Ok(n as u64)
+                })
+                .await
+                .map_err(db_error)
+            }
+
+            async fn insert_test_delivery(
+                &self,
+                webhook: &Webhook,
+                event: &Envelope,
+                delivery: &DeliveryId,
+            ) -> StoreResult<()> {
+                let mut conn = self.writer().await?;
+                let event_row = NewEventRow::new(event);
+                let delivery_row =
+                    NewDeliveryRow::pending(delivery.to_string(), webhook, event, event.timestamp);
+                $backend::insert_test_delivery(&mut conn, &event_row, &delivery_row)
+                    .await
+                    .map_err(db_error)
+            }
+
+            async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog> {
+                let mut conn = self.reader().await?;
+                let pending: i64 = deliveries::table
+                    .filter(sql::<Bool>("status = 'pending'"))
+                    .count()
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                let oldest: Option<i64> = deliveries::table
+                    .filter(sql::<Bool>("status = 'pending'"))
+                    .filter(deliveries::next_attempt_at.le(now))
+                    .select(diesel::dsl::min(deliveries::next_attempt_at))
+                    .first(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(Backlog {
+                    pending: pending.max(0) as u64,
+                    oldest_due_age_ms: oldest.map_or(0, |at| (now - at).max(0)),
+                })
+            }
+
+            async fn prune_deliveries(&self, before: Millis) -> StoreResult<Pruned> {
+                let mut conn = self.writer().await?;
+                let deliveries_removed = diesel::delete(
+                    deliveries::table
+                        .filter(sql::<Bool>("status <> 'pending'"))
+                        .filter(deliveries::created_at.lt(before)),
+                )
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                let still_needed = deliveries::table
+                    .filter(sql::<Bool>("status = 'pending'"))
+                    .select(deliveries::event_id);
+                let events_removed = diesel::delete(
+                    events::table
+                        .filter(events::created_at.lt(before))
+                        .filter(diesel::dsl::not(events::id.eq_any(still_needed))),
+                )
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                Ok(Pruned {
+                    deliveries: deliveries_removed as u64,
+                    events: events_removed as u64,
+                })
+            }
+        }
+    };
+}
+
+pub(crate) use delivery_store_impl;

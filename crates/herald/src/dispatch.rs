@@ -1,0 +1,224 @@
+//! Running the dispatcher: in-process beside the API (single-node mode: the embedded store, or
+//! `herald-api --with-dispatcher`) or alone as `herald-dispatcher`, which also serves
+//! `/healthz`, `/readyz` and `/metrics` on `HERALD_DISPATCHER_LISTEN`.
+//!
+//! Wake-ups come from two places: this process's own commits ([`crate::wake::Wakeups`]) and,
+//! on Postgres, every replica's commits through `LISTEN herald_events` on a dedicated
+//! connection that reconnects by itself when Postgres restarts.
+
+use crate::app::{assemble, Parts, StartError};
+use crate::config::Config;
+use herald_delivery::{
+    DeliveryMetrics, Dispatcher, DispatcherConfig, DispatcherHandle, UreqTransport,
+};
+use herald_domain::ports::{DeliveryStore, Store};
+use herald_http::ops::OpsState;
+use herald_http::{MetricsSource, ReadinessCheck};
+use herald_store::listen::Announcement;
+use herald_store::Database;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Exposes the dispatcher's metrics on `/metrics`.
+pub struct DeliveryMetricsSource(pub Arc<DeliveryMetrics>);
+
+impl MetricsSource for DeliveryMetricsSource {
+    fn render(&self, out: &mut String) {
+        self.0.render(out);
+    }
+}
+
+/// `/readyz` for the standalone dispatcher: the store answers.
+struct StoreReady(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for StoreReady {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+/// The dispatcher's settings from the configuration.
+pub fn dispatcher_config(config: &Config) -> DispatcherConfig {
+    let mut settings = DispatcherConfig::new(config.delivery_timeout);
+    settings.fresh_workers = config.delivery_workers;
+    settings.retry_workers = (config.delivery_workers / 2).max(1);
+    settings.per_webhook = config.delivery_per_webhook;
+    settings.retention = Duration::from_secs(u64::from(config.retention_days) * 24 * 3600);
+    settings.lease_margin = config.delivery_lease_margin;
+    settings
+}
+
+/// A dispatcher running in this process.
+pub struct RunningDispatcher {
+    handle: DispatcherHandle,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningDispatcher {
+    /// Starts a dispatcher on `parts`, woken by this process's commits and (on Postgres) by
+    /// every replica's.
+    pub fn start(config: &Config, parts: &Parts) -> Self {
+        Self::start_on(config, parts, parts.store.clone())
+    }
+
+    /// [`RunningDispatcher::start`] with the dispatcher's bookkeeping going through `store`.
+    pub fn start_on(config: &Config, parts: &Parts, store: Arc<dyn DeliveryStore>) -> Self {
+        let allow_private = config.private_destinations_allowed();
+        if allow_private {
+            // Said once, at start-up: the one place that decides where deliveries may go.
+            tracing::warn!(
+                "webhook deliveries may reach private and loopback addresses ({}; set \
+                 HERALD_DELIVERY_ALLOW_PRIVATE=false to refuse them)",
+                if config.allow_private.is_some() {
+                    "HERALD_DELIVERY_ALLOW_PRIVATE"
+                } else {
+                    "the embedded store's default"
+                }
+            );
+        }
+        let dispatcher = Dispatcher::new(
+            store,
+            parts.cipher.clone(),
+            parts.gateway.clock.clone(),
+            Arc::new(UreqTransport::new(config.delivery_timeout, allow_private)),
+            dispatcher_config(config),
+        );
+        let handle = dispatcher.handle();
+        let (stop, stopped) = watch::channel(false);
+        if let Database::Postgres(url) = &config.database {
+            // Every commit, this process's included, is announced by NOTIFY; waking on local
+            // commits too would only double the claims.
+            let remote = handle.clone();
+            let mut stopped = stopped.clone();
+            tokio::spawn(herald_store::listen::listen_for_events(
+                url.clone(),
+                move |announced| match announced {
+                    Announcement::Events => remote.wake_fresh(),
+                    Announcement::Retries => remote.wake_retry(),
+                    Announcement::Anything => remote.wake(),
+                },
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ));
+        } else {
+            let fresh = handle.clone();
+            parts.wakeups.subscribe(move || fresh.wake_fresh());
+            let retry = handle.clone();
+            parts.wakeups.subscribe_requeued(move || retry.wake_retry());
+        }
+        let mut stopped = stopped;
+        let task = tokio::spawn(dispatcher.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        Self { handle, stop, task }
+    }
+
+    /// Its handle (wake-ups, metrics).
+    pub fn handle(&self) -> &DispatcherHandle {
+        &self.handle
+    }
+
+    /// Stops claiming, finishes the attempts in flight, writes their outcomes, returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// `herald-dispatcher`: delivers until `shutdown` resolves and serves the operations endpoints
+/// on `config.dispatcher_listen`.
+pub async fn run_dispatcher(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let listener = TcpListener::bind(config.dispatcher_listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.dispatcher_listen,
+            source,
+        })?;
+    run_dispatcher_on(config, listener, shutdown).await
+}
+
+/// [`run_dispatcher`] on an already-bound listener.
+pub async fn run_dispatcher_on(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let parts = assemble(&config).await?;
+    // The standalone dispatcher writes only its own bookkeeping, so its commits need not wait
+    // for the WAL flush (see `herald_store::open_for_dispatch`).
+    let bookkeeping = herald_store::open_for_dispatch(
+        &config.database,
+        &herald_store::StoreOptions {
+            max_connections: config.pool_size,
+        },
+    )?;
+    let running = RunningDispatcher::start_on(&config, &parts, bookkeeping);
+    let ops = Arc::new(OpsState {
+        readiness: vec![Arc::new(StoreReady(parts.store.clone()))],
+        metrics: vec![Arc::new(DeliveryMetricsSource(
+            running.handle().metrics().clone(),
+        ))],
+    });
+    let addr = listener.local_addr().ok();
+    let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops_task = tokio::spawn(herald_http::ops::run(listener, ops, async move {
+        let _ = ops_stopped.await;
+    }));
+    tracing::info!(addr = ?addr, store = %config.database.describe(), "herald-dispatcher is delivering");
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    let _ = ops_stop.send(());
+    let _ = ops_task.await;
+    Ok(())
+}
+
+/// Delivery gauges for an API process that does not deliver (Postgres without
+/// `--with-dispatcher`): the store-wide backlog, refreshed every 5 s, so `/metrics` of either
+/// binary shows the queue. Its attempt counters stay at zero: this process makes no attempts.
+pub struct BacklogWatcher {
+    metrics: Arc<DeliveryMetrics>,
+    task: JoinHandle<()>,
+}
+
+impl BacklogWatcher {
+    /// Starts refreshing the backlog gauges from `store`.
+    pub fn start(store: Arc<dyn Store>, clock: Arc<dyn herald_domain::ports::Clock>) -> Self {
+        let metrics = Arc::new(DeliveryMetrics::default());
+        let gauges = metrics.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match store.delivery_backlog(clock.now_ms()).await {
+                    Ok(backlog) => gauges.set_backlog(backlog),
+                    Err(error) => tracing::debug!(%error, "could not read the delivery backlog"),
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+        Self { metrics, task }
+    }
+
+    /// The gauges.
+    pub fn metrics(&self) -> &Arc<DeliveryMetrics> {
+        &self.metrics
+    }
+}
+
+impl Drop for BacklogWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

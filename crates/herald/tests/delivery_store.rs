@@ -1,0 +1,290 @@
+//! The delivery queue's store contract, on SQLite and on the real Postgres: leases are
+//! exclusive, lanes are separate, saturated webhooks are skipped, only the lease holder's outcome
+//! is written, released and lapsed leases come back, and retention keeps what is still needed.
+
+use herald_domain::delivery::{
+    AttemptError, AttemptOutcome, AttemptRecord, DeliveryStatus, Lane, Lease, RetryAnswer,
+    Settlement,
+};
+use herald_domain::event::{Envelope, EventType};
+use herald_domain::ports::Store;
+use herald_domain::webhook::{Webhook, WebhookFields};
+use herald_domain::{OrgId, WebhookId};
+use herald_store::StoreOptions;
+use herald_testkit::{TestDb, BACKENDS};
+use std::sync::Arc;
+
+const NOW: i64 = 1_900_000_000_000;
+
+fn org() -> OrgId {
+    OrgId::parse("org_q").unwrap()
+}
+
+fn webhook() -> Webhook {
+    WebhookFields {
+        url: Some("https://example.com/h".into()),
+        ..Default::default()
+    }
+    .create(WebhookId::generate(), org(), NOW)
+    .unwrap()
+    .webhook
+}
+
+fn event(at: i64) -> Envelope {
+    Envelope::new(
+        EventType::SessionStatus,
+        org(),
+        None,
+        None,
+        at,
+        serde_json::json!({"status": "WORKING"}),
+    )
+}
+
+fn lease(owner: &str, until: i64) -> Lease {
+    Lease {
+        owner: owner.into(),
+        until,
+    }
+}
+
+fn outcome(
+    id: herald_domain::DeliveryId,
+    attempt: u32,
+    status: Option<u16>,
+    settlement: Settlement,
+) -> AttemptOutcome {
+    AttemptOutcome {
+        delivery_id: id,
+        record: AttemptRecord {
+            attempt,
+            started_at: NOW,
+            duration_ms: 5,
+            status_code: status,
+            error: (status != Some(200)).then_some(AttemptError::HttpStatus),
+            response_body: "body".into(),
+        },
+        settlement,
+    }
+}
+
+async fn open(db: &TestDb) -> Arc<dyn Store> {
+    herald_store::open(&db.database, &StoreOptions { max_connections: 4 })
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_exclusive_and_only_the_holder_completes() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend).await;
+        let store = open(&db).await;
+        let (a, b) = (webhook(), webhook());
+        store.insert_webhook(&a, None).await.unwrap();
+        store.insert_webhook(&b, None).await.unwrap();
+        store
+            .append_events(&[event(NOW - 3), event(NOW - 2), event(NOW + 60_000)])
+            .await
+            .unwrap();
+
+        // Two due events × two webhooks; the third event is not due yet.
+        let first = store
+            .claim_deliveries(Lane::Fresh, &lease("one", NOW + 70_000), NOW, 3, &[])
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 3, "{backend:?}");
+        assert!(first.iter().all(|c| c.attempt == 1 && c.budget_base == 0));
+        assert!(first
+            .iter()
+            .all(|c| c.envelope.contains("\"session.status\"")));
+        let rest = store
+            .claim_deliveries(Lane::Fresh, &lease("two", NOW + 70_000), NOW, 10, &[])
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 1, "leased rows are never claimed twice");
+        assert!(store
+            .claim_deliveries(Lane::Retry, &lease("two", NOW + 70_000), NOW, 10, &[])
+            .await
+            .unwrap()
+            .is_empty());
+
+        // A saturated webhook is skipped.
+        store.release_leases("two", &[]).await.unwrap();
+        let skip = store
+            .claim_deliveries(
+                Lane::Fresh,
+                &lease("two", NOW + 70_000),
+                NOW,
+                10,
+                &[rest[0].webhook_id],
+            )
+            .await
+            .unwrap();
+        assert!(skip.is_empty());
+
+        // A stale holder's outcome is dropped; the holder's is written and clears the lease.
+        let target = first[0].id;
+        let stale = store
+            .complete_attempts(
+                "two",
+                &[outcome(target, 1, Some(200), Settlement::Succeeded)],
+                NOW,
+            )
+            .await
+            .unwrap();
+        assert_eq!(stale, 0);
+        let written = store
+            .complete_attempts(
+                "one",
+                &[
+                    outcome(target, 1, Some(500), Settlement::RetryAt(NOW + 2_000)),
+                    outcome(first[1].id, 1, Some(200), Settlement::Succeeded),
+                ],
+                NOW,
+            )
+            .await
+            .unwrap();
+        assert_eq!(written, 2);
+        let detail = store
+            .find_delivery(&org(), &first[0].webhook_id, &target)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(detail.delivery.status, DeliveryStatus::Pending);
+        assert_eq!(detail.delivery.attempts, 1);
+        assert_eq!(detail.delivery.next_attempt_at, Some(NOW + 2_000));
+        assert_eq!(detail.delivery.last_status_code, Some(500));
+        assert_eq!(detail.attempt_log.len(), 1);
+        assert!(detail.envelope.is_some());
+
+        // The failed one now waits in the retry lane, due at +2 s.
+        assert_eq!(
+            store.next_claimable_at(Lane::Retry, NOW).await.unwrap(),
+            Some(NOW + 2_000)
+        );
+        assert!(store
+            .claim_deliveries(Lane::Retry, &lease("one", NOW + 70_000), NOW, 10, &[])
+            .await
+            .unwrap()
+            .is_empty());
+        let retry = store
+            .claim_deliveries(
+                Lane::Retry,
+                &lease("one", NOW + 72_000),
+                NOW + 2_000,
+                10,
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(retry.len(), 1);
+        assert_eq!(retry[0].attempt, 2);
+
+        // A lapsed lease comes back to anyone.
+        let lapsed = store
+            .claim_deliveries(
+                Lane::Retry,
+                &lease("two", NOW + 200_000),
+                NOW + 80_000,
+                10,
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(lapsed.len(), 1, "the lease of `one` lapsed at +72 s");
+
+        // Retry while leased is refused; after the lease lapses it is requeued.
+        let id = lapsed[0].id;
+        let hook = lapsed[0].webhook_id;
+        assert_eq!(
+            store
+                .retry_delivery(&org(), &hook, &id, NOW + 90_000)
+                .await
+                .unwrap(),
+            RetryAnswer::InFlight
+        );
+        match store
+            .retry_delivery(&org(), &hook, &id, NOW + 300_000)
+            .await
+            .unwrap()
+        {
+            RetryAnswer::Requeued(d) => assert_eq!(d.next_attempt_at, Some(NOW + 300_000)),
+            other => panic!("{other:?}"),
+        }
+        let foreign = OrgId::parse("org_other").unwrap();
+        assert_eq!(
+            store
+                .retry_delivery(&foreign, &hook, &id, NOW)
+                .await
+                .unwrap(),
+            RetryAnswer::NotFound
+        );
+
+        let backlog = store.delivery_backlog(NOW + 300_000).await.unwrap();
+        assert_eq!(backlog.pending, 5, "6 deliveries, one succeeded");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_recover_and_retention_keeps_what_is_pending() {
+    for backend in BACKENDS {
+        let db = TestDb::new(backend).await;
+        let store = open(&db).await;
+        let hook = webhook();
+        store.insert_webhook(&hook, None).await.unwrap();
+        let old = event(NOW - 10_000);
+        store
+            .append_events(&[old.clone(), event(NOW)])
+            .await
+            .unwrap();
+        let claimed = store
+            .claim_deliveries(Lane::Fresh, &lease("me", NOW + 70_000), NOW, 10, &[])
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+        let old_delivery = claimed.iter().find(|c| c.event_id == old.id).unwrap().id;
+        store
+            .complete_attempts(
+                "me",
+                &[outcome(old_delivery, 1, Some(500), Settlement::Failed)],
+                NOW,
+            )
+            .await
+            .unwrap();
+        store.release_leases("me", &[]).await.unwrap();
+
+        let page = store
+            .list_deliveries(&org(), &hook.id, Some(DeliveryStatus::Failed), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(page.data.len(), 1, "{backend:?}");
+        assert_eq!(page.next_cursor, None);
+
+        // Recovery renews the budget: the next attempt is number 2 with base 1.
+        let n = store
+            .recover_deliveries(&org(), &hook.id, NOW - 20_000, NOW, NOW + 5)
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        let again = store
+            .claim_deliveries(Lane::Retry, &lease("me", NOW + 70_000), NOW + 5, 10, &[])
+            .await
+            .unwrap();
+        assert_eq!((again[0].attempt, again[0].budget_base), (2, 1));
+        store
+            .complete_attempts(
+                "me",
+                &[outcome(old_delivery, 2, Some(200), Settlement::Succeeded)],
+                NOW + 6,
+            )
+            .await
+            .unwrap();
+
+        // Retention: the finished old delivery and its event go; the pending one stays.
+        let pruned = store.prune_deliveries(NOW - 1).await.unwrap();
+        assert_eq!((pruned.deliveries, pruned.events), (1, 1));
+        let backlog = store.delivery_backlog(NOW + 10).await.unwrap();
+        assert_eq!(backlog.pending, 1);
+        assert_eq!(backlog.oldest_due_age_ms, 10);
+    }
+}
