@@ -9,15 +9,49 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
-use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
+use diesel_async::SimpleAsyncConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use herald_domain::StoreError;
 use std::path::Path;
 
 /// The SQLite connection type.
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, SqliteRuntime>;
+
+/// Where a SQLite connection runs its calls. Readers run them inline on the calling task: a
+/// read served from SQLite's page cache takes microseconds, less than handing it to another
+/// thread and back. The writer runs them on tokio's blocking pool, because a commit waits for
+/// `fsync` and must not stall an async worker.
+#[derive(Clone, Copy, Debug)]
+pub struct SqliteRuntime {
+    inline: bool,
+}
+
+impl SpawnBlocking for SqliteRuntime {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> BoxFuture<'a, Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>>
+    where
+        R: Send + 'static,
+    {
+        if self.inline {
+            Box::pin(std::future::ready(Ok(task())))
+        } else {
+            Box::pin(async move {
+                tokio::task::spawn_blocking(task)
+                    .await
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+        }
+    }
+
+    fn get_runtime() -> Self {
+        Self { inline: false }
+    }
+}
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
@@ -50,12 +84,16 @@ pub(crate) async fn migrate(path: &Path) -> Result<(), StoreError> {
     .map_err(StoreError::new)?
 }
 
-fn pool(file: &str, size: usize) -> Result<Pool<SqliteConn>, StoreError> {
+fn pool(file: &str, size: usize, runtime: SqliteRuntime) -> Result<Pool<SqliteConn>, StoreError> {
     let mut config = ManagerConfig::<SqliteConn>::default();
     config.recycling_method = RecyclingMethod::Fast;
-    config.custom_setup = Box::new(|url| {
+    config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
         async move {
-            let mut conn = SqliteConn::establish(url).await?;
+            let opened = tokio::task::spawn_blocking(move || SqliteConnection::establish(&url))
+                .await
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))??;
+            let mut conn = SqliteConn::with_runtime(opened, runtime);
             conn.batch_execute(PRAGMAS)
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -90,8 +128,12 @@ impl SqliteStore {
 pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, StoreError> {
     let file = prepare_path(path)?;
     Ok(SqliteStore {
-        reader: pool(&file, options.max_connections.clamp(1, 8))?,
-        writer: pool(&file, 1)?,
+        reader: pool(
+            &file,
+            options.max_connections.clamp(1, 8),
+            SqliteRuntime { inline: true },
+        )?,
+        writer: pool(&file, 1, SqliteRuntime { inline: false })?,
     })
 }
 
