@@ -50,7 +50,8 @@ usage:
   herald-api keys revoke KEY_ID
 
 environment: DATABASE_URL (postgres://… or sqlite://path; default ./data/herald.db),
-  HERALD_SECRETS_KEY, HERALD_CORS_ORIGINS, HERALD_DELIVERY_TIMEOUT_MS, HERALD_RETENTION_DAYS";
+  HERALD_SECRETS_KEY, HERALD_CORS_ORIGINS, HERALD_DELIVERY_TIMEOUT_MS, HERALD_RETENTION_DAYS,
+  HERALD_DELIVERY_ALLOW_PRIVATE, HERALD_DELIVERY_WORKERS, HERALD_DELIVERY_PER_WEBHOOK";
 
 fn flag(args: &[String], name: &str) -> Result<String, String> {
     let at = args
