@@ -261,9 +261,13 @@ struct LaneState {
 }
 
 impl LaneState {
+    /// How many more deliveries a claim may take: free worker slots, and no more than the
+    /// local queue of capped webhooks' extras has room for. Queued extras do not occupy worker
+    /// slots, so a webhook at its cap never keeps other webhooks' work from being claimed.
     fn free(&self) -> usize {
         self.capacity
-            .saturating_sub(self.running + self.waiting_total)
+            .saturating_sub(self.running)
+            .min(self.capacity.saturating_sub(self.waiting_total))
     }
 
     fn load(&self, webhook: &WebhookId) -> usize {

@@ -55,9 +55,11 @@ impl SpawnBlocking for SqliteRuntime {
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
-/// Set on every connection: WAL for concurrent readers, a busy wait instead of instant
-/// `SQLITE_BUSY`, enforced foreign keys, and full fsync so an acknowledged write survives a crash.
-const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+/// Set on every connection: a busy wait instead of instant `SQLITE_BUSY` (first, so that even
+/// switching the journal mode waits for a busy database instead of failing the connection), WAL
+/// for concurrent readers, enforced foreign keys, and full fsync so an acknowledged write
+/// survives a crash.
+const PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
                        PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;";
 
 fn prepare_path(path: &Path) -> Result<String, StoreError> {

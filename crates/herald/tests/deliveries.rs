@@ -684,3 +684,62 @@ async fn two_dispatchers_never_attempt_one_delivery_at_the_same_time() {
     }
     second.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_does_not_hold_up_other_webhooks() {
+    for backend in BACKENDS {
+        // Four worker slots, at most two per webhook: the slow webhook's backlog fills its
+        // share and queues the rest, and the other webhook must still get through.
+        let server = server(backend, |c| {
+            c.delivery_workers = 4;
+            c.delivery_per_webhook = 2;
+        })
+        .await;
+        let token = server.api_key("org_slow", "manage").await;
+        let slow = Receiver::start(Behaviour::Delay(Duration::from_secs(3))).await;
+        let fast = Receiver::start(Behaviour::Ok).await;
+        let clogged = create_webhook(
+            &server,
+            &token,
+            json!({"url": slow.url(), "events": ["session.status"]}),
+        )
+        .await;
+        let other = create_webhook(
+            &server,
+            &token,
+            json!({"url": fast.url(), "events": ["message"]}),
+        )
+        .await;
+        // Twelve events for the slow webhook, committed at once so one claim takes a batch:
+        // two attempts run (its cap), the rest of the batch queues locally.
+        let parts = herald::app::assemble(&server.config).await.unwrap();
+        let org = herald_domain::OrgId::parse("org_slow").unwrap();
+        let events: Vec<_> = (0..12)
+            .map(|_| {
+                herald_domain::event::Envelope::new(
+                    herald_domain::event::EventType::SessionStatus,
+                    org.clone(),
+                    None,
+                    None,
+                    now_ms(),
+                    json!({"status": "WORKING", "me": null}),
+                )
+            })
+            .collect();
+        parts.gateway.emit(&events).await.unwrap();
+        // Those were committed by another process's parts; a ping through the server wakes its
+        // dispatcher at once (on SQLite nothing else would until its periodic re-check).
+        test_ping(&server, &token, &clogged).await;
+        eventually("the slow receiver to be busy", WAIT, || async {
+            (slow.received().len() == 2).then_some(())
+        })
+        .await;
+        let (_, id) = test_ping(&server, &token, &other).await;
+        settled(&server, &token, &other, &id, "succeeded").await;
+        let started = slow.received().len();
+        assert_eq!(
+            started, 2,
+            "{backend:?}: the other webhook waited until the slow one's queue moved"
+        );
+    }
+}
