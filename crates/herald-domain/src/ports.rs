@@ -106,8 +106,27 @@ pub trait StoreHealth: Send + Sync {
 }
 
 /// Every store concern in one object.
-pub trait Store: WebhookStore + SessionStore + ApiKeyStore + EventStore + StoreHealth {}
-impl<T: WebhookStore + SessionStore + ApiKeyStore + EventStore + StoreHealth> Store for T {}
+pub trait Store:
+    WebhookStore
+    + SessionStore
+    + ApiKeyStore
+    + EventStore
+    + StoreHealth
+    + crate::message::MessageStore
+    + crate::events_log::EventLog
+{
+}
+impl<
+        T: WebhookStore
+            + SessionStore
+            + ApiKeyStore
+            + EventStore
+            + StoreHealth
+            + crate::message::MessageStore
+            + crate::events_log::EventLog,
+    > Store for T
+{
+}
 
 /// Encrypts secrets before they reach the store and decrypts them for signing.
 pub trait SecretCipher: Send + Sync {
