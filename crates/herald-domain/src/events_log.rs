@@ -81,14 +81,23 @@ pub struct LogQuery {
     pub limit: usize,
 }
 
-/// Settled events, oldest first, and whether newer ones are committed but not settled yet.
+/// Committed events that a still-running older transaction keeps unsettled, by the range of
+/// their `seq`: reading again once it finishes will return them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unsettled {
+    /// The lowest `seq` among them.
+    pub first_seq: i64,
+    /// The highest `seq` among them.
+    pub last_seq: i64,
+}
+
+/// Settled events, oldest first, and what is committed but not settled yet.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogPage {
     /// The events.
     pub events: Vec<LoggedEvent>,
-    /// Whether committed events exist that a still-running older transaction keeps unsettled
-    /// (only checked when the page is not full); reading again shortly will return them.
-    pub held_back: bool,
+    /// Committed events not yet settled (only looked for when the page is not full).
+    pub unsettled: Option<Unsettled>,
 }
 
 /// Reads of the event log.
@@ -111,8 +120,8 @@ pub struct EventsPage {
     pub events: Vec<LoggedEvent>,
     /// The id to pass as `since` (or `cursor`) for the next page, when more follow.
     pub next_cursor: Option<EventId>,
-    /// Whether newer committed events are not settled yet (see [`LogPage::held_back`]).
-    pub held_back: bool,
+    /// Committed events not settled yet (see [`LogPage::unsettled`]).
+    pub unsettled: Option<Unsettled>,
 }
 
 /// Most events one page of the log holds.
@@ -164,7 +173,7 @@ impl Gateway {
         page.events.truncate(limit);
         Ok(EventsPage {
             next_cursor: more.then(|| page.events.last().map(|e| e.id)).flatten(),
-            held_back: page.held_back,
+            unsettled: page.unsettled,
             events: page.events,
         })
     }

@@ -9,6 +9,8 @@
 //!
 //! Only this crate knows SQL.
 
+mod message_repo;
+mod message_rows;
 mod pg;
 mod repo;
 mod rows;
@@ -20,7 +22,7 @@ use herald_domain::StoreError;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use pg::{PgConn, PgStore, EVENTS_CHANNEL};
+pub use pg::{listen_events, PgConn, PgStore, EVENTS_CHANNEL};
 pub use sqlite::{SqliteConn, SqliteStore};
 
 /// Where the data lives.

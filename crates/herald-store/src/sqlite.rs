@@ -82,6 +82,10 @@ impl SqliteStore {
     async fn writer(&self) -> Result<Object<SqliteConn>, StoreError> {
         self.writer.get().await.map_err(pool_error)
     }
+
+    /// Nothing to announce: no other process shares the file, and this one's listeners are
+    /// woken by the domain's `ChangeListener`.
+    fn events_committed(&self) {}
 }
 
 pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, StoreError> {
@@ -95,7 +99,10 @@ pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, S
 pub(crate) mod backend {
     use crate::rows::{NewDeliveryRow, NewEventRow};
     use crate::schema::{deliveries, events};
+    use diesel::prelude::*;
+    use diesel::sqlite::Sqlite;
     use diesel_async::RunQueryDsl;
+    use herald_domain::events_log::{LogPosition, Unsettled};
 
     // SQLite has no `DEFAULT` keyword in multi-row inserts, so rows go one statement each;
     // inside the surrounding transaction that costs no extra fsync.
@@ -132,9 +139,37 @@ pub(crate) mod backend {
     pub async fn after_events_appended(_conn: &mut super::SqliteConn) -> diesel::QueryResult<()> {
         Ok(())
     }
+
+    /// The event log's order predicate on SQLite. `tx_id` is always 0 here (one writer commits
+    /// in `seq` order), so the position is `seq` alone; naming `tx_id = 0` lets the
+    /// `(…, tx_id, seq)` indexes give a range scan.
+    pub fn after<'a>(
+        query: events::BoxedQuery<'a, Sqlite>,
+        pos: LogPosition,
+    ) -> events::BoxedQuery<'a, Sqlite> {
+        query.filter(events::tx_id.eq(pos.tx).and(events::seq.gt(pos.seq)))
+    }
+
+    /// Every committed event is settled: with a single writer, nothing can commit below it.
+    pub fn settled<'a>(query: events::BoxedQuery<'a, Sqlite>) -> events::BoxedQuery<'a, Sqlite> {
+        query
+    }
+
+    /// Never any: see [`settled`].
+    pub async fn unsettled(
+        _conn: &mut super::SqliteConn,
+        _org: Option<&str>,
+    ) -> diesel::QueryResult<Option<Unsettled>> {
+        Ok(None)
+    }
 }
 
 mod queries {
     crate::repo::store_impl!(super::SqliteStore, super::SqliteConn, backend);
+    use super::backend;
+}
+
+mod message_queries {
+    crate::message_repo::messages_impl!(super::SqliteStore, super::SqliteConn, backend);
     use super::backend;
 }

@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 mod receiver;
+mod ws;
 pub use receiver::{Behaviour, Received, Receiver};
+pub use ws::{WsClient, WsNext, WsRefused};
 
 /// The Postgres server tests use (a database is created on it per test).
 pub fn postgres_admin_url() -> String {
@@ -197,7 +199,44 @@ impl TestServer {
             .token
     }
 
+    /// Starts another server (a replica) on this server's database and configuration, as a
+    /// second `herald-api` process sharing one Postgres would run.
+    pub async fn start_replica(&self) -> Replica {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let app = App::start_on(self.config.clone(), listener)
+            .await
+            .expect("replica starts");
+        let base_url = format!("http://{}", app.local_addr());
+        Replica {
+            client: Client::new(&base_url),
+            app: Some(app),
+            base_url,
+        }
+    }
+
     /// Stops the server gracefully.
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+}
+
+/// A second server on a [`TestServer`]'s database (see [`TestServer::start_replica`]); it must
+/// be dropped before the server that owns the database.
+pub struct Replica {
+    /// The running app.
+    pub app: Option<App>,
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    /// A client for it.
+    pub client: Client,
+}
+
+impl Replica {
+    /// Stops the replica gracefully.
     pub async fn stop(&mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown().await;

@@ -4,12 +4,15 @@
 
 use herald_domain::ports::ChangeListener;
 use herald_domain::OrgId;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// Wakes local waiters when events are committed.
 #[derive(Default)]
 pub struct Wakeups {
     events: Notify,
+    /// Bumped on every commit, local or (through Postgres `NOTIFY`) on another replica; any
+    /// number of watchers (the live event hub) see each change.
+    commits: watch::Sender<u64>,
 }
 
 impl Wakeups {
@@ -17,10 +20,22 @@ impl Wakeups {
     pub async fn events_committed(&self) {
         self.events.notified().await;
     }
+
+    /// A receiver that changes whenever events are committed anywhere.
+    pub fn watch_commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    /// Records that some process committed events (called for local commits and for every
+    /// `NOTIFY` from other replicas).
+    pub fn commit_seen(&self) {
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl ChangeListener for Wakeups {
     fn events_committed(&self, _org: &OrgId) {
         self.events.notify_one();
+        self.commit_seen();
     }
 }

@@ -1,0 +1,357 @@
+//! The repository body for messages, votes, inbound keys and the event log, written once and
+//! instantiated for both backends by [`messages_impl!`] (next to `repo::store_impl!`). The
+//! per-backend pieces it needs — the log's position predicates and the "settled" rule — live
+//! in the `backend` modules of `pg.rs` and `sqlite.rs`.
+//!
+//! Every [`Change`](herald_domain::message::Change) is one transaction: the inbound key (if
+//! any) is inserted first with `ON CONFLICT DO NOTHING`, so two concurrent reports with the same
+//! id serialize on its primary key and the loser sees the winner's event id; then the state;
+//! then the events and their deliveries (`append_in_tx`). Any early outcome rolls everything
+//! back, so nothing is half-written.
+
+/// Implements `MessageStore` and `EventLog` for `$store` over `$conn`; `$backend` names the
+/// module with that backend's own queries. Expects `super::queries::append_in_tx` (from
+/// `repo::store_impl!`) beside it.
+macro_rules! messages_impl {
+    ($store:ty, $conn:ty, $backend:ident) => {
+        use crate::db_error;
+        use crate::message_rows::*;
+        use crate::schema::*;
+        use async_trait::async_trait;
+        use diesel::prelude::*;
+        use diesel::result::{DatabaseErrorKind, Error as DieselError};
+        use diesel::upsert::excluded;
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        use herald_domain::events_log::{EventLog, LogPage, LogPosition, LogQuery};
+        use herald_domain::message::{
+            Change, ChangeOutcome, InboundKey, MessageRef, MessageStore, Mutation,
+        };
+        use herald_domain::poll::{VoteChange, VoterSelection};
+        use herald_domain::ports::StoreResult;
+        use herald_domain::{EventId, OrgId, StoreError};
+
+        /// Why a change's transaction stopped early: a definite outcome, or a database error.
+        enum Abort {
+            Outcome(ChangeOutcome),
+            Db(DieselError),
+        }
+
+        impl From<DieselError> for Abort {
+            fn from(error: DieselError) -> Self {
+                Self::Db(error)
+            }
+        }
+
+        fn message_filter(key: &MessageRef) -> (String, String, String, String) {
+            (
+                key.session.to_string(),
+                key.chat.clone(),
+                key.sender.clone(),
+                key.id.clone(),
+            )
+        }
+
+        async fn write_change(conn: &mut $conn, change: &Change) -> Result<(), Abort> {
+            let now = change.events.iter().next().map_or(0, |e| e.timestamp);
+            if let Some(ingested) = &change.inbound {
+                let inserted = diesel::insert_into(inbound_keys::table)
+                    .values(InboundKeyRow::new(ingested, now))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                if inserted == 0 {
+                    // Another request recorded this key first (and, on Postgres, committed:
+                    // the insert waited for it), so its answer is visible now.
+                    let first: String = inbound_keys::table
+                        .filter(inbound_keys::session_id.eq(ingested.key.session.to_string()))
+                        .filter(inbound_keys::inbound_id.eq(&ingested.key.id))
+                        .select(inbound_keys::event_id)
+                        .first(conn)
+                        .await?;
+                    let first = event_id(&first)
+                        .map_err(|e| Abort::Db(DieselError::DeserializationError(Box::new(e))))?;
+                    return Err(Abort::Outcome(ChangeOutcome::AlreadyIngested(first)));
+                }
+            }
+            match &change.mutation {
+                Mutation::EventsOnly => {}
+                Mutation::InsertMessage(message) => {
+                    let inserted = diesel::insert_into(messages::table)
+                        .values(MessageRow::new(message))
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
+                    if inserted == 0 {
+                        return Err(Abort::Outcome(ChangeOutcome::MessageExists));
+                    }
+                }
+                Mutation::Vote {
+                    poll,
+                    voter,
+                    change: vote,
+                    at,
+                } => match vote {
+                    // The foreign key to `messages` makes a vanished poll fail the insert.
+                    VoteChange::Replace(options) => {
+                        diesel::insert_into(poll_votes::table)
+                            .values(VoteRow::new(poll, voter, options, *at))
+                            .on_conflict((
+                                poll_votes::session_id,
+                                poll_votes::chat,
+                                poll_votes::sender,
+                                poll_votes::message_id,
+                                poll_votes::voter,
+                            ))
+                            .do_update()
+                            .set((
+                                poll_votes::options.eq(excluded(poll_votes::options)),
+                                poll_votes::updated_at.eq(excluded(poll_votes::updated_at)),
+                            ))
+                            .execute(conn)
+                            .await?;
+                    }
+                    // A cleared vote keeps no row, so voters and counts never show it.
+                    VoteChange::Clear => {
+                        let (s, c, snd, id) = message_filter(poll);
+                        let exists: bool = diesel::select(diesel::dsl::exists(
+                            messages::table
+                                .filter(messages::session_id.eq(&s))
+                                .filter(messages::chat.eq(&c))
+                                .filter(messages::sender.eq(&snd))
+                                .filter(messages::id.eq(&id)),
+                        ))
+                        .get_result(conn)
+                        .await?;
+                        if !exists {
+                            return Err(Abort::Outcome(ChangeOutcome::TargetMissing));
+                        }
+                        diesel::delete(
+                            poll_votes::table
+                                .filter(poll_votes::session_id.eq(&s))
+                                .filter(poll_votes::chat.eq(&c))
+                                .filter(poll_votes::sender.eq(&snd))
+                                .filter(poll_votes::message_id.eq(&id))
+                                .filter(poll_votes::voter.eq(voter)),
+                        )
+                        .execute(conn)
+                        .await?;
+                    }
+                },
+                Mutation::SessionStatus(session) => {
+                    let updated = diesel::update(
+                        sessions::table
+                            .filter(sessions::organization_id.eq(session.organization_id.as_str()))
+                            .filter(sessions::id.eq(session.id.to_string())),
+                    )
+                    .set((
+                        sessions::status.eq(session.status.as_str()),
+                        sessions::me_id.eq(session.me.as_ref().map(|m| m.id.clone())),
+                        sessions::updated_at.eq(session.updated_at),
+                    ))
+                    .execute(conn)
+                    .await?;
+                    if updated == 0 {
+                        return Err(Abort::Outcome(ChangeOutcome::TargetMissing));
+                    }
+                }
+            }
+            super::queries::append_in_tx(conn, &change.events).await?;
+            Ok(())
+        }
+
+        #[async_trait]
+        impl MessageStore for $store {
+            async fn find_message(
+                &self,
+                org: &OrgId,
+                key: &MessageRef,
+            ) -> StoreResult<Option<herald_domain::message::Message>> {
+                let mut conn = self.reader().await?;
+                let (s, c, snd, id) = message_filter(key);
+                let row: Option<MessageRow> = messages::table
+                    .filter(messages::session_id.eq(s))
+                    .filter(messages::chat.eq(c))
+                    .filter(messages::sender.eq(snd))
+                    .filter(messages::id.eq(id))
+                    .filter(messages::organization_id.eq(org.as_str()))
+                    .select(MessageRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                row.map(MessageRow::into_domain).transpose()
+            }
+
+            async fn poll_votes(
+                &self,
+                org: &OrgId,
+                key: &MessageRef,
+            ) -> StoreResult<Vec<VoterSelection>> {
+                let mut conn = self.reader().await?;
+                let (s, c, snd, id) = message_filter(key);
+                // Votes carry no organization; the poll's session (checked by the caller and
+                // re-checked here through the messages row) does.
+                let rows: Vec<VoteRow> = poll_votes::table
+                    .inner_join(
+                        messages::table.on(messages::session_id
+                            .eq(poll_votes::session_id)
+                            .and(messages::chat.eq(poll_votes::chat))
+                            .and(messages::sender.eq(poll_votes::sender))
+                            .and(messages::id.eq(poll_votes::message_id))),
+                    )
+                    .filter(poll_votes::session_id.eq(s))
+                    .filter(poll_votes::chat.eq(c))
+                    .filter(poll_votes::sender.eq(snd))
+                    .filter(poll_votes::message_id.eq(id))
+                    .filter(messages::organization_id.eq(org.as_str()))
+                    .order(poll_votes::voter.asc())
+                    .select(VoteRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                rows.into_iter().map(VoteRow::into_domain).collect()
+            }
+
+            async fn find_ingested(&self, key: &InboundKey) -> StoreResult<Option<EventId>> {
+                let mut conn = self.reader().await?;
+                let found: Option<String> = inbound_keys::table
+                    .filter(inbound_keys::session_id.eq(key.session.to_string()))
+                    .filter(inbound_keys::inbound_id.eq(&key.id))
+                    .select(inbound_keys::event_id)
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                found.as_deref().map(event_id).transpose()
+            }
+
+            async fn apply_change(&self, change: &Change) -> StoreResult<ChangeOutcome> {
+                let mut conn = self.writer().await?;
+                let result = conn
+                    .transaction::<_, Abort, _>(async |conn| write_change(conn, change).await)
+                    .await;
+                drop(conn);
+                match result {
+                    Ok(()) => {
+                        if !change.events.is_empty() {
+                            self.events_committed();
+                        }
+                        Ok(ChangeOutcome::Applied)
+                    }
+                    Err(Abort::Outcome(outcome)) => Ok(outcome),
+                    // The session or poll was deleted between the caller's checks and now.
+                    Err(Abort::Db(DieselError::DatabaseError(
+                        DatabaseErrorKind::ForeignKeyViolation,
+                        _,
+                    ))) => Ok(ChangeOutcome::TargetMissing),
+                    Err(Abort::Db(error)) => Err(db_error(error)),
+                }
+            }
+        }
+
+        fn page(rows: Vec<LoggedEventRow>) -> Result<LogPage, StoreError> {
+            Ok(LogPage {
+                events: rows
+                    .into_iter()
+                    .map(LoggedEventRow::into_domain)
+                    .collect::<Result<_, _>>()?,
+                unsettled: None,
+            })
+        }
+
+        #[async_trait]
+        impl EventLog for $store {
+            async fn event_position(
+                &self,
+                org: &OrgId,
+                id: &EventId,
+            ) -> StoreResult<Option<LogPosition>> {
+                let mut conn = self.reader().await?;
+                let found: Option<(i64, i64)> = events::table
+                    .filter(events::organization_id.eq(org.as_str()))
+                    .filter(events::id.eq(id.to_string()))
+                    .filter(events::logged.eq(true))
+                    .select((events::tx_id, events::seq))
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                Ok(found.map(|(tx, seq)| LogPosition { tx, seq }))
+            }
+
+            async fn read_log(&self, query: &LogQuery) -> StoreResult<LogPage> {
+                let mut conn = self.reader().await?;
+                let mut q = events::table
+                    .filter(events::organization_id.eq(query.organization_id.as_str().to_owned()))
+                    .filter(events::logged.eq(true))
+                    .into_boxed();
+                q = $backend::after(q, query.after);
+                if let Some(until) = query.until {
+                    q = q.filter(
+                        events::tx_id
+                            .lt(until.tx)
+                            .or(events::tx_id.eq(until.tx).and(events::seq.le(until.seq))),
+                    );
+                }
+                if let Some(session) = &query.filter.session {
+                    q = q.filter(events::session_id.eq(session.to_string()));
+                }
+                if let Some(types) = &query.filter.types {
+                    let names: Vec<&'static str> = types.iter().map(|t| t.as_str()).collect();
+                    q = q.filter(events::event_type.eq_any(names));
+                }
+                let rows: Vec<LoggedEventRow> = $backend::settled(q)
+                    .order((events::tx_id.asc(), events::seq.asc()))
+                    .limit(query.limit as i64)
+                    .select(LoggedEventRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                let full = rows.len() >= query.limit;
+                let mut page = page(rows)?;
+                if !full {
+                    page.unsettled =
+                        $backend::unsettled(&mut conn, Some(query.organization_id.as_str()))
+                            .await
+                            .map_err(db_error)?;
+                }
+                Ok(page)
+            }
+
+            async fn tail_log(&self, after: LogPosition, limit: usize) -> StoreResult<LogPage> {
+                let mut conn = self.reader().await?;
+                let q = events::table.filter(events::logged.eq(true)).into_boxed();
+                let rows: Vec<LoggedEventRow> = $backend::settled($backend::after(q, after))
+                    .order((events::tx_id.asc(), events::seq.asc()))
+                    .limit(limit as i64)
+                    .select(LoggedEventRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                let full = rows.len() >= limit;
+                let mut page = page(rows)?;
+                if !full {
+                    page.unsettled = $backend::unsettled(&mut conn, None)
+                        .await
+                        .map_err(db_error)?;
+                }
+                Ok(page)
+            }
+
+            async fn log_head(&self) -> StoreResult<LogPosition> {
+                let mut conn = self.reader().await?;
+                let q = events::table.filter(events::logged.eq(true)).into_boxed();
+                let head: Option<(i64, i64)> = $backend::settled(q)
+                    .order((events::tx_id.desc(), events::seq.desc()))
+                    .select((events::tx_id, events::seq))
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                Ok(head.map_or(LogPosition::START, |(tx, seq)| LogPosition { tx, seq }))
+            }
+        }
+    };
+}
+
+pub(crate) use messages_impl;
