@@ -4,10 +4,10 @@
 //!
 //! The order is a [`LogPosition`] — `(tx, seq)`: the inserting transaction's id, then the row's
 //! sequence number. The store hands a reader only *settled* events: those no transaction still
-//! running could precede. On PostgreSQL that means `tx` below the oldest running transaction id
-//! (every transaction below it has finished, so no row can appear below a position already
-//! read); on SQLite, whose one writer commits in `seq` order, every committed row is settled.
-//! Hence: a cursor only moves forward, and nothing can appear behind it later.
+//! running could precede. On PostgreSQL that means `tx` below the oldest transaction of this
+//! database still running (every one below has finished, so no row can appear below a position
+//! already read); on SQLite, whose one writer commits in `seq` order, every committed row is
+//! settled. Hence: a cursor only moves forward, and nothing can appear behind it later.
 
 use crate::capability::{Capability, Principal};
 use crate::error::DomainError;

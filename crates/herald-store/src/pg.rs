@@ -213,13 +213,33 @@ pub(crate) mod backend {
         )
     }
 
-    /// Keeps only settled events: those written by a transaction older than every transaction
-    /// still running. Each transaction below the snapshot's `xmin` has finished, so no event can
-    /// later appear at a position below one already returned.
+    /// The settled bound, one scalar subquery evaluated once per statement, in the statement's
+    /// snapshot S: the lowest transaction id in S's running list (`xip`) that is not known to
+    /// belong to *another* database, or S's `xmax` when there is none.
+    ///
+    /// Why it is safe: an event row with `tx_id < bound` that S cannot see was written by a
+    /// transaction T whose id was assigned before S (ids below `xmax` are), so T was either
+    /// finished before S (then S sees the row, or T aborted) or running (in `xip`). A running
+    /// T below the bound was skipped only because a backend of another database was seen
+    /// running it — and such a T cannot write this database's rows. So nothing can ever appear
+    /// below the bound later. Transactions whose database cannot be told (finished since S, a
+    /// prepared transaction, or a backend this role may not inspect — grant
+    /// `pg_read_all_stats`) count as this database's: that only delays, never skips.
+    /// (`snapshot xmin` alone would also be safe, but is cluster-wide: any long transaction in
+    /// any other database would stall this log.)
+    const SETTLED_BOUND: &str = "(SELECT least(\
+        pg_snapshot_xmax(pg_current_snapshot())::text::bigint, \
+        (SELECT min(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
+          WHERE (x::text::bigint & 4294967295) NOT IN ( \
+            SELECT a.backend_xid::text::bigint FROM pg_stat_get_activity(NULL) AS a \
+            WHERE a.backend_xid IS NOT NULL \
+              AND a.datid IS DISTINCT FROM \
+                (SELECT oid FROM pg_database WHERE datname = current_database())))))";
+
+    /// Keeps only settled events: those below [`SETTLED_BOUND`], which no transaction still
+    /// running can precede.
     pub fn settled<'a>(query: events::BoxedQuery<'a, Pg>) -> events::BoxedQuery<'a, Pg> {
-        query.filter(sql::<Bool>(
-            "tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-        ))
+        query.filter(sql::<Bool>(&format!("tx_id < {SETTLED_BOUND}")))
     }
 
     /// Committed events not settled yet (for `org`, or anyone's): the range of their `seq`.
@@ -230,9 +250,7 @@ pub(crate) mod backend {
         use diesel::dsl::{max, min};
         let mut query = events::table
             .filter(events::logged.eq(true))
-            .filter(sql::<Bool>(
-                "tx_id >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-            ))
+            .filter(sql::<Bool>(&format!("tx_id >= {SETTLED_BOUND}")))
             .select((min(events::seq), max(events::seq)))
             .into_boxed();
         if let Some(org) = org {
