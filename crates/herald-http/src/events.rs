@@ -121,7 +121,7 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 /// by the authenticator within seconds; this bounds how long a socket outlives it).
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
 /// A socket that accepts nothing for this long is given up.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Replays restarted because the live queue overflowed meanwhile, before giving up with 1013.
 const MAX_REPLAY_ROUNDS: u32 = 8;
 

@@ -64,6 +64,28 @@ impl WsClient {
         }
     }
 
+    /// Connects like [`Self::connect`] over a socket with a tiny receive buffer, so a test can
+    /// play a consumer that stops reading and watch the server's flow control kick in.
+    pub async fn connect_slow(base_url: &str, path: &str, token: &str) -> Self {
+        let addr = base_url
+            .trim_start_matches("http://")
+            .parse::<std::net::SocketAddr>()
+            .expect("http://ip:port");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let tcp = socket.connect(addr).await.expect("connect");
+        let url = format!("ws://{addr}{path}");
+        let mut request = url.into_client_request().expect("a valid ws url");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+        let (stream, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("handshake");
+        Self { stream }
+    }
+
     /// The next text frame (as JSON), or how the socket ended, within `timeout`. Pings and
     /// pongs are skipped (pings are answered).
     pub async fn next(&mut self, timeout: Duration) -> WsNext {
