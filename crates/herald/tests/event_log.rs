@@ -38,7 +38,10 @@ async fn the_log_pages_oldest_first_with_filters_and_isolation() {
         // Everything: 2 status events per session, 2 per message, 1 failure = 4 + 10 + 1.
         let all = w.all_events("").await;
         assert_eq!(all.len(), 15, "{backend:?}");
-        let timestamps: Vec<i64> = all.iter().map(|e| e["timestamp"].as_i64().unwrap()).collect();
+        let timestamps: Vec<i64> = all
+            .iter()
+            .map(|e| e["timestamp"].as_i64().unwrap())
+            .collect();
         assert!(timestamps.windows(2).all(|p| p[0] <= p[1]), "oldest first");
         assert_eq!(all[0]["event"], "session.status");
         assert_eq!(all[0]["payload"]["status"], "STARTING");
@@ -82,7 +85,10 @@ async fn the_log_pages_oldest_first_with_filters_and_isolation() {
 
         // Filters: by type (one or several) and by session.
         assert_eq!(w.all_events("&event=message").await.len(), 5);
-        assert_eq!(w.all_events("&event=message,poll.vote.failed").await.len(), 6);
+        assert_eq!(
+            w.all_events("&event=message,poll.vote.failed").await.len(),
+            6
+        );
         let of_second = w.all_events(&format!("&sessionId={second}")).await;
         assert_eq!(of_second.len(), 3);
         assert!(of_second.iter().all(|e| e["session"] == second.as_str()));
@@ -154,11 +160,17 @@ async fn an_event_that_commits_late_is_never_skipped() {
         .await
         .unwrap();
     let before = w.inbound_text("M0", "before").await;
-    assert_eq!(ws.expect_event("M0", Duration::from_secs(10)).await["id"], before.as_str());
+    assert_eq!(
+        ws.expect_event("M0", Duration::from_secs(10)).await["id"],
+        before.as_str()
+    );
 
     // An "other replica" opens its transaction and writes its event, but does not commit yet.
     let mut late_conn = AsyncPgConnection::establish(&url).await.unwrap();
-    diesel::sql_query("BEGIN").execute(&mut late_conn).await.unwrap();
+    diesel::sql_query("BEGIN")
+        .execute(&mut late_conn)
+        .await
+        .unwrap();
     let late = Envelope::new(
         EventType::PollVoteFailed,
         OrgId::parse("org_a").unwrap(),
@@ -186,18 +198,41 @@ async fn an_event_that_commits_late_is_never_skipped() {
 
     // Neither the log nor the socket hands it out while the older transaction runs.
     let page = w
-        .get(&format!("/api/v1/events?since={before}&event=message,poll.vote.failed"))
+        .get(&format!(
+            "/api/v1/events?since={before}&event=message,poll.vote.failed"
+        ))
         .await;
     assert_eq!(page.status, 200);
-    assert_eq!(page.json["data"], json!([]), "unsettled events are held back");
+    assert_eq!(
+        page.json["data"],
+        json!([]),
+        "unsettled events are held back"
+    );
     ws.expect_silence(Duration::from_millis(300)).await;
 
     // The late transaction commits: its event comes first, and nothing is skipped.
-    diesel::sql_query("COMMIT").execute(&mut late_conn).await.unwrap();
-    let page = w.get(&format!("/api/v1/events?since={before}&event=message,poll.vote.failed")).await;
+    diesel::sql_query("COMMIT")
+        .execute(&mut late_conn)
+        .await
+        .unwrap();
+    let page = w
+        .get(&format!(
+            "/api/v1/events?since={before}&event=message,poll.vote.failed"
+        ))
+        .await;
     let got = ids(page.json["data"].as_array().unwrap());
     assert_eq!(got, [late.id.to_string(), early.clone()]);
-    let first = ws.expect_event("the late event", Duration::from_secs(10)).await;
-    let second = ws.expect_event("the early event", Duration::from_secs(10)).await;
-    assert_eq!((first["id"].as_str().unwrap(), second["id"].as_str().unwrap()), (late.id.to_string().as_str(), early.as_str()));
+    let first = ws
+        .expect_event("the late event", Duration::from_secs(10))
+        .await;
+    let second = ws
+        .expect_event("the early event", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        (
+            first["id"].as_str().unwrap(),
+            second["id"].as_str().unwrap()
+        ),
+        (late.id.to_string().as_str(), early.as_str())
+    );
 }

@@ -113,7 +113,11 @@ async fn inbound_reports_become_state_and_events() {
         .await;
         let session = w.get(&format!("/api/v1/sessions/{}", w.session)).await;
         assert_eq!(session.json["status"], "SCAN_QR");
-        assert_eq!(session.json["me"]["id"], w.me.as_str(), "me is kept when not reported");
+        assert_eq!(
+            session.json["me"]["id"],
+            w.me.as_str(),
+            "me is kept when not reported"
+        );
         w.ingest_on(
             &w.session,
             json!({"event": "session.status", "payload": {"status": "WORKING", "me": {"id": "15550007777@c.us"}}}),
@@ -169,10 +173,9 @@ async fn the_same_inbound_id_is_accepted_once() {
         let vote = json!({"event": "poll.vote", "id": "vote-1", "payload": {
             "poll": {"id": "P", "chat": CHAT, "sender": ALICE},
             "vote": {"voter": BOB, "selectedOptions": ["A"]}}});
-        let answers = futures_util::future::join_all(
-            (0..6).map(|_| w.ingest_on(&w.session, vote.clone())),
-        )
-        .await;
+        let answers =
+            futures_util::future::join_all((0..6).map(|_| w.ingest_on(&w.session, vote.clone())))
+                .await;
         assert!(answers.iter().all(|a| a == &answers[0]));
         assert_eq!(w.all_events("&event=poll.vote").await.len(), 1);
 
@@ -196,15 +199,39 @@ async fn the_same_inbound_id_is_accepted_once() {
             (json!({"event": "typing", "payload": {}}), "event"),
             (json!({"event": "message"}), "payload"),
             (json!({"event": "message", "id": 5, "payload": {}}), "id"),
-            (json!({"event": "message", "id": "", "payload": {"id": "x", "chat": CHAT, "sender": ALICE, "type": "text"}}), "id"),
-            (json!({"event": "message", "payload": {"chat": CHAT, "sender": ALICE, "type": "text"}}), "payload.id"),
-            (json!({"event": "message", "payload": {"id": "x", "chat": CHAT, "sender": ALICE, "type": "video"}}), "payload.type"),
-            (json!({"event": "message", "payload": {"id": "x", "chat": CHAT, "sender": ALICE, "type": "poll"}}), "payload.poll"),
-            (json!({"event": "message", "payload": {"id": "x", "chat": CHAT, "sender": ALICE, "type": "poll",
-                    "poll": {"question": "q", "options": ["only"]}}}), "payload.poll.options"),
-            (json!({"event": "poll.vote", "payload": {"poll": {"id": "P", "chat": CHAT}, "vote": {"voter": BOB, "selectedOptions": []}}}), "payload.poll.sender"),
-            (json!({"event": "poll.vote", "payload": {"poll": {"id": "P", "chat": CHAT, "sender": ALICE}, "vote": {"voter": BOB}}}), "payload.vote.selectedOptions"),
-            (json!({"event": "session.status", "payload": {"status": "ASLEEP"}}), "payload.status"),
+            (
+                json!({"event": "message", "id": "", "payload": {"id": "x", "chat": CHAT, "sender": ALICE, "type": "text"}}),
+                "id",
+            ),
+            (
+                json!({"event": "message", "payload": {"chat": CHAT, "sender": ALICE, "type": "text"}}),
+                "payload.id",
+            ),
+            (
+                json!({"event": "message", "payload": {"id": "x", "chat": CHAT, "sender": ALICE, "type": "video"}}),
+                "payload.type",
+            ),
+            (
+                json!({"event": "message", "payload": {"id": "x", "chat": CHAT, "sender": ALICE, "type": "poll"}}),
+                "payload.poll",
+            ),
+            (
+                json!({"event": "message", "payload": {"id": "x", "chat": CHAT, "sender": ALICE, "type": "poll",
+                    "poll": {"question": "q", "options": ["only"]}}}),
+                "payload.poll.options",
+            ),
+            (
+                json!({"event": "poll.vote", "payload": {"poll": {"id": "P", "chat": CHAT}, "vote": {"voter": BOB, "selectedOptions": []}}}),
+                "payload.poll.sender",
+            ),
+            (
+                json!({"event": "poll.vote", "payload": {"poll": {"id": "P", "chat": CHAT, "sender": ALICE}, "vote": {"voter": BOB}}}),
+                "payload.vote.selectedOptions",
+            ),
+            (
+                json!({"event": "session.status", "payload": {"status": "ASLEEP"}}),
+                "payload.status",
+            ),
         ] {
             let reply = w.post(&inbound, body).await;
             assert_eq!(reply.status, 422, "{backend:?} {field}: {:?}", reply.json);
@@ -212,6 +239,13 @@ async fn the_same_inbound_id_is_accepted_once() {
         }
         // Another organization's session is not found.
         let foreign = w.server.api_key("org_b", "ingest").await;
-        assert_eq!(w.server.client.post(&inbound, &foreign, &report).await.status, 404);
+        assert_eq!(
+            w.server
+                .client
+                .post(&inbound, &foreign, &report)
+                .await
+                .status,
+            404
+        );
     }
 }

@@ -45,7 +45,10 @@ async fn events_arrive_live_and_filtered() {
         assert_eq!(got["event"], "message");
         assert_eq!(got["payload"]["body"], "hello");
         assert_eq!(got["organizationId"], "org_a");
-        assert_eq!(all.expect_event("message.any", WAIT).await["event"], "message.any");
+        assert_eq!(
+            all.expect_event("message.any", WAIT).await["event"],
+            "message.any"
+        );
         assert_eq!(
             votes_of_first.expect_event("message", WAIT).await["id"],
             message_id.as_str()
@@ -61,13 +64,21 @@ async fn events_arrive_live_and_filtered() {
         while seen.len() < 4 {
             seen.push(all.expect_event("the rest", WAIT).await["event"].clone());
         }
-        assert_eq!(seen, ["message", "message.any", "poll.vote", "poll.vote.failed"]);
+        assert_eq!(
+            seen,
+            ["message", "message.any", "poll.vote", "poll.vote.failed"]
+        );
         // The filtered socket gets the poll message and the vote, in order, and nothing else.
-        assert_eq!(votes_of_first.expect_event("poll", WAIT).await["event"], "message");
+        assert_eq!(
+            votes_of_first.expect_event("poll", WAIT).await["event"],
+            "message"
+        );
         let got = votes_of_first.expect_event("vote", WAIT).await;
         assert_eq!(got["event"], "poll.vote");
         assert_eq!(got["payload"]["vote"]["id"], vote.json["id"]);
-        votes_of_first.expect_silence(Duration::from_millis(300)).await;
+        votes_of_first
+            .expect_silence(Duration::from_millis(300))
+            .await;
         // Another organization sees nothing at all.
         other_org.expect_silence(Duration::from_millis(100)).await;
 
@@ -176,7 +187,11 @@ async fn a_revoked_key_is_closed_with_1008() {
                 .status,
             204
         );
-        assert_eq!(ws.next(WAIT).await, WsNext::Closed(Some(1008)), "{backend:?}");
+        assert_eq!(
+            ws.next(WAIT).await,
+            WsNext::Closed(Some(1008)),
+            "{backend:?}"
+        );
     }
 }
 
@@ -184,7 +199,8 @@ async fn a_revoked_key_is_closed_with_1008() {
 async fn a_consumer_that_stops_reading_is_closed_with_1013() {
     for backend in BACKENDS {
         let w = World::new(backend).await;
-        let mut slow = WsClient::connect_slow(&w.server.base_url, "/api/v1/events/ws", &w.token).await;
+        let mut slow =
+            WsClient::connect_slow(&w.server.base_url, "/api/v1/events/ws", &w.token).await;
         // Far more than socket buffers and the 1000-event queue hold, written straight to the
         // store (the hub finds them within its poll interval).
         let parts = herald::app::assemble(&w.server.config).await.unwrap();
@@ -205,11 +221,15 @@ async fn a_consumer_that_stops_reading_is_closed_with_1013() {
                 .collect();
             parts.gateway.emit(&batch).await.unwrap();
         }
-        eventually("the subscriber to be dropped as lagging", Duration::from_secs(30), || async {
-            let metrics = w.server.client.send("GET", "/metrics", None, None).await;
-            let text = String::from_utf8_lossy(&metrics.body).into_owned();
-            text.contains("herald_ws_lagged_total 1").then_some(())
-        })
+        eventually(
+            "the subscriber to be dropped as lagging",
+            Duration::from_secs(30),
+            || async {
+                let metrics = w.server.client.send("GET", "/metrics", None, None).await;
+                let text = String::from_utf8_lossy(&metrics.body).into_owned();
+                text.contains("herald_ws_lagged_total 1").then_some(())
+            },
+        )
         .await;
         // Reading again drains what was already sent, then the close.
         let mut received = 0;
@@ -274,4 +294,65 @@ async fn two_replicas_on_one_postgres_deliver_each_others_events() {
     let got = replay.expect_event("the replayed vote", WAIT).await;
     assert_eq!(got["payload"]["vote"]["id"], by_b.json["id"]);
     replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_replay_overtaken_by_live_traffic_still_has_no_gap_or_duplicate() {
+    for backend in BACKENDS {
+        let w = World::new(backend).await;
+        let anchor = w.inbound_text("anchor", "x").await;
+        let parts = herald::app::assemble(&w.server.config).await.unwrap();
+        let org = OrgId::parse("org_a").unwrap();
+        let session = SessionId::parse(&w.session).unwrap();
+        let batch = |from: u64| -> Vec<Envelope> {
+            (from..from + 1000)
+                .map(|n| {
+                    Envelope::new(
+                        EventType::PollVoteFailed,
+                        org.clone(),
+                        Some(session),
+                        None,
+                        1,
+                        json!({"n": n}),
+                    )
+                })
+                .collect()
+        };
+        // A backlog to replay…
+        for k in 0..10 {
+            parts.gateway.emit(&batch(k * 1000)).await.unwrap();
+        }
+        let mut ws = WsClient::connect(
+            &w.server.base_url,
+            &format!("/api/v1/events/ws?events=poll.vote.failed&since={anchor}"),
+            Some(&w.token),
+        )
+        .await
+        .unwrap();
+        // …overtaken by more live events than the live queue holds while the replay runs.
+        let gateway = parts.gateway.clone();
+        let live = tokio::spawn(async move {
+            for k in 10..13 {
+                let events: Vec<Envelope> = (k * 1000..k * 1000 + 1000)
+                    .map(|n| {
+                        Envelope::new(
+                            EventType::PollVoteFailed,
+                            OrgId::parse("org_a").unwrap(),
+                            Some(session),
+                            None,
+                            1,
+                            json!({"n": n}),
+                        )
+                    })
+                    .collect();
+                gateway.emit(&events).await.unwrap();
+            }
+        });
+        for expected in 0..13_000_u64 {
+            let event = ws.expect_event("the next event in order", WAIT).await;
+            assert_eq!(event["payload"]["n"], expected, "{backend:?}");
+        }
+        live.await.unwrap();
+        ws.expect_silence(Duration::from_millis(300)).await;
+    }
 }
