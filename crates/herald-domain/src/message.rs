@@ -244,6 +244,13 @@ pub enum ChangeOutcome {
 pub trait MessageStore: Send + Sync {
     /// The message at `key`, if it exists and belongs to `org`.
     async fn find_message(&self, org: &OrgId, key: &MessageRef) -> StoreResult<Option<Message>>;
+    /// `org`'s session `key.session` and, when it exists, the message at `key` — one read for
+    /// the hot path of voting. `None` when the session is not `org`'s.
+    async fn find_session_message(
+        &self,
+        org: &OrgId,
+        key: &MessageRef,
+    ) -> StoreResult<Option<(Session, Option<Message>)>>;
     /// The current (non-empty) selections on the poll at `key`, ordered by voter.
     async fn poll_votes(&self, org: &OrgId, key: &MessageRef) -> StoreResult<Vec<VoterSelection>>;
     /// The event id recorded for an inbound report, if it was accepted before.

@@ -8,7 +8,7 @@ use crate::capability::{Capability, Principal};
 use crate::error::DomainError;
 use crate::event::{Envelope, EventType};
 use crate::gateway::Gateway;
-use crate::ids::EventId;
+use crate::ids::{EventId, OrgId, SessionId};
 use crate::message::{
     locate_poll, sending_as, vote_payload, Change, ChangeOutcome, InboundKey, Ingested, Message,
     MessageContent, MessageRef, Mutation, PollTally, SendResult,
@@ -156,14 +156,15 @@ impl Gateway {
         request: VoteRequest,
     ) -> Result<SendResult> {
         caller.require(Capability::Send)?;
-        let session = self.find_session(&caller.organization, session_id).await?;
-        let key = MessageRef {
-            session: session.id,
-            chat: request.chat,
-            sender: request.sender,
-            id: message_id.to_owned(),
-        };
-        let found = self.store.find_message(&caller.organization, &key).await?;
+        let (session, key, found) = self
+            .find_session_message(
+                &caller.organization,
+                session_id,
+                request.chat,
+                request.sender,
+                message_id,
+            )
+            .await?;
         let poll = locate_poll(&caller.organization, found.as_ref())?;
         poll.check_selection(&request.options)?;
         let me = sending_as(&session)?.clone();
@@ -207,14 +208,15 @@ impl Gateway {
         sender: &str,
     ) -> Result<PollTally> {
         caller.require(Capability::Read)?;
-        let session = self.find_session(&caller.organization, session_id).await?;
-        let key = MessageRef {
-            session: session.id,
-            chat: chat.to_owned(),
-            sender: sender.to_owned(),
-            id: message_id.to_owned(),
-        };
-        let found = self.store.find_message(&caller.organization, &key).await?;
+        let (session, key, found) = self
+            .find_session_message(
+                &caller.organization,
+                session_id,
+                chat.to_owned(),
+                sender.to_owned(),
+                message_id,
+            )
+            .await?;
         let poll = locate_poll(&caller.organization, found.as_ref())?;
         let votes = PollVotes::new(self.store.poll_votes(&caller.organization, &key).await?);
         let my_vote = session
@@ -358,6 +360,31 @@ impl Gateway {
             at,
         };
         Ok((mutation, vec![event], "poll message"))
+    }
+
+    /// `org`'s session (404 when malformed, unknown or foreign) and the message at
+    /// `(chat, sender, message_id)` in it, if any, in one store read.
+    async fn find_session_message(
+        &self,
+        org: &OrgId,
+        session_id: &str,
+        chat: String,
+        sender: String,
+        message_id: &str,
+    ) -> Result<(Session, MessageRef, Option<Message>)> {
+        let session = SessionId::parse(session_id).ok_or(DomainError::NotFound("session"))?;
+        let key = MessageRef {
+            session,
+            chat,
+            sender,
+            id: message_id.to_owned(),
+        };
+        let (session, found) = self
+            .store
+            .find_session_message(org, &key)
+            .await?
+            .ok_or(DomainError::NotFound("session"))?;
+        Ok((session, key, found))
     }
 
     /// An event about `session`, carrying its current `me`.

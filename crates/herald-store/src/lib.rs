@@ -9,6 +9,7 @@
 //!
 //! Only this crate knows SQL.
 
+mod batch;
 mod message_repo;
 mod message_rows;
 mod pg;

@@ -20,7 +20,6 @@ macro_rules! messages_impl {
         use async_trait::async_trait;
         use diesel::prelude::*;
         use diesel::result::{DatabaseErrorKind, Error as DieselError};
-        use diesel::upsert::excluded;
         use diesel_async::{AsyncConnection, RunQueryDsl};
         use herald_domain::events_log::{EventLog, LogPage, LogPosition, LogQuery};
         use herald_domain::message::{
@@ -51,7 +50,203 @@ macro_rules! messages_impl {
             )
         }
 
+        /// The keys of the rows a change writes, for [`lock_rows`].
+        fn row_keys(change: &Change, keys: &mut Vec<String>) {
+            // \u{1f} (unit separator) cannot be confused with anything inside a field.
+            let message = |k: &MessageRef| {
+                format!(
+                    "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+                    k.session, k.chat, k.sender, k.id
+                )
+            };
+            if let Some(ingested) = &change.inbound {
+                keys.push(format!(
+                    "herald:inbound\u{1f}{}\u{1f}{}",
+                    ingested.key.session, ingested.key.id
+                ));
+            }
+            match &change.mutation {
+                Mutation::EventsOnly => {}
+                Mutation::InsertMessage(m) => {
+                    keys.push(format!("herald:message\u{1f}{}", message(&m.key)))
+                }
+                Mutation::Vote { poll, voter, .. } => {
+                    keys.push(format!("herald:vote\u{1f}{}\u{1f}{voter}", message(poll)))
+                }
+                Mutation::SessionStatus(session) => {
+                    keys.push(format!("herald:session\u{1f}{}", session.id))
+                }
+            }
+        }
+
+        /// Locks every row the changes will write, in one global order, *before* writing any:
+        /// two transactions touching the same row then run one after the other, and since a
+        /// transaction's id is assigned at its first write, the later one also gets the higher
+        /// id — so the log's order of their events is the order their writes took effect (the
+        /// last `poll.vote` logged for a voter is their standing vote). The one order also
+        /// rules out deadlocks between batches.
+        async fn lock_rows(conn: &mut $conn, changes: &[&Change]) -> Result<(), Abort> {
+            let mut keys = Vec::new();
+            for change in changes {
+                row_keys(change, &mut keys);
+            }
+            keys.sort();
+            keys.dedup();
+            if !keys.is_empty() {
+                $backend::lock_rows(conn, &keys).await?;
+            }
+            Ok(())
+        }
+
         async fn write_change(conn: &mut $conn, change: &Change) -> Result<(), Abort> {
+            lock_rows(conn, &[change]).await?;
+            write_state(conn, change).await?;
+            super::queries::append_in_tx(conn, &change.events).await?;
+            Ok(())
+        }
+
+        /// Commits one change in its own transaction.
+        async fn apply_one(conn: &mut $conn, change: &Change) -> StoreResult<ChangeOutcome> {
+            let result = conn
+                .transaction::<_, Abort, _>(async |conn| write_change(conn, change).await)
+                .await;
+            match result {
+                Ok(()) => Ok(ChangeOutcome::Applied),
+                Err(Abort::Outcome(outcome)) => Ok(outcome),
+                // The session or poll was deleted between the caller's checks and now.
+                Err(Abort::Db(DieselError::DatabaseError(
+                    DatabaseErrorKind::ForeignKeyViolation,
+                    _,
+                ))) => Ok(ChangeOutcome::TargetMissing),
+                Err(Abort::Db(error)) => Err(db_error(error)),
+            }
+        }
+
+        /// A plain vote (no inbound key): what the batch path folds into one upsert.
+        fn plain_vote(change: &Change) -> Option<(&MessageRef, &str, &VoteChange, i64)> {
+            match (&change.inbound, &change.mutation) {
+                (
+                    None,
+                    Mutation::Vote {
+                        poll,
+                        voter,
+                        change,
+                        at,
+                    },
+                ) => Some((poll, voter.as_str(), change, *at)),
+                _ => None,
+            }
+        }
+
+        /// Writes a batch's state in one go: the other changes one by one in arrival order,
+        /// then each voter's *last* plain vote (one upsert for all selections, one clear each).
+        /// When a row is touched both ways, everything is written in arrival order instead.
+        async fn write_batch_state(conn: &mut $conn, changes: &[&Change]) -> Result<(), Abort> {
+            let mut last: std::collections::HashMap<(&MessageRef, &str), usize> =
+                std::collections::HashMap::new();
+            for (i, change) in changes.iter().enumerate() {
+                if let Some((poll, voter, _, _)) = plain_vote(change) {
+                    last.insert((poll, voter), i);
+                }
+            }
+            let mixed = changes.iter().any(|c| match (&c.inbound, &c.mutation) {
+                (Some(_), Mutation::Vote { poll, voter, .. }) => {
+                    last.contains_key(&(poll, voter.as_str()))
+                }
+                _ => false,
+            });
+            if mixed {
+                for change in changes {
+                    write_state(conn, change).await?;
+                }
+                return Ok(());
+            }
+            for change in changes.iter().filter(|c| plain_vote(c).is_none()) {
+                write_state(conn, change).await?;
+            }
+            let mut selections = Vec::new();
+            for (i, change) in changes.iter().enumerate() {
+                let Some((poll, voter, vote, at)) = plain_vote(change) else {
+                    continue;
+                };
+                if last.get(&(poll, voter)) != Some(&i) {
+                    continue;
+                }
+                match vote {
+                    VoteChange::Replace(options) => {
+                        selections.push(VoteRow::new(poll, voter, options, at))
+                    }
+                    VoteChange::Clear => clear_vote(conn, poll, voter).await?,
+                }
+            }
+            $backend::upsert_votes(conn, &selections).await?;
+            Ok(())
+        }
+
+        /// Commits a batch of changes in one transaction: their rows locked, their state
+        /// written, then all their events in one append (log order = arrival order). If
+        /// anything stops it early — a repeated inbound key, an existing message, a vanished
+        /// poll, an error — it is rolled back and each change is committed alone instead, so
+        /// one change's outcome never becomes another's.
+        pub(crate) async fn apply_batch(
+            conn: &mut $conn,
+            changes: &[Change],
+        ) -> Vec<StoreResult<ChangeOutcome>> {
+            if changes.len() > 1 {
+                let all: Vec<&Change> = changes.iter().collect();
+                let together = conn
+                    .transaction::<_, Abort, _>(async |conn| {
+                        lock_rows(conn, &all).await?;
+                        write_batch_state(conn, &all).await?;
+                        let events: Vec<herald_domain::event::Envelope> = changes
+                            .iter()
+                            .flat_map(|c| c.events.iter().cloned())
+                            .collect();
+                        super::queries::append_in_tx(conn, &events).await?;
+                        Ok(())
+                    })
+                    .await;
+                if together.is_ok() {
+                    return changes.iter().map(|_| Ok(ChangeOutcome::Applied)).collect();
+                }
+            }
+            let mut results = Vec::with_capacity(changes.len());
+            for change in changes {
+                results.push(apply_one(conn, change).await);
+            }
+            results
+        }
+
+        /// Clears a voter's selection on a poll that must still exist.
+        async fn clear_vote(conn: &mut $conn, poll: &MessageRef, voter: &str) -> Result<(), Abort> {
+            let (s, c, snd, id) = message_filter(poll);
+            let exists: bool = diesel::select(diesel::dsl::exists(
+                messages::table
+                    .filter(messages::session_id.eq(&s))
+                    .filter(messages::chat.eq(&c))
+                    .filter(messages::sender.eq(&snd))
+                    .filter(messages::id.eq(&id)),
+            ))
+            .get_result(conn)
+            .await?;
+            if !exists {
+                return Err(Abort::Outcome(ChangeOutcome::TargetMissing));
+            }
+            diesel::delete(
+                poll_votes::table
+                    .filter(poll_votes::session_id.eq(&s))
+                    .filter(poll_votes::chat.eq(&c))
+                    .filter(poll_votes::sender.eq(&snd))
+                    .filter(poll_votes::message_id.eq(&id))
+                    .filter(poll_votes::voter.eq(voter)),
+            )
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+
+        /// The inbound key and the mutation of a change, without its events.
+        async fn write_state(conn: &mut $conn, change: &Change) -> Result<(), Abort> {
             let now = change.events.iter().next().map_or(0, |e| e.timestamp);
             if let Some(ingested) = &change.inbound {
                 let inserted = diesel::insert_into(inbound_keys::table)
@@ -93,49 +288,14 @@ macro_rules! messages_impl {
                 } => match vote {
                     // The foreign key to `messages` makes a vanished poll fail the insert.
                     VoteChange::Replace(options) => {
-                        diesel::insert_into(poll_votes::table)
-                            .values(VoteRow::new(poll, voter, options, *at))
-                            .on_conflict((
-                                poll_votes::session_id,
-                                poll_votes::chat,
-                                poll_votes::sender,
-                                poll_votes::message_id,
-                                poll_votes::voter,
-                            ))
-                            .do_update()
-                            .set((
-                                poll_votes::options.eq(excluded(poll_votes::options)),
-                                poll_votes::updated_at.eq(excluded(poll_votes::updated_at)),
-                            ))
-                            .execute(conn)
-                            .await?;
+                        $backend::upsert_votes(
+                            conn,
+                            std::slice::from_ref(&VoteRow::new(poll, voter, options, *at)),
+                        )
+                        .await?;
                     }
                     // A cleared vote keeps no row, so voters and counts never show it.
-                    VoteChange::Clear => {
-                        let (s, c, snd, id) = message_filter(poll);
-                        let exists: bool = diesel::select(diesel::dsl::exists(
-                            messages::table
-                                .filter(messages::session_id.eq(&s))
-                                .filter(messages::chat.eq(&c))
-                                .filter(messages::sender.eq(&snd))
-                                .filter(messages::id.eq(&id)),
-                        ))
-                        .get_result(conn)
-                        .await?;
-                        if !exists {
-                            return Err(Abort::Outcome(ChangeOutcome::TargetMissing));
-                        }
-                        diesel::delete(
-                            poll_votes::table
-                                .filter(poll_votes::session_id.eq(&s))
-                                .filter(poll_votes::chat.eq(&c))
-                                .filter(poll_votes::sender.eq(&snd))
-                                .filter(poll_votes::message_id.eq(&id))
-                                .filter(poll_votes::voter.eq(voter)),
-                        )
-                        .execute(conn)
-                        .await?;
-                    }
+                    VoteChange::Clear => clear_vote(conn, poll, voter).await?,
                 },
                 Mutation::SessionStatus(session) => {
                     let updated = diesel::update(
@@ -155,7 +315,6 @@ macro_rules! messages_impl {
                     }
                 }
             }
-            super::queries::append_in_tx(conn, &change.events).await?;
             Ok(())
         }
 
@@ -180,6 +339,46 @@ macro_rules! messages_impl {
                     .optional()
                     .map_err(db_error)?;
                 row.map(MessageRow::into_domain).transpose()
+            }
+
+            async fn find_session_message(
+                &self,
+                org: &OrgId,
+                key: &MessageRef,
+            ) -> StoreResult<
+                Option<(
+                    herald_domain::session::Session,
+                    Option<herald_domain::message::Message>,
+                )>,
+            > {
+                let mut conn = self.reader().await?;
+                let (s, c, snd, id) = message_filter(key);
+                let row: Option<(crate::rows::SessionRow, Option<MessageRow>)> = sessions::table
+                    .left_join(
+                        messages::table.on(messages::session_id
+                            .eq(sessions::id)
+                            .and(messages::chat.eq(c))
+                            .and(messages::sender.eq(snd))
+                            .and(messages::id.eq(id))
+                            .and(messages::organization_id.eq(sessions::organization_id))),
+                    )
+                    .filter(sessions::organization_id.eq(org.as_str()))
+                    .filter(sessions::id.eq(s))
+                    .select((
+                        crate::rows::SessionRow::as_select(),
+                        Option::<MessageRow>::as_select(),
+                    ))
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                match row {
+                    None => Ok(None),
+                    Some((session, message)) => Ok(Some((
+                        session.into_domain()?,
+                        message.map(MessageRow::into_domain).transpose()?,
+                    ))),
+                }
             }
 
             async fn poll_votes(
@@ -226,26 +425,21 @@ macro_rules! messages_impl {
             }
 
             async fn apply_change(&self, change: &Change) -> StoreResult<ChangeOutcome> {
-                let mut conn = self.writer().await?;
-                let result = conn
-                    .transaction::<_, Abort, _>(async |conn| write_change(conn, change).await)
-                    .await;
-                drop(conn);
-                match result {
-                    Ok(()) => {
-                        if !change.events.is_empty() {
-                            self.events_committed();
-                        }
-                        Ok(ChangeOutcome::Applied)
+                // Concurrent changes are committed together by the store's batch writers.
+                let outcome = match self.change_batcher() {
+                    Some(batcher) => batcher
+                        .submit(change.clone())
+                        .await
+                        .unwrap_or_else(|| Err(StoreError::new("the batch writer stopped")))?,
+                    None => {
+                        let mut conn = self.writer().await?;
+                        apply_one(&mut conn, change).await?
                     }
-                    Err(Abort::Outcome(outcome)) => Ok(outcome),
-                    // The session or poll was deleted between the caller's checks and now.
-                    Err(Abort::Db(DieselError::DatabaseError(
-                        DatabaseErrorKind::ForeignKeyViolation,
-                        _,
-                    ))) => Ok(ChangeOutcome::TargetMissing),
-                    Err(Abort::Db(error)) => Err(db_error(error)),
+                };
+                if outcome == ChangeOutcome::Applied && !change.events.is_empty() {
+                    self.events_committed();
                 }
+                Ok(outcome)
             }
         }
 

@@ -40,7 +40,14 @@ pub(crate) async fn migrate(url: &str) -> Result<(), StoreError> {
 pub struct PgStore {
     pool: Pool<PgConn>,
     notifier: Notifier,
+    changes: Option<ChangeBatcher>,
 }
+
+/// Group commit of messaging changes (see [`crate::batch`]).
+type ChangeBatcher = crate::batch::Batcher<
+    herald_domain::message::Change,
+    Result<herald_domain::message::ChangeOutcome, StoreError>,
+>;
 
 impl PgStore {
     async fn reader(&self) -> Result<Object<PgConn>, StoreError> {
@@ -49,6 +56,10 @@ impl PgStore {
 
     async fn writer(&self) -> Result<Object<PgConn>, StoreError> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    fn change_batcher(&self) -> Option<&ChangeBatcher> {
+        self.changes.as_ref()
     }
 
     /// Called after a transaction that appended events has committed: every replica's
@@ -154,19 +165,34 @@ pub(crate) fn open(url: &str, options: &StoreOptions) -> Result<PgStore, StoreEr
         .max_size(options.max_connections)
         .build()
         .map_err(StoreError::new)?;
+    // A few writers, each committing whatever has queued while the previous batch committed;
+    // they leave most of the pool to reads.
+    let writers = (options.max_connections / 4).clamp(1, 4);
+    let batch_pool = pool.clone();
+    let changes = ChangeBatcher::spawn(writers, 128, move |changes| {
+        let pool = batch_pool.clone();
+        async move {
+            match pool.get().await {
+                Ok(mut conn) => message_queries::apply_batch(&mut conn, &changes).await,
+                Err(error) => changes.iter().map(|_| Err(pool_error(&error))).collect(),
+            }
+        }
+    });
     Ok(PgStore {
         notifier: Notifier::spawn(pool.clone()),
+        changes,
         pool,
     })
 }
 
 pub(crate) mod backend {
+    use crate::message_rows::VoteRow;
     use crate::rows::{NewDeliveryRow, NewEventRow};
-    use crate::schema::{deliveries, events};
+    use crate::schema::{deliveries, events, poll_votes};
     use diesel::dsl::sql;
     use diesel::pg::Pg;
     use diesel::prelude::*;
-    use diesel::sql_types::Bool;
+    use diesel::sql_types::{BigInt, Bool, Nullable, Text};
     use diesel_async::{AsyncPgConnection, RunQueryDsl};
     use herald_domain::events_log::{LogPosition, Unsettled};
 
@@ -175,6 +201,15 @@ pub(crate) mod backend {
         conn: &mut AsyncPgConnection,
         rows: &[NewEventRow],
     ) -> diesel::QueryResult<()> {
+        // A one-row insert is a statement of fixed shape, so its prepared form is cached; the
+        // common case (one event per change) skips parsing and planning.
+        if let [row] = rows {
+            return diesel::insert_into(events::table)
+                .values(row)
+                .execute(conn)
+                .await
+                .map(drop);
+        }
         diesel::insert_into(events::table)
             .values(rows)
             .execute(conn)
@@ -194,22 +229,98 @@ pub(crate) mod backend {
             .map(drop)
     }
 
+    /// Takes a transaction-scoped advisory lock per key, in the order given (callers sort), in
+    /// one statement. The keys are hashed by Postgres itself (`hashtextextended`), so every
+    /// replica, whatever it was built with, locks the same thing. Advisory locks need no
+    /// transaction id, so taking them first leaves the id to be assigned after they are held.
+    pub async fn lock_rows(
+        conn: &mut AsyncPgConnection,
+        keys: &[String],
+    ) -> diesel::QueryResult<()> {
+        diesel::sql_query(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) \
+             FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+        )
+        .bind::<diesel::sql_types::Array<Text>, _>(keys)
+        .execute(conn)
+        .await
+        .map(drop)
+    }
+
+    /// Writes voters' selections (replacing theirs), in one statement. Rows are given in lock
+    /// order; when one voter's row appears twice the later wins (Postgres refuses to touch a row
+    /// twice in one statement, so the earlier is dropped first).
+    pub async fn upsert_votes(
+        conn: &mut AsyncPgConnection,
+        rows: &[VoteRow],
+    ) -> diesel::QueryResult<()> {
+        use diesel::upsert::excluded;
+        let key = |r: &VoteRow| {
+            (
+                r.session_id.clone(),
+                r.chat.clone(),
+                r.sender.clone(),
+                r.message_id.clone(),
+                r.voter.clone(),
+            )
+        };
+        let mut last = std::collections::HashMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            last.insert(key(row), i);
+        }
+        let unique: Vec<&VoteRow> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, row)| last.get(&key(row)) == Some(i))
+            .map(|(_, row)| row)
+            .collect();
+        macro_rules! upsert {
+            ($values:expr) => {
+                diesel::insert_into(poll_votes::table)
+                    .values($values)
+                    .on_conflict((
+                        poll_votes::session_id,
+                        poll_votes::chat,
+                        poll_votes::sender,
+                        poll_votes::message_id,
+                        poll_votes::voter,
+                    ))
+                    .do_update()
+                    .set((
+                        poll_votes::options.eq(excluded(poll_votes::options)),
+                        poll_votes::updated_at.eq(excluded(poll_votes::updated_at)),
+                    ))
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            };
+        }
+        match unique.as_slice() {
+            [] => Ok(()),
+            // One row: a fixed-shape statement, so its prepared form is cached.
+            [row] => upsert!(*row),
+            _ => upsert!(unique),
+        }
+    }
+
     /// Nothing inside the transaction: committed events are announced after the commit by the
     /// store's `Notifier` (a `NOTIFY` here would serialize every committing transaction).
     pub async fn after_events_appended(_conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
         Ok(())
     }
 
-    /// The event log's order predicate on Postgres: `(tx_id, seq) > (pos.tx, pos.seq)`, written
-    /// so the `(tx_id, seq)` indexes give a range scan starting at `pos.tx`.
+    /// The event log's order predicate on Postgres: `(tx_id, seq) > (pos.tx, pos.seq)`.
     pub fn after<'a>(
         query: events::BoxedQuery<'a, Pg>,
         pos: LogPosition,
     ) -> events::BoxedQuery<'a, Pg> {
+        // A row comparison is an index condition on `(tx_id, seq)` as a whole.
         query.filter(
-            events::tx_id
-                .ge(pos.tx)
-                .and(events::tx_id.gt(pos.tx).or(events::seq.gt(pos.seq))),
+            sql::<Bool>("(tx_id, seq) > (")
+                .bind::<BigInt, _>(pos.tx)
+                .sql(", ")
+                .bind::<BigInt, _>(pos.seq)
+                .sql(")"),
         )
     }
 
@@ -243,21 +354,40 @@ pub(crate) mod backend {
     }
 
     /// Committed events not settled yet (for `org`, or anyone's): the range of their `seq`.
+    /// `OFFSET 0` keeps the planner from turning `min`/`max` into walks along the `seq` key
+    /// (which would scan the whole table when nothing is unsettled); the inner scan is a short
+    /// range of the `(…, tx_id, seq)` indexes instead.
     pub async fn unsettled(
         conn: &mut AsyncPgConnection,
         org: Option<&str>,
     ) -> diesel::QueryResult<Option<Unsettled>> {
-        use diesel::dsl::{max, min};
-        let mut query = events::table
-            .filter(events::logged.eq(true))
-            .filter(sql::<Bool>(&format!("tx_id >= {SETTLED_BOUND}")))
-            .select((min(events::seq), max(events::seq)))
-            .into_boxed();
-        if let Some(org) = org {
-            query = query.filter(events::organization_id.eq(org.to_owned()));
+        #[derive(QueryableByName)]
+        struct Range {
+            #[diesel(sql_type = Nullable<BigInt>)]
+            first_seq: Option<i64>,
+            #[diesel(sql_type = Nullable<BigInt>)]
+            last_seq: Option<i64>,
         }
-        let range: (Option<i64>, Option<i64>) = query.get_result(conn).await?;
-        Ok(match range {
+        let scope = if org.is_some() {
+            "AND organization_id = $1"
+        } else {
+            ""
+        };
+        let text = format!(
+            "SELECT min(seq) AS first_seq, max(seq) AS last_seq FROM \
+             (SELECT seq FROM events WHERE logged AND tx_id >= {SETTLED_BOUND} {scope} OFFSET 0) \
+             AS unsettled"
+        );
+        let range: Range = match org {
+            Some(org) => {
+                diesel::sql_query(text)
+                    .bind::<Text, _>(org)
+                    .get_result(conn)
+                    .await?
+            }
+            None => diesel::sql_query(text).get_result(conn).await?,
+        };
+        Ok(match (range.first_seq, range.last_seq) {
             (Some(first_seq), Some(last_seq)) => Some(Unsettled {
                 first_seq,
                 last_seq,

@@ -21,7 +21,9 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlit
 
 /// Set on every connection: WAL for concurrent readers, a busy wait instead of instant
 /// `SQLITE_BUSY`, enforced foreign keys, and full fsync so an acknowledged write survives a crash.
-const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+/// The busy wait comes first: `journal_mode` itself needs a lock, which another connection
+/// (say, one checkpointing as it closes) may briefly hold.
+const PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
                        PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;";
 
 fn prepare_path(path: &Path) -> Result<String, StoreError> {
@@ -72,7 +74,15 @@ fn pool(file: &str, size: usize) -> Result<Pool<SqliteConn>, StoreError> {
 pub struct SqliteStore {
     reader: Pool<SqliteConn>,
     writer: Pool<SqliteConn>,
+    changes: Option<ChangeBatcher>,
 }
+
+/// Group commit of messaging changes (see [`crate::batch`]): with one writer, this is what
+/// turns many fsyncs into one.
+type ChangeBatcher = crate::batch::Batcher<
+    herald_domain::message::Change,
+    Result<herald_domain::message::ChangeOutcome, StoreError>,
+>;
 
 impl SqliteStore {
     async fn reader(&self) -> Result<Object<SqliteConn>, StoreError> {
@@ -83,6 +93,10 @@ impl SqliteStore {
         self.writer.get().await.map_err(pool_error)
     }
 
+    fn change_batcher(&self) -> Option<&ChangeBatcher> {
+        self.changes.as_ref()
+    }
+
     /// Nothing to announce: no other process shares the file, and this one's listeners are
     /// woken by the domain's `ChangeListener`.
     fn events_committed(&self) {}
@@ -90,15 +104,28 @@ impl SqliteStore {
 
 pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, StoreError> {
     let file = prepare_path(path)?;
+    let writer = pool(&file, 1)?;
+    let batch_pool = writer.clone();
+    let changes = ChangeBatcher::spawn(1, 128, move |changes| {
+        let pool = batch_pool.clone();
+        async move {
+            match pool.get().await {
+                Ok(mut conn) => message_queries::apply_batch(&mut conn, &changes).await,
+                Err(error) => changes.iter().map(|_| Err(pool_error(&error))).collect(),
+            }
+        }
+    });
     Ok(SqliteStore {
         reader: pool(&file, options.max_connections.clamp(1, 8))?,
-        writer: pool(&file, 1)?,
+        writer,
+        changes,
     })
 }
 
 pub(crate) mod backend {
+    use crate::message_rows::VoteRow;
     use crate::rows::{NewDeliveryRow, NewEventRow};
-    use crate::schema::{deliveries, events};
+    use crate::schema::{deliveries, events, poll_votes};
     use diesel::prelude::*;
     use diesel::sqlite::Sqlite;
     use diesel_async::RunQueryDsl;
@@ -129,6 +156,41 @@ pub(crate) mod backend {
         for row in rows {
             diesel::insert_into(deliveries::table)
                 .values(row)
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Nothing to lock: the one writer already runs transactions one at a time.
+    pub async fn lock_rows(
+        _conn: &mut super::SqliteConn,
+        _keys: &[String],
+    ) -> diesel::QueryResult<()> {
+        Ok(())
+    }
+
+    /// Writes voters' selections (replacing theirs), one statement per row, in order.
+    pub async fn upsert_votes(
+        conn: &mut super::SqliteConn,
+        rows: &[VoteRow],
+    ) -> diesel::QueryResult<()> {
+        use diesel::upsert::excluded;
+        for row in rows {
+            diesel::insert_into(poll_votes::table)
+                .values(row)
+                .on_conflict((
+                    poll_votes::session_id,
+                    poll_votes::chat,
+                    poll_votes::sender,
+                    poll_votes::message_id,
+                    poll_votes::voter,
+                ))
+                .do_update()
+                .set((
+                    poll_votes::options.eq(excluded(poll_votes::options)),
+                    poll_votes::updated_at.eq(excluded(poll_votes::updated_at)),
+                ))
                 .execute(conn)
                 .await?;
         }

@@ -370,3 +370,34 @@ async fn a_poll_sent_through_the_api_can_be_voted_on_and_tallied() {
         assert_eq!((reply.status, reply.error_code()), (409, "conflict"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_votes_leave_the_tally_at_the_last_logged_vote() {
+    for backend in BACKENDS {
+        let w = World::new(backend).await;
+        w.inbound_poll("P", ALICE, &["A", "B", "C"], 0).await;
+        w.inbound_poll("Q", ALICE, &["A", "B", "C"], 0).await;
+        let choices = [vec!["A"], vec!["B"], vec!["C"], vec!["A", "C"], vec![]];
+        // Many votes at once on two polls (they are committed together in batches).
+        let replies = futures_util::future::join_all((0..100).map(|i| {
+            let poll = if i % 2 == 0 { "P" } else { "Q" };
+            w.vote(poll, ALICE, &choices[i % choices.len()])
+        }))
+        .await;
+        assert!(replies.iter().all(|r| r.status == 200), "{backend:?}");
+        let events = w.all_events("&event=poll.vote").await;
+        assert_eq!(events.len(), 100);
+        for poll in ["P", "Q"] {
+            let last = events
+                .iter()
+                .rev()
+                .find(|e| e["payload"]["poll"]["id"] == poll)
+                .unwrap();
+            let tally = w.tally(poll, ALICE).await;
+            assert_eq!(
+                tally["myVote"], last["payload"]["vote"]["selectedOptions"],
+                "{backend:?} {poll}: the state is the last logged vote"
+            );
+        }
+    }
+}

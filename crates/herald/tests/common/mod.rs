@@ -23,6 +23,7 @@ pub const BOB: &str = "15550002222@c.us";
 
 impl World {
     pub async fn new(backend: Backend) -> Self {
+        herald::cli::init_logging();
         let server = TestServer::start(backend).await;
         let token = server.api_key("org_a", "manage,read,send,ingest").await;
         let created = server
