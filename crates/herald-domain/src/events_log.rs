@@ -108,6 +108,7 @@ pub trait EventLog: Send + Sync {
     /// One organization's settled events after `query.after`, oldest first.
     async fn read_log(&self, query: &LogQuery) -> StoreResult<LogPage>;
     /// Every organization's settled events after `after`, oldest first (the live tailer).
+    /// Unsettled events are only looked for when the page is empty.
     async fn tail_log(&self, after: LogPosition, limit: usize) -> StoreResult<LogPage>;
     /// The position of the newest settled event ([`LogPosition::START`] when there is none).
     async fn log_head(&self) -> StoreResult<LogPosition>;

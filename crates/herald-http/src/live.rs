@@ -320,12 +320,14 @@ async fn tail(hub: Weak<Inner>, mut wake: Option<watch::Receiver<u64>>) {
         let pause = match inner.store.tail_log(cursor, Hub::BATCH).await {
             Ok(page) => {
                 backoff = Duration::from_millis(50);
-                let full = page.events.len() >= Hub::BATCH;
+                let (full, empty) = (page.events.len() >= Hub::BATCH, page.events.is_empty());
                 inner.fan_out(page.events);
                 if full {
                     continue;
                 }
-                if page.unsettled.is_some() {
+                // After events, more may be settling behind them: look again soon (a commit
+                // usually wakes the tailer sooner). After nothing, only if some are settling.
+                if !empty || page.unsettled.is_some() {
                     Hub::SETTLE_POLL
                 } else {
                     Hub::POLL

@@ -522,9 +522,11 @@ macro_rules! messages_impl {
                     .load(&mut conn)
                     .await
                     .map_err(db_error)?;
-                let full = rows.len() >= limit;
+                // The tailer reads again soon after any non-empty page, so it only needs to know
+                // about unsettled events when there was nothing to hand out.
+                let empty = rows.is_empty();
                 let mut page = page(rows)?;
-                if !full {
+                if empty {
                     page.unsettled = $backend::unsettled(&mut conn, None)
                         .await
                         .map_err(db_error)?;

@@ -7,8 +7,11 @@
 //! 1. **throughput**: 100 sessions with a poll each, 100 sockets each subscribed to one
 //!    session's `poll.vote`s; `BENCH_WORKERS` (default 64) concurrent voters for
 //!    `BENCH_SECONDS` (default 10); every vote's frame is timed against its 2xx.
-//! 2. **fan-out**: the 100 sockets all subscribed to one session; votes at a steady
-//!    `BENCH_FANOUT_RATE` per second (default 200) for 5 s; each vote timed on every socket.
+//! 2. **steady**: the same 100 sockets, votes at a steady `BENCH_STEADY_RATE` per second
+//!    (default 1000) for 5 s — the latency when the system is not saturated.
+//! 3. **fan-out**: all 100 sockets subscribed to one session; votes at a steady
+//!    `BENCH_FANOUT_RATE` per second (default 200) for 5 s; each vote timed on every socket
+//!    (20,000 frames/s).
 //!
 //! Set `BENCH_BACKEND=sqlite` to run the same against the embedded store.
 
@@ -124,6 +127,58 @@ async fn vote(client: &Client, token: &str, session: &str, choice: &str) -> Opti
     (reply.status == 200).then(|| reply.json["id"].as_str().unwrap().to_owned())
 }
 
+/// Votes at `rate` per second for 5 s, spread over `sessions`, while `sockets` record frames;
+/// waits until each answered vote has reached `copies` sockets (or 5 s more).
+async fn steady(
+    client: &Client,
+    token: &str,
+    sessions: &[String],
+    rate: u64,
+    sockets: Vec<WsClient>,
+    copies: usize,
+) -> Arc<Timings> {
+    let timings = Arc::new(Timings::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers = read_frames(sockets, timings.clone(), stop.clone());
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    let run_until = Instant::now() + Duration::from_secs(5);
+    let mut pending = Vec::new();
+    let mut sent = 0usize;
+    while Instant::now() < run_until {
+        tick.tick().await;
+        let (client, token, timings) = (client.clone(), token.to_owned(), timings.clone());
+        let session = sessions[sent % sessions.len()].clone();
+        let choice = if (sent / sessions.len()) % 2 == 0 {
+            "A"
+        } else {
+            "B"
+        };
+        pending.push(tokio::spawn(async move {
+            if let Some(id) = vote(&client, &token, &session, choice).await {
+                timings.answered.lock().unwrap().insert(id, Instant::now());
+            }
+        }));
+        sent += 1;
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    let want = timings.answered.lock().unwrap().len() * copies;
+    let settle = Instant::now() + Duration::from_secs(5);
+    while timings.framed.lock().unwrap().len() < want && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    let framed = timings.framed.lock().unwrap().len();
+    if framed < want {
+        println!("  only {framed} of {want} frames arrived");
+    }
+    timings
+}
+
 fn main() {
     let backend = match std::env::var("BENCH_BACKEND").as_deref() {
         Ok("sqlite") => Backend::Sqlite,
@@ -132,6 +187,7 @@ fn main() {
     let seconds = env_num("BENCH_SECONDS", 10);
     let workers = env_num("BENCH_WORKERS", 64) as usize;
     let fanout_rate = env_num("BENCH_FANOUT_RATE", 200);
+    let steady_rate = env_num("BENCH_STEADY_RATE", 1000);
 
     // The server gets a runtime of its own, as a separate process would.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -248,47 +304,25 @@ fn main() {
             votes as f64 / elapsed, failed.load(Ordering::Relaxed));
         report("one socket per session", &timings);
 
-        // Run 2: fan-out, all 100 sockets on one session, a steady vote rate.
-        let target = &sessions[0];
+        // Run 2: a steady rate well below saturation, one socket per session.
         let mut sockets = Vec::new();
-        for _ in 0..SOCKETS {
-            let path = format!("/api/v1/events/ws?events=poll.vote&sessionId={target}");
+        for session in &sessions {
+            let path = format!("/api/v1/events/ws?events=poll.vote&sessionId={session}");
             sockets.push(WsClient::connect(&base_url, &path, Some(&token)).await.unwrap());
         }
-        let timings = Arc::new(Timings::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let readers = read_frames(sockets, timings.clone(), stop.clone());
-        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / fanout_rate.max(1)));
-        let mut sent = 0;
-        let run_until = Instant::now() + Duration::from_secs(5);
-        let mut pending = Vec::new();
-        while Instant::now() < run_until {
-            tick.tick().await;
-            let (client, token, target, timings) = (client.clone(), token.clone(), target.clone(), timings.clone());
-            let choice = if sent % 2 == 0 { "A" } else { "B" };
-            pending.push(tokio::spawn(async move {
-                if let Some(id) = vote(&client, &token, &target, choice).await {
-                    timings.answered.lock().unwrap().insert(id, Instant::now());
-                }
-            }));
-            sent += 1;
+        let timings = steady(&client, &token, &sessions, steady_rate, sockets, 1).await;
+        println!("run 2 (steady): {steady_rate} votes/s for 5 s over {SOCKETS} sessions");
+        report("one socket per session", &timings);
+
+        // Run 3: fan-out, all 100 sockets on one session, a steady vote rate.
+        let target = vec![sessions[0].clone()];
+        let mut sockets = Vec::new();
+        for _ in 0..SOCKETS {
+            let path = format!("/api/v1/events/ws?events=poll.vote&sessionId={}", target[0]);
+            sockets.push(WsClient::connect(&base_url, &path, Some(&token)).await.unwrap());
         }
-        for p in pending {
-            p.await.unwrap();
-        }
-        let want = timings.answered.lock().unwrap().len() * SOCKETS;
-        let settle = Instant::now() + Duration::from_secs(5);
-        while timings.framed.lock().unwrap().len() < want && Instant::now() < settle {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        stop.store(true, Ordering::Relaxed);
-        for r in readers {
-            r.await.unwrap();
-        }
-        println!(
-            "run 2 (fan-out): {sent} votes at {fanout_rate}/s to one session, {} frames of {want} expected",
-            timings.framed.lock().unwrap().len()
-        );
+        let timings = steady(&client, &token, &target, fanout_rate, sockets, SOCKETS).await;
+        println!("run 3 (fan-out): {fanout_rate} votes/s for 5 s to one session watched by all {SOCKETS} sockets");
         report("100 sockets on one session", &timings);
     });
     server_rt.block_on(app.shutdown());
