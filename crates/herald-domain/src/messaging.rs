@@ -271,12 +271,7 @@ impl Gateway {
                 "session",
             ),
             InboundEvent::SessionStatus(report) => {
-                let mut changed = session.clone();
-                changed.status = report.status;
-                if report.me.is_some() {
-                    changed.me = report.me;
-                }
-                changed.updated_at = now.max(changed.updated_at);
+                let changed = session.after_report(report, now);
                 let event = self.session_event(
                     &changed,
                     EventType::SessionStatus,

@@ -70,6 +70,26 @@ fn shapes(op: Op) -> (Option<Value>, Option<Value>) {
     }
 }
 
+/// Error answers an operation gives besides the ones every authenticated route shares.
+fn extra_error_responses(op: Op, responses: &mut Map<String, Value>, error: &Value) {
+    let codes: &[&str] = match op {
+        Op::Vote | Op::GetPoll | Op::Ingest => &["400"],
+        Op::SendPoll => &["409"],
+        Op::ListEvents => &["404", "422"],
+        Op::EventsWs => &["404", "422", "426"],
+        _ => &[],
+    };
+    for code in codes {
+        responses.insert((*code).to_owned(), error.clone());
+    }
+    if matches!(op, Op::Vote | Op::Ingest) {
+        responses.insert("409".into(), error.clone());
+    }
+    if op == Op::GetPoll {
+        responses.insert("422".into(), error.clone());
+    }
+}
+
 /// The query parameters an operation reads (besides its path parameters).
 fn query_parameters(op: Op) -> Vec<Value> {
     let param = |name: &str, required: bool, description: &str| {
@@ -167,6 +187,7 @@ fn operation(route: &Route) -> Value {
                 responses.insert("413".into(), error.clone());
                 responses.insert("422".into(), error.clone());
             }
+            extra_error_responses(route.op, &mut responses, &error);
         }
     }
     op.insert("responses".into(), Value::Object(responses));

@@ -148,7 +148,7 @@ async fn steady(
         tick.tick().await;
         let (client, token, timings) = (client.clone(), token.to_owned(), timings.clone());
         let session = sessions[sent % sessions.len()].clone();
-        let choice = if (sent / sessions.len()) % 2 == 0 {
+        let choice = if (sent / sessions.len()).is_multiple_of(2) {
             "A"
         } else {
             "B"
@@ -269,7 +269,7 @@ fn main() {
                     let mut n = w;
                     while Instant::now() < deadline {
                         let session = &sessions[n % sessions.len()];
-                        let choice = if (n / sessions.len()) % 2 == 0 { "A" } else { "B" };
+                        let choice = if (n / sessions.len()).is_multiple_of(2) { "A" } else { "B" };
                         match vote(&client, &token, session, choice).await {
                             Some(id) => {
                                 timings.answered.lock().unwrap().insert(id, Instant::now());

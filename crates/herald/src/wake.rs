@@ -27,15 +27,15 @@ impl Wakeups {
     }
 
     /// Records that some process committed events (called for local commits and for every
-    /// `NOTIFY` from other replicas).
+    /// `NOTIFY` from other replicas): wakes the local waiter and every commit watcher.
     pub fn commit_seen(&self) {
+        self.events.notify_one();
         self.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
 impl ChangeListener for Wakeups {
     fn events_committed(&self, _org: &OrgId) {
-        self.events.notify_one();
         self.commit_seen();
     }
 }

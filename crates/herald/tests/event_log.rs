@@ -236,3 +236,91 @@ async fn an_event_that_commits_late_is_never_skipped() {
         (late.id.to_string().as_str(), early.as_str())
     );
 }
+
+/// How many deliveries the store holds for an event (read straight from the database).
+async fn deliveries_for(database: &Database, event_id: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = "SELECT count(*) AS n FROM deliveries WHERE event_id = ";
+    match database {
+        Database::Postgres(url) => {
+            let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+            let count: Count = diesel::sql_query(format!("{sql}$1"))
+                .bind::<diesel::sql_types::Text, _>(event_id)
+                .get_result(&mut conn)
+                .await
+                .unwrap();
+            count.n
+        }
+        Database::Sqlite(path) => {
+            let (path, event_id) = (path.clone(), event_id.to_owned());
+            tokio::task::spawn_blocking(move || {
+                use diesel::Connection;
+                let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+                let count: Count = diesel::RunQueryDsl::get_result(
+                    diesel::sql_query(format!("{sql}?"))
+                        .bind::<diesel::sql_types::Text, _>(event_id),
+                    &mut conn,
+                )
+                .unwrap();
+                count.n
+            })
+            .await
+            .unwrap()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_events_fan_out_to_matching_webhooks_in_the_same_commit() {
+    for backend in BACKENDS {
+        let w = World::new(backend).await;
+        let second = w.another_session().await;
+        let hook = |body: Value| w.post("/api/v1/webhooks", body);
+        assert_eq!(
+            hook(json!({"url": "https://example.com/votes", "events": ["poll.vote"]}))
+                .await
+                .status,
+            201
+        );
+        assert_eq!(
+            hook(
+                json!({"url": "https://example.com/second", "events": ["*"], "sessionId": second})
+            )
+            .await
+            .status,
+            201
+        );
+        assert_eq!(
+            hook(json!({"url": "https://example.com/off", "events": ["*"], "active": false}))
+                .await
+                .status,
+            201
+        );
+        w.inbound_poll("P", common::ALICE, &["A", "B"], 1).await;
+        assert_eq!(w.vote("P", common::ALICE, &["A"]).await.status, 200);
+        let vote = w.all_events("&event=poll.vote").await.pop().unwrap();
+        let poll_any = w.all_events("&event=message.any").await.pop().unwrap();
+        let on_second = w
+            .ingest_on(
+                &second,
+                json!({"event": "message", "payload": {"id": "M", "chat": common::CHAT,
+                       "sender": common::ALICE, "type": "text"}}),
+            )
+            .await;
+        let db = &w.server.config.database;
+        assert_eq!(
+            deliveries_for(db, vote["id"].as_str().unwrap()).await,
+            1,
+            "{backend:?}"
+        );
+        assert_eq!(
+            deliveries_for(db, poll_any["id"].as_str().unwrap()).await,
+            0
+        );
+        assert_eq!(deliveries_for(db, &on_second).await, 1);
+    }
+}

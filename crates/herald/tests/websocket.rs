@@ -313,13 +313,13 @@ async fn a_long_replay_overtaken_by_live_traffic_still_has_no_gap_or_duplicate()
                         Some(session),
                         None,
                         1,
-                        json!({"n": n}),
+                        json!({"n": n, "padding": "x".repeat(800)}),
                     )
                 })
                 .collect()
         };
-        // A backlog to replay…
-        for k in 0..10 {
+        // A backlog far larger than the socket buffers can hold…
+        for k in 0..12 {
             parts.gateway.emit(&batch(k * 1000)).await.unwrap();
         }
         let mut ws = WsClient::connect(
@@ -329,30 +329,26 @@ async fn a_long_replay_overtaken_by_live_traffic_still_has_no_gap_or_duplicate()
         )
         .await
         .unwrap();
-        // …overtaken by more live events than the live queue holds while the replay runs.
-        let gateway = parts.gateway.clone();
-        let live = tokio::spawn(async move {
-            for k in 10..13 {
-                let events: Vec<Envelope> = (k * 1000..k * 1000 + 1000)
-                    .map(|n| {
-                        Envelope::new(
-                            EventType::PollVoteFailed,
-                            OrgId::parse("org_a").unwrap(),
-                            Some(session),
-                            None,
-                            1,
-                            json!({"n": n}),
-                        )
-                    })
-                    .collect();
-                gateway.emit(&events).await.unwrap();
-            }
-        });
-        for expected in 0..13_000_u64 {
+        // …so while the consumer has not read yet, the replay is stuck and more live events
+        // arrive than the live queue holds: the queue overflows mid-replay.
+        for k in 12..15 {
+            parts.gateway.emit(&batch(k * 1000)).await.unwrap();
+        }
+        eventually(
+            "the live queue to overflow during the replay",
+            Duration::from_secs(30),
+            || async {
+                let metrics = w.server.client.send("GET", "/metrics", None, None).await;
+                let text = String::from_utf8_lossy(&metrics.body).into_owned();
+                (!text.contains("herald_ws_lagged_total 0")).then_some(())
+            },
+        )
+        .await;
+        // The replay resumes from the store where it stopped: every event once, in order.
+        for expected in 0..15_000_u64 {
             let event = ws.expect_event("the next event in order", WAIT).await;
             assert_eq!(event["payload"]["n"], expected, "{backend:?}");
         }
-        live.await.unwrap();
         ws.expect_silence(Duration::from_millis(300)).await;
     }
 }
