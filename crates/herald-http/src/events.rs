@@ -386,3 +386,28 @@ async fn flush(ws: &mut HyperWebsocketStream) -> Result<(), End> {
         _ => Err(End::Gone),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_domain::{Capabilities, OrgId, Subject};
+
+    fn caller(expires_at: Option<i64>) -> Principal {
+        Principal {
+            organization: OrgId::parse("org").unwrap(),
+            capabilities: Capabilities::parse_list("read").unwrap(),
+            subject: Subject::User(None),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_socket_lives_until_its_credentials_expire() {
+        assert_eq!(
+            expires_in(&caller(Some(10_500)), 10_000),
+            Duration::from_millis(500)
+        );
+        assert_eq!(expires_in(&caller(Some(9_000)), 10_000), Duration::ZERO);
+        assert!(expires_in(&caller(None), 10_000) > Duration::from_secs(3600 * 24 * 300));
+    }
+}

@@ -1,4 +1,6 @@
-//! PostgreSQL: pooling, migrations, and the queries only Postgres has (`NOTIFY` wake-ups).
+//! PostgreSQL: pooling, migrations, and what only Postgres has: `NOTIFY` after commits and the
+//! `LISTEN` side ([`listen_events`]), the event log's settled bound, advisory row locks, and
+//! multi-row upserts.
 
 use crate::{pool_error, StoreOptions};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
