@@ -27,3 +27,8 @@ bench-auth:
 # the real herald-api and herald-dispatcher release binaries, a local keep-alive receiver.
 bench-dispatch:
     cargo build --release -p herald-api -p herald-dispatcher -p herald-bench && target/release/bench-dispatch
+
+# Votes/s through the API and 2xx→WebSocket-frame latency with 100 clients, on Postgres
+# (HERALD_TEST_DATABASE_URL). BENCH_BACKEND=sqlite, BENCH_SECONDS, BENCH_WORKERS, BENCH_FANOUT_RATE adjust it.
+bench-events:
+    cargo run --release -p herald --example bench_events

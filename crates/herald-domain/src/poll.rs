@@ -137,6 +137,88 @@ pub fn tally(poll: &Poll, voters: &[VoterSelection]) -> Vec<OptionCount> {
         .collect()
 }
 
+/// What a voter's complete selection does to their standing vote: a non-empty selection
+/// replaces it, an empty one clears it. Votes never accumulate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VoteChange {
+    /// The voter's selection becomes exactly these options.
+    Replace(Vec<String>),
+    /// The voter no longer has a vote.
+    Clear,
+}
+
+impl VoteChange {
+    /// The change a complete selection makes (already checked with [`Poll::check_selection`]).
+    pub fn from_selection(selection: Vec<String>) -> Self {
+        if selection.is_empty() {
+            Self::Clear
+        } else {
+            Self::Replace(selection)
+        }
+    }
+
+    /// The voter's selection after the change (`[]` when cleared).
+    pub fn options(&self) -> &[String] {
+        match self {
+            Self::Replace(options) => options,
+            Self::Clear => &[],
+        }
+    }
+}
+
+/// The standing votes on one poll, at most one selection per voter: the model of what the
+/// store keeps, and what a tally is computed from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PollVotes {
+    voters: Vec<VoterSelection>,
+}
+
+impl PollVotes {
+    /// Standing votes as stored; an empty selection (which the store never keeps) counts as none.
+    pub fn new(voters: Vec<VoterSelection>) -> Self {
+        let mut votes = Self::default();
+        for v in voters {
+            votes.apply(
+                &v.voter,
+                VoteChange::from_selection(v.options),
+                v.updated_at,
+            );
+        }
+        votes
+    }
+
+    /// Applies one voter's change: their previous selection is replaced, or removed when cleared.
+    pub fn apply(&mut self, voter: &str, change: VoteChange, at: Millis) {
+        self.voters.retain(|v| v.voter != voter);
+        if let VoteChange::Replace(options) = change {
+            self.voters.push(VoterSelection {
+                voter: voter.to_owned(),
+                options,
+                updated_at: at,
+            });
+            self.voters.sort_by(|a, b| a.voter.cmp(&b.voter));
+        }
+    }
+
+    /// Each voter's current selection, ordered by voter.
+    pub fn voters(&self) -> &[VoterSelection] {
+        &self.voters
+    }
+
+    /// What `voter` currently has selected (`[]` when they have no vote).
+    pub fn selection_of(&self, voter: &str) -> &[String] {
+        self.voters
+            .iter()
+            .find(|v| v.voter == voter)
+            .map_or(&[], |v| v.options.as_slice())
+    }
+
+    /// Per-option counts of the current selections, in the poll's order.
+    pub fn tally(&self, poll: &Poll) -> Vec<OptionCount> {
+        tally(poll, &self.voters)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +302,113 @@ mod tests {
         ];
         let counts: Vec<u32> = tally(&p, &voters).iter().map(|c| c.votes).collect();
         assert_eq!(counts, [1, 2, 0]);
+    }
+
+    // The seed: "`options` is the complete set of poll choices you want selected — it replaces
+    // your previous vote rather than adding to it. Send an empty array to clear your vote; for a
+    // single-choice poll send exactly one option."
+
+    #[test]
+    fn a_vote_replaces_the_previous_vote_rather_than_adding_to_it() {
+        let p = poll(0);
+        let mut votes = PollVotes::default();
+        votes.apply("me", VoteChange::from_selection(strings(&["Pizza"])), 1);
+        votes.apply(
+            "me",
+            VoteChange::from_selection(strings(&["Sushi", "Tacos"])),
+            2,
+        );
+        assert_eq!(votes.selection_of("me"), strings(&["Sushi", "Tacos"]));
+        let counts: Vec<u32> = votes.tally(&p).iter().map(|c| c.votes).collect();
+        assert_eq!(counts, [0, 1, 1]);
+        assert_eq!(votes.voters().len(), 1);
+        assert_eq!(votes.voters()[0].updated_at, 2);
+    }
+
+    #[test]
+    fn an_empty_array_clears_the_vote() {
+        let p = poll(1);
+        assert!(p.check_selection(&[]).is_ok());
+        let mut votes = PollVotes::default();
+        votes.apply("me", VoteChange::from_selection(strings(&["Pizza"])), 1);
+        votes.apply("me", VoteChange::from_selection(vec![]), 2);
+        assert_eq!(votes.selection_of("me"), Vec::<String>::new());
+        assert!(votes.voters().is_empty());
+        assert!(votes.tally(&p).iter().all(|c| c.votes == 0));
+    }
+
+    #[test]
+    fn each_voter_has_their_own_vote() {
+        let p = poll(1);
+        let mut votes = PollVotes::default();
+        votes.apply("bob", VoteChange::from_selection(strings(&["Sushi"])), 1);
+        votes.apply("amy", VoteChange::from_selection(strings(&["Sushi"])), 2);
+        votes.apply("bob", VoteChange::from_selection(strings(&["Pizza"])), 3);
+        let counts: Vec<u32> = votes.tally(&p).iter().map(|c| c.votes).collect();
+        assert_eq!(counts, [1, 1, 0]);
+        let order: Vec<&str> = votes.voters().iter().map(|v| v.voter.as_str()).collect();
+        assert_eq!(order, ["amy", "bob"]);
+    }
+
+    #[test]
+    fn a_single_choice_poll_refuses_two_options_and_keeps_the_standing_vote() {
+        let p = poll(1);
+        let mut votes = PollVotes::default();
+        votes.apply("me", VoteChange::from_selection(strings(&["Tacos"])), 1);
+        let second = strings(&["Tacos", "Pizza"]);
+        if p.check_selection(&second).is_ok() {
+            votes.apply("me", VoteChange::from_selection(second), 2);
+        }
+        assert_eq!(votes.selection_of("me"), strings(&["Tacos"]));
+    }
+
+    #[test]
+    fn every_refusal_is_a_rule_about_the_target_not_a_malformed_request() {
+        // 400, never 422: the request is well-formed, the poll is what it breaks.
+        let p = poll(1);
+        for bad in [
+            strings(&["Ramen"]),
+            strings(&["Pizza", "Pizza"]),
+            strings(&["Pizza", "Sushi"]),
+        ] {
+            assert!(is_rule(p.check_selection(&bad)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stored_empty_selections_count_as_no_vote() {
+        let votes = PollVotes::new(vec![VoterSelection {
+            voter: "x".into(),
+            options: vec![],
+            updated_at: 1,
+        }]);
+        assert!(votes.voters().is_empty());
+    }
+
+    proptest::proptest! {
+        /// Law: after any sequence of valid votes, the tally counts exactly each voter's last
+        /// selection, and a voter whose last selection was empty counts for nothing.
+        #[test]
+        fn the_tally_counts_each_voters_last_selection(
+            casts in proptest::collection::vec((0usize..4, proptest::sample::subsequence(vec![0usize, 1, 2], 0..=3)), 0..40)
+        ) {
+            let p = poll(0);
+            let names = ["Pizza", "Sushi", "Tacos"];
+            let mut votes = PollVotes::default();
+            let mut last: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+            for (i, (voter, picks)) in casts.iter().enumerate() {
+                let selection: Vec<String> = picks.iter().map(|k| names[*k].to_string()).collect();
+                proptest::prop_assert!(p.check_selection(&selection).is_ok());
+                votes.apply(&format!("v{voter}"), VoteChange::from_selection(selection), i as i64);
+                last.insert(*voter, picks.clone());
+            }
+            let expected: Vec<u32> = (0..3)
+                .map(|k| last.values().filter(|picks| picks.contains(&k)).count() as u32)
+                .collect();
+            let counts: Vec<u32> = votes.tally(&p).iter().map(|c| c.votes).collect();
+            proptest::prop_assert_eq!(counts, expected);
+            let voters_with_votes = last.values().filter(|picks| !picks.is_empty()).count();
+            proptest::prop_assert_eq!(votes.voters().len(), voters_with_votes);
+        }
     }
 }

@@ -107,11 +107,26 @@ pub trait StoreHealth: Send + Sync {
 
 /// Every store concern in one object.
 pub trait Store:
-    WebhookStore + SessionStore + ApiKeyStore + EventStore + StoreHealth + DeliveryStore
+    WebhookStore
+    + SessionStore
+    + ApiKeyStore
+    + EventStore
+    + StoreHealth
+    + DeliveryStore
+    + crate::message::MessageStore
+    + crate::events_log::EventLog
 {
 }
-impl<T: WebhookStore + SessionStore + ApiKeyStore + EventStore + StoreHealth + DeliveryStore> Store
-    for T
+impl<
+        T: WebhookStore
+            + SessionStore
+            + ApiKeyStore
+            + EventStore
+            + StoreHealth
+            + DeliveryStore
+            + crate::message::MessageStore
+            + crate::events_log::EventLog,
+    > Store for T
 {
 }
 

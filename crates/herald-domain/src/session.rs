@@ -123,3 +123,80 @@ mod tests {
         );
     }
 }
+
+/// The session state machine's one rule: an engine's status report is the truth. The status
+/// becomes the reported one (any status may follow any other — a stopped session can be
+/// started again, a working one can fail), `me` changes only when the report names an
+/// account, and `updatedAt` never goes back.
+impl Session {
+    /// The session after `report`, at `now`.
+    pub fn after_report(&self, report: crate::ports::StatusReport, now: Millis) -> Session {
+        let mut next = self.clone();
+        next.status = report.status;
+        if report.me.is_some() {
+            next.me = report.me;
+        }
+        next.updated_at = now.max(self.updated_at);
+        next
+    }
+}
+
+#[cfg(test)]
+mod state_machine_tests {
+    use super::*;
+    use crate::ports::StatusReport;
+
+    fn working(me: &str) -> StatusReport {
+        StatusReport {
+            status: SessionStatus::Working,
+            me: Some(Me { id: me.into() }),
+        }
+    }
+
+    #[test]
+    fn a_new_session_goes_from_starting_to_working_with_its_account() {
+        let s = Session::new(OrgId::parse("org").unwrap(), "s", 10).unwrap();
+        let next = s.after_report(working("1@c.us"), 20);
+        assert_eq!(next.status, SessionStatus::Working);
+        assert_eq!(
+            next.me,
+            Some(Me {
+                id: "1@c.us".into()
+            })
+        );
+        assert_eq!(next.updated_at, 20);
+        assert_eq!(next.created_at, 10);
+    }
+
+    #[test]
+    fn a_report_without_an_account_keeps_the_known_one() {
+        let s = Session::new(OrgId::parse("org").unwrap(), "s", 10)
+            .unwrap()
+            .after_report(working("1@c.us"), 20);
+        let stopped = s.after_report(
+            StatusReport {
+                status: SessionStatus::Stopped,
+                me: None,
+            },
+            30,
+        );
+        assert_eq!(stopped.status, SessionStatus::Stopped);
+        assert_eq!(
+            stopped.me,
+            Some(Me {
+                id: "1@c.us".into()
+            })
+        );
+        let again = stopped.after_report(working("2@c.us"), 40);
+        assert_eq!(
+            (again.status, again.me.unwrap().id),
+            (SessionStatus::Working, "2@c.us".into())
+        );
+    }
+
+    #[test]
+    fn updated_at_never_goes_back() {
+        let s = Session::new(OrgId::parse("org").unwrap(), "s", 50).unwrap();
+        assert_eq!(s.after_report(working("1@c.us"), 5).updated_at, 50);
+    }
+}

@@ -73,6 +73,20 @@ impl ApiError {
         e
     }
 
+    /// 400 for a request that breaks a rule of the protocol (e.g. a bad WebSocket handshake).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation_error", message)
+    }
+
+    /// 426: the endpoint only speaks WebSocket.
+    pub fn upgrade_required() -> Self {
+        Self::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this endpoint needs a WebSocket upgrade request",
+        )
+    }
+
     /// 500 with a generic message; `cause` goes to the log only.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");

@@ -145,6 +145,38 @@ pub(crate) async fn dispatch(
             crate::deliveries::recover(gateway, &caller, &id, &body).await
         }
         Op::TestWebhook => crate::deliveries::test(gateway, call.caller(), call.param(0)).await,
+        Op::SendPoll => {
+            let id = call.param(0).to_owned();
+            let (body, caller) = call.json_body(false).await?;
+            crate::messaging::send_poll(gateway, &caller, &id, &body).await
+        }
+        Op::Vote => {
+            let (id, mid) = (call.param(0).to_owned(), call.param(1).to_owned());
+            let (body, caller) = call.json_body(false).await?;
+            crate::messaging::vote(gateway, &caller, &id, &mid, &body).await
+        }
+        Op::GetPoll => {
+            crate::messaging::poll_tally(
+                gateway,
+                call.caller(),
+                call.param(0),
+                call.param(1),
+                call.request.uri(),
+            )
+            .await
+        }
+        Op::Ingest => {
+            let id = call.param(0).to_owned();
+            let (body, caller) = call.json_body(false).await?;
+            crate::messaging::ingest(gateway, &caller, &id, &body).await
+        }
+        Op::ListEvents => crate::events::list(state, call.caller(), &call.request).await,
+        Op::EventsWs => {
+            let caller = call
+                .principal
+                .expect("authenticated routes always carry a principal");
+            crate::events::upgrade(state, caller, call.request).await
+        }
     }
 }
 
@@ -261,6 +293,7 @@ fn metrics(state: &Arc<AppState>) -> HttpResponse {
     for source in &state.metrics {
         source.render(&mut out);
     }
+    state.live.render(&mut out);
     let mut response = hyper::Response::new(Full::new(Bytes::from(out)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -10,9 +10,13 @@
 pub mod body;
 mod deliveries;
 pub mod error;
+mod events;
 mod handlers;
+pub mod live;
+mod messaging;
 pub mod openapi;
 pub mod ops;
+pub mod query;
 pub mod routes;
 
 use error::ApiError;
@@ -69,12 +73,16 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Request counters.
     pub http_metrics: HttpMetrics,
+    /// Live fan-out of the event log to WebSocket subscribers.
+    pub live: live::Hub,
 }
 
 impl AppState {
-    /// State with no extra readiness checks, metrics or CORS origins.
+    /// State with no extra readiness checks, metrics or CORS origins, and a live hub that polls
+    /// the log (the wiring replaces it with one woken by commits).
     pub fn new(gateway: Gateway, auth: Arc<dyn Authenticator>) -> Self {
         Self {
+            live: live::Hub::new(gateway.store.clone(), None),
             gateway,
             auth,
             readiness: Vec::new(),
@@ -146,6 +154,8 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
         }
     }
     drop(listener);
+    // Upgraded WebSockets outlive their HTTP connections; closing the hub ends them.
+    state.live.close();
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
@@ -224,10 +234,14 @@ async fn serve(
     let principal = match route.access {
         Access::Public => None,
         Access::Authenticated | Access::Requires(_) => {
-            let token = bearer_token(&request)?;
+            let token = if route.op == routes::Op::EventsWs {
+                events::ws_token(&request)?
+            } else {
+                std::borrow::Cow::Borrowed(bearer_token(&request)?)
+            };
             let principal = state
                 .auth
-                .authenticate(token)
+                .authenticate(&token)
                 .await
                 .map_err(|error| match error {
                     herald_domain::ports::AuthError::Rejected(message) => {

@@ -58,19 +58,97 @@ fn shapes(op: Op) -> (Option<Value>, Option<Value>) {
             Some(schema_ref("Recovered")),
         ),
         Op::TestWebhook => (None, Some(schema_ref("TestPing"))),
+        Op::SendPoll => (
+            Some(schema_ref("PollCreate")),
+            Some(schema_ref("SendResult")),
+        ),
+        Op::Vote => (
+            Some(schema_ref("VoteRequest")),
+            Some(schema_ref("SendResult")),
+        ),
+        Op::GetPoll => (None, Some(schema_ref("PollTally"))),
+        Op::Ingest => (
+            Some(schema_ref("InboundEvent")),
+            Some(
+                json!({"type": "object", "required": ["eventId"], "properties": {"eventId": {"type": "string"}}}),
+            ),
+        ),
+        Op::ListEvents => (None, Some(list_of("Envelope"))),
+        Op::EventsWs => (None, None),
     }
 }
 
-/// Query parameters an operation takes besides its path parameters.
-fn query_params(op: Op) -> Vec<Value> {
+/// Error answers an operation gives besides the ones every authenticated route shares.
+fn extra_error_responses(op: Op, responses: &mut Map<String, Value>, error: &Value) {
+    let codes: &[&str] = match op {
+        Op::Vote | Op::GetPoll | Op::Ingest => &["400"],
+        Op::SendPoll => &["409"],
+        Op::ListEvents => &["404", "422"],
+        Op::EventsWs => &["404", "422", "426"],
+        _ => &[],
+    };
+    for code in codes {
+        responses.insert((*code).to_owned(), error.clone());
+    }
+    if matches!(op, Op::Vote | Op::Ingest) {
+        responses.insert("409".into(), error.clone());
+    }
+    if op == Op::GetPoll {
+        responses.insert("422".into(), error.clone());
+    }
+}
+
+/// The query parameters an operation reads (besides its path parameters).
+fn query_parameters(op: Op) -> Vec<Value> {
+    let param = |name: &str, required: bool, description: &str| {
+        json!({"name": name, "in": "query", "required": required,
+               "schema": {"type": "string"}, "description": description})
+    };
     match op {
         Op::ListDeliveries => vec![
             json!({"name": "status", "in": "query", "required": false,
                 "schema": {"type": "string", "enum": ["pending", "succeeded", "failed", "cancelled"]}}),
             json!({"name": "limit", "in": "query", "required": false,
                 "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}),
-            json!({"name": "cursor", "in": "query", "required": false,
-                "schema": {"type": "string"}, "description": "The nextCursor of the previous page."}),
+            param("cursor", false, "The nextCursor of the previous page."),
+        ],
+        Op::GetPoll => vec![
+            param("chat", true, "The poll's chat."),
+            param("sender", true, "Who sent the poll."),
+        ],
+        Op::ListEvents => vec![
+            param(
+                "since",
+                false,
+                "An event id: only events after it (not the event itself).",
+            ),
+            param(
+                "cursor",
+                false,
+                "The previous page's nextCursor (an event id; wins over since).",
+            ),
+            param("sessionId", false, "Only this session's events."),
+            param("event", false, "Only these event types (comma-separated)."),
+            json!({"name": "limit", "in": "query", "required": false,
+                   "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}),
+        ],
+        Op::EventsWs => vec![
+            param(
+                "events",
+                false,
+                "Only these event types (comma-separated; `*` = all).",
+            ),
+            param("sessionId", false, "Only this session's events."),
+            param(
+                "since",
+                false,
+                "Replay events after this event id, then go live.",
+            ),
+            param(
+                "access_token",
+                false,
+                "The bearer token, for clients that cannot set headers.",
+            ),
         ],
         _ => Vec::new(),
     }
@@ -127,13 +205,13 @@ fn operation(route: &Route) -> Value {
     let mut op = Map::new();
     op.insert("summary".into(), json!(route.summary));
     op.insert("operationId".into(), json!(format!("{:?}", route.op)));
-    let params: Vec<Value> = route
+    let mut params: Vec<Value> = route
         .path
         .split('/')
         .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
         .collect();
-    let params: Vec<Value> = params.into_iter().chain(query_params(route.op)).collect();
+    params.extend(query_parameters(route.op));
     if !params.is_empty() {
         op.insert("parameters".into(), json!(params));
     }
@@ -171,6 +249,7 @@ fn operation(route: &Route) -> Value {
                 responses.insert("413".into(), error.clone());
                 responses.insert("422".into(), error.clone());
             }
+            extra_error_responses(route.op, &mut responses, &error);
         }
     }
     op.insert("responses".into(), Value::Object(responses));
@@ -256,6 +335,36 @@ fn schemas() -> Value {
             "id": {"type": "string"}, "name": {"type": "string"},
             "capabilities": {"type": "array", "items": {"type": "string"}},
             "createdAt": {"type": "integer"}, "token": {"type": "string", "description": "Shown only once."}}},
+        "PollCreate": {"type": "object", "required": ["chat", "question", "options"], "properties": {
+            "chat": {"type": "string"}, "question": {"type": "string"},
+            "options": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 12, "uniqueItems": true},
+            "selectableCount": {"type": "integer", "minimum": 0, "default": 1,
+                "description": "0 = any number of options, 1 = single choice; at most the number of options."}}},
+        "VoteRequest": {"type": "object", "required": ["chat", "sender", "options"], "properties": {
+            "chat": {"type": "string"}, "sender": {"type": "string"},
+            "options": {"type": "array", "items": {"type": "string"},
+                "description": "The complete selection: replaces the previous vote; [] clears it."}}},
+        "SendResult": {"type": "object", "required": ["id", "sessionId", "chat", "timestamp", "status"], "properties": {
+            "id": {"type": "string"}, "sessionId": {"type": "string"}, "chat": {"type": "string"},
+            "timestamp": {"type": "integer"}, "status": {"type": "string", "enum": ["sent"]}}},
+        "PollTally": {"type": "object", "required": ["id", "chat", "sender", "question", "selectableCount", "options", "voters", "myVote"], "properties": {
+            "id": {"type": "string"}, "chat": {"type": "string"}, "sender": {"type": "string"},
+            "question": {"type": "string"}, "selectableCount": {"type": "integer"},
+            "options": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "votes": {"type": "integer"}}}},
+            "voters": {"type": "array", "items": {"type": "object", "properties": {
+                "voter": {"type": "string"}, "options": {"type": "array", "items": {"type": "string"}},
+                "updatedAt": {"type": "integer"}}}},
+            "myVote": {"type": "array", "items": {"type": "string"}}}},
+        "InboundEvent": {"type": "object", "required": ["event", "payload"], "properties": {
+            "event": {"type": "string", "enum": ["message", "poll.vote", "poll.vote.failed", "session.status"]},
+            "id": {"type": "string", "description": "Idempotency key: the same id twice is accepted once."},
+            "payload": {"type": "object"}}},
+        "Envelope": {"type": "object", "required": ["id", "timestamp", "event", "session", "organizationId", "me", "payload"], "properties": {
+            "id": {"type": "string"}, "timestamp": {"type": "integer"}, "event": {"type": "string"},
+            "session": {"type": ["string", "null"]}, "organizationId": {"type": "string"},
+            "me": {"type": ["object", "null"], "properties": {"id": {"type": "string"}}},
+            "payload": {"type": "object"}}},
     })
 }
 

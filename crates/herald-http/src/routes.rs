@@ -31,6 +31,12 @@ pub enum Op {
     RetryDelivery,
     RecoverDeliveries,
     TestWebhook,
+    SendPoll,
+    Vote,
+    GetPoll,
+    Ingest,
+    ListEvents,
+    EventsWs,
 }
 
 /// Who may call a route.
@@ -259,6 +265,54 @@ pub static ROUTES: &[Route] = &[
         Requires(Manage),
         202,
         "Send a webhook.test event to this webhook only.",
+    ),
+    route(
+        Method::POST,
+        "/api/v1/sessions/{id}/polls",
+        Op::SendPoll,
+        Requires(Send),
+        200,
+        "Send a poll.",
+    ),
+    route(
+        Method::POST,
+        "/api/v1/sessions/{id}/messages/{mid}/vote",
+        Op::Vote,
+        Requires(Send),
+        200,
+        "Vote on a poll message: the options replace the session's previous vote; [] clears it.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/sessions/{id}/messages/{mid}/poll",
+        Op::GetPoll,
+        Requires(Read),
+        200,
+        "Read a poll's current tally.",
+    ),
+    route(
+        Method::POST,
+        "/api/v1/sessions/{id}/inbound",
+        Op::Ingest,
+        Requires(Ingest),
+        202,
+        "Report an event from the messaging network (engines only).",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/events",
+        Op::ListEvents,
+        Requires(Read),
+        200,
+        "Read the event log, oldest first.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/events/ws",
+        Op::EventsWs,
+        Requires(Read),
+        101,
+        "Receive events live over a WebSocket.",
     ),
 ];
 

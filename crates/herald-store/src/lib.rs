@@ -9,8 +9,11 @@
 //!
 //! Only this crate knows SQL.
 
+mod batch;
 mod deliveries;
 pub mod listen;
+mod message_repo;
+mod message_rows;
 mod pg;
 mod repo;
 mod rows;
@@ -22,7 +25,7 @@ use herald_domain::StoreError;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use pg::{PgConn, PgStore, EVENTS_CHANNEL};
+pub use pg::{listen_events, PgConn, PgStore, EVENTS_CHANNEL};
 pub use sqlite::{SqliteConn, SqliteStore};
 
 /// Where the data lives.

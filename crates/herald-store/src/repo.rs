@@ -205,7 +205,9 @@ macro_rules! store_impl {
                     append_in_tx(conn, events).await
                 })
                 .await
-                .map_err(db_error)
+                .map_err(db_error)?;
+                self.events_committed();
+                Ok(())
             }
 
             async fn list_sessions(&self, org: &OrgId) -> StoreResult<Vec<Session>> {
@@ -265,6 +267,11 @@ macro_rules! store_impl {
                 })
                 .await
                 .map_err(db_error)
+                .inspect(|updated| {
+                    if *updated {
+                        self.events_committed();
+                    }
+                })
             }
 
             async fn delete_session(&self, org: &OrgId, id: &SessionId) -> StoreResult<bool> {
@@ -360,7 +367,9 @@ macro_rules! store_impl {
                     append_in_tx(conn, events).await
                 })
                 .await
-                .map_err(db_error)
+                .map_err(db_error)?;
+                self.events_committed();
+                Ok(())
             }
         }
 

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 pub mod jwks;
 mod receiver;
 pub use jwks::{JwksServer, SigningKey};
+mod ws;
 pub use receiver::{Behaviour, Received, Receiver};
+pub use ws::{WsClient, WsNext, WsRefused};
 
 /// The Postgres server tests use (a database is created on it per test).
 pub fn postgres_admin_url() -> String {

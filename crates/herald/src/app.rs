@@ -179,11 +179,29 @@ impl App {
                     watcher.metrics().clone(),
                 )));
         }
+        state.live =
+            herald_http::live::Hub::new(parts.store.clone(), Some(parts.wakeups.watch_commits()));
         let state = Arc::new(state);
+        // Other replicas' commits reach this one's live hub through Postgres LISTEN/NOTIFY; the
+        // listener lives exactly as long as the server.
+        let listening = match &config.database {
+            Database::Postgres(url) => {
+                let wakeups = parts.wakeups.clone();
+                Some(AbortOnDrop(tokio::spawn(herald_store::listen_events(
+                    url.clone(),
+                    move || wakeups.commit_seen(),
+                ))))
+            }
+            Database::Sqlite(_) => None,
+        };
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(herald_http::run(listener, state, async move {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(async move {
+            let _listening = listening;
+            herald_http::run(listener, state, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
         tracing::info!(addr = %local_addr, store = %config.database.describe(), engine = "simulator", "Herald is serving");
         Ok(Self {
             local_addr,
@@ -292,5 +310,14 @@ impl herald_http::MetricsSource for JwksReadiness {
             status.fetches,
             status.last_success_ms.map_or(0, |ms| ms / 1000),
         ));
+    }
+}
+
+/// Aborts a background task when dropped, tying its life to its owner's.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -1,11 +1,12 @@
 //! In-process wake-ups: when events commit, whoever waits for new work in this process (the
 //! dispatcher, live streams) is woken at once. Other processes learn the same from Postgres
-//! `NOTIFY`, which the store sends inside the committing transaction.
+//! `NOTIFY`, which the store sends right after the commit; a replica's listener reports those
+//! through [`Wakeups::commit_seen`] (the dispatcher has its own listener and lanes).
 
 use herald_domain::ports::ChangeListener;
 use herald_domain::OrgId;
 use std::sync::{Arc, RwLock};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// A callback run on every commit (see [`Wakeups::subscribe`]).
 type Subscriber = Arc<dyn Fn() + Send + Sync>;
@@ -16,6 +17,9 @@ pub struct Wakeups {
     events: Notify,
     subscribers: RwLock<Vec<Subscriber>>,
     requeued: RwLock<Vec<Subscriber>>,
+    /// Bumped on every commit, local or (through Postgres `NOTIFY`) on another replica; any
+    /// number of watchers (the live event hub) see each change.
+    commits: watch::Sender<u64>,
 }
 
 impl Wakeups {
@@ -42,11 +46,23 @@ impl Wakeups {
             .expect("wake-up subscribers")
             .push(Arc::new(wake));
     }
+
+    /// A receiver that changes whenever events are committed anywhere.
+    pub fn watch_commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    /// Records that some process committed events (called for local commits and for every
+    /// `NOTIFY` from other replicas): wakes the local waiter and every commit watcher.
+    pub fn commit_seen(&self) {
+        self.events.notify_one();
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl ChangeListener for Wakeups {
     fn events_committed(&self, _org: &OrgId) {
-        self.events.notify_one();
+        self.commit_seen();
         for wake in self.subscribers.read().expect("wake-up subscribers").iter() {
             wake();
         }

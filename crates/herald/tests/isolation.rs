@@ -51,7 +51,16 @@ struct World {
     api_key: String,
     /// A dead-lettered delivery of `webhook` (its `webhook.test`), so retrying it is accepted.
     delivery: String,
+    /// The account `session` is connected as (the sender of its polls).
+    me: String,
+    /// A poll message sent through `session` to [`POLL_CHAT`].
+    poll: String,
+    /// An event of the organization's log (its session's first status change).
+    event: String,
 }
+
+/// The chat the fixture poll is sent to.
+const POLL_CHAT: &str = "120363000000000001@g.us";
 
 impl World {
     /// Creates one resource of each kind for `org`, using its all-capability `admin` token.
@@ -106,12 +115,36 @@ impl World {
             || async { (c.get(&path, admin).await.json["status"] == "failed").then_some(()) },
         )
         .await;
+        let me = c
+            .get(&format!("/api/v1/sessions/{session}"), admin)
+            .await
+            .json["me"]["id"]
+            .as_str()
+            .expect("a connected session")
+            .to_owned();
+        let sent = c
+            .post(
+                &format!("/api/v1/sessions/{session}/polls"),
+                admin,
+                &json!({"chat": POLL_CHAT, "question": "Lunch?", "options": ["Pizza", "Sushi"]}),
+            )
+            .await;
+        assert_eq!(sent.status, 200, "sending a poll: {:?}", sent.json);
+        let poll = sent.json["id"].as_str().expect("a message id").to_owned();
+        let log = c.get("/api/v1/events?limit=1", admin).await;
+        let event = log.json["data"][0]["id"]
+            .as_str()
+            .expect("an event")
+            .to_owned();
         Self {
             org: org.to_owned(),
             session,
             webhook,
             api_key,
             delivery,
+            me,
+            poll,
+            event,
         }
     }
 
@@ -233,6 +266,40 @@ fn recipes() -> Vec<(&'static str, Recipe)> {
         }),
         ("POST /api/v1/webhooks/{id}/test", |w| {
             Req::new(format!("/api/v1/webhooks/{}/test", w.webhook))
+        }),
+        ("POST /api/v1/sessions/{id}/polls", |w| {
+            Req::new(format!("/api/v1/sessions/{}/polls", w.session))
+                .body(json!({"chat": POLL_CHAT, "question": "Again?", "options": ["Yes", "No"]}))
+        }),
+        ("POST /api/v1/sessions/{id}/messages/{mid}/vote", |w| {
+            Req::new(format!(
+                "/api/v1/sessions/{}/messages/{}/vote",
+                w.session, w.poll
+            ))
+            .body(json!({"chat": POLL_CHAT, "sender": w.me, "options": ["Sushi"]}))
+        }),
+        ("GET /api/v1/sessions/{id}/messages/{mid}/poll", |w| {
+            Req::new(format!(
+                "/api/v1/sessions/{}/messages/{}/poll?chat={POLL_CHAT}&sender={}",
+                w.session, w.poll, w.me
+            ))
+        }),
+        ("POST /api/v1/sessions/{id}/inbound", |w| {
+            // A fresh message id each call: a repeated one would be a 409 for the owner.
+            let mid = format!("iso-{}", ulid::Ulid::new());
+            Req::new(format!("/api/v1/sessions/{}/inbound", w.session)).body(json!({
+                "event": "message",
+                "payload": {"id": mid, "chat": "15550009999@c.us", "sender": "15550009999@c.us",
+                            "type": "text", "body": "hello"}
+            }))
+        }),
+        // The log has no id in its path: `since` names one of the organization's events.
+        ("GET /api/v1/events", |w| {
+            Req::new(format!("/api/v1/events?since={}", w.event))
+        }),
+        // A plain GET is refused with 426 after the query (and so a foreign `since`) is checked.
+        ("GET /api/v1/events/ws", |w| {
+            Req::new(format!("/api/v1/events/ws?since={}", w.event)).success(426)
         }),
     ]
 }

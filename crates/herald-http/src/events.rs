@@ -1,0 +1,413 @@
+//! The event log over HTTP (`GET /events`) and live over a WebSocket (`GET /events/ws`).
+//!
+//! The WebSocket subscribes to the process's [`Hub`](crate::live::Hub) *before* answering the
+//! upgrade, so the subscription is in place when the handshake completes. With `since`, the
+//! events between that id and where the live feed starts are replayed from the store first;
+//! every frame carries a log position and the socket never sends one at or below the last it
+//! sent, so replay and live feed meet without a gap or a duplicate.
+
+use crate::error::ApiError;
+use crate::live::{LiveEvent, Subscription};
+use crate::query::Query;
+use crate::{AppState, HttpResponse};
+use futures_util::{SinkExt, StreamExt};
+use herald_domain::events_log::{LogFilter, LogPosition, LogQuery, MAX_PAGE};
+use herald_domain::ports::{AuthError, Authenticator, Clock, Store};
+use herald_domain::{Capability, Principal};
+use http::{header, HeaderValue, Request, Response};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use hyper_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use hyper_tungstenite::tungstenite::{Message, Utf8Bytes};
+use hyper_tungstenite::{HyperWebsocket, HyperWebsocketStream};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Default page size of the event log.
+const DEFAULT_PAGE: usize = 50;
+/// How long a log read waits for events committed before it began to settle.
+const SETTLE_WAIT: Duration = Duration::from_secs(1);
+
+/// `GET /events?since=&cursor=&sessionId=&event=&limit=`: a page of the caller's log, oldest
+/// first. `cursor` (the previous page's `nextCursor`) and `since` are both event ids; `cursor`
+/// wins when both are given.
+pub(crate) async fn list(
+    state: &Arc<AppState>,
+    caller: &Principal,
+    request: &Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let query = Query::parse(request.uri());
+    let filter = LogFilter {
+        session: query.session_id("sessionId")?,
+        types: query.event_types("event")?,
+    };
+    let limit = query.limit(DEFAULT_PAGE, MAX_PAGE)?;
+    let since = query.get("cursor").or_else(|| query.get("since"));
+    let gateway = &state.gateway;
+    let deadline = Instant::now() + SETTLE_WAIT;
+    let mut page = gateway
+        .list_events(caller, since, filter.clone(), limit)
+        .await?;
+    // Read-your-writes: events committed before this request began but kept unsettled by an
+    // older transaction still running are waited for (briefly), not left for the next poll.
+    if let Some(waiting) = page.unsettled.filter(|_| page.next_cursor.is_none()) {
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            page = gateway
+                .list_events(caller, since, filter.clone(), limit)
+                .await?;
+            let settled = page
+                .unsettled
+                .is_none_or(|u| u.first_seq > waiting.last_seq);
+            if settled || page.next_cursor.is_some() {
+                break;
+            }
+        }
+    }
+    // The envelopes are stored as the exact JSON delivered; they are spliced in, not re-encoded.
+    let mut body = String::with_capacity(
+        64 + page
+            .events
+            .iter()
+            .map(|e| e.envelope.len() + 1)
+            .sum::<usize>(),
+    );
+    body.push_str("{\"data\":[");
+    for (i, event) in page.events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&event.envelope);
+    }
+    body.push_str("],\"nextCursor\":");
+    body.push_str(
+        &serde_json::to_string(
+            &page
+                .next_cursor
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        )
+        .expect("a string serializes"),
+    );
+    body.push('}');
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// The bearer token of a WebSocket request: the `Authorization` header, else the
+/// `access_token` query parameter (browsers cannot set headers on a WebSocket).
+pub(crate) fn ws_token<B>(request: &Request<B>) -> Result<Cow<'_, str>, ApiError> {
+    if request.headers().contains_key(header::AUTHORIZATION) {
+        return crate::bearer_token(request).map(Cow::Borrowed);
+    }
+    match Query::parse(request.uri()).get("access_token") {
+        Some(token) => Ok(Cow::Owned(token.to_owned())),
+        None => Err(ApiError::unauthorized(
+            "missing Authorization header or access_token query parameter",
+        )),
+    }
+}
+
+/// How often the server pings; a peer silent for [`SILENCE_LIMIT`] is dropped.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const SILENCE_LIMIT: Duration = Duration::from_secs(60);
+/// How often the credentials are checked again (a key revoked on another replica is refused
+/// by the authenticator within seconds; this bounds how long a socket outlives it).
+const RECHECK_EVERY: Duration = Duration::from_secs(1);
+/// A socket that accepts nothing for this long is given up.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Replays restarted because the live queue overflowed meanwhile, before giving up with 1013.
+const MAX_REPLAY_ROUNDS: u32 = 8;
+
+/// `GET /events/ws?events=a,b&sessionId=&since=`: validates the query (422/404 are plain HTTP
+/// answers), subscribes, and answers `101 Switching Protocols`.
+pub(crate) async fn upgrade(
+    state: &Arc<AppState>,
+    caller: Principal,
+    mut request: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let token = ws_token(&request)?.into_owned();
+    let query = Query::parse(request.uri());
+    let filter = LogFilter {
+        session: query.session_id("sessionId")?,
+        types: query.event_types("events")?,
+    };
+    let since = match query.get("since") {
+        Some(id) => Some(state.gateway.log_position(&caller, id).await?),
+        None => None,
+    };
+    if !hyper_tungstenite::is_upgrade_request(&request) {
+        return Err(ApiError::upgrade_required());
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(64 * 1024))
+        .max_frame_size(Some(64 * 1024));
+    let (response, websocket) = hyper_tungstenite::upgrade(&mut request, Some(config))
+        .map_err(|e| ApiError::bad_request(format!("WebSocket handshake refused: {e}")))?;
+    let subscription = state
+        .live
+        .subscribe(caller.organization.clone(), filter, since)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let session = Session {
+        store: state.gateway.store.clone(),
+        clock: state.gateway.clock.clone(),
+        auth: state.auth.clone(),
+        token,
+        caller,
+        subscription,
+        last: LogPosition::START,
+    };
+    tokio::spawn(session.run(websocket));
+    Ok(response)
+}
+
+/// Why the server ends a socket, and the close code it sends.
+enum End {
+    /// The peer went away or the connection broke: nothing to send.
+    Gone,
+    /// Close with this code and reason.
+    Close(CloseCode, &'static str),
+}
+
+struct Session {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    auth: Arc<dyn Authenticator>,
+    token: String,
+    caller: Principal,
+    subscription: Subscription,
+    /// The last position sent; nothing at or below it is sent again.
+    last: LogPosition,
+}
+
+impl Session {
+    async fn run(mut self, websocket: HyperWebsocket) {
+        let mut ws = match websocket.await {
+            Ok(ws) => ws,
+            Err(error) => {
+                tracing::debug!(%error, "WebSocket upgrade did not complete");
+                return;
+            }
+        };
+        self.last = self.subscription.start;
+        let end = match self.replay(&mut ws).await {
+            Ok(()) => self.live(&mut ws).await,
+            Err(end) => end,
+        };
+        if let End::Close(code, reason) = end {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            if tokio::time::timeout(SEND_TIMEOUT, ws.close(Some(frame)))
+                .await
+                .is_ok()
+            {
+                // Give the peer a moment to answer the close, then let the socket go.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Sends, from the store, what the subscriber asked for before its live feed starts.
+    async fn replay(&mut self, ws: &mut HyperWebsocketStream) -> Result<(), End> {
+        let mut rounds = 0;
+        loop {
+            while self.last < self.subscription.live_from {
+                let page = self
+                    .store
+                    .read_log(&LogQuery {
+                        organization_id: self.subscription.organization.clone(),
+                        after: self.last,
+                        until: Some(self.subscription.live_from),
+                        filter: self.subscription.filter.clone(),
+                        limit: MAX_PAGE,
+                    })
+                    .await
+                    .map_err(|error| {
+                        tracing::warn!(%error, "WebSocket replay failed");
+                        End::Close(CloseCode::Error, "the event log cannot be read")
+                    })?;
+                let Some(tail) = page.events.last().map(|e| e.position) else {
+                    break;
+                };
+                for event in page.events {
+                    send(ws, Message::Text(Utf8Bytes::from(event.envelope)), false).await?;
+                }
+                flush(ws).await?;
+                self.last = tail;
+            }
+            // The live queue filled while replaying: register afresh and replay the difference.
+            if !self.subscription.lagged() {
+                return Ok(());
+            }
+            rounds += 1;
+            if rounds > MAX_REPLAY_ROUNDS || !self.subscription.renew() {
+                return Err(End::Close(CloseCode::Again, "more than 1000 events behind"));
+            }
+        }
+    }
+
+    /// Forwards the live feed; answers the peer; pings; re-checks the credentials.
+    async fn live(&mut self, ws: &mut HyperWebsocketStream) -> End {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        let mut recheck = tokio::time::interval(RECHECK_EVERY);
+        recheck.tick().await;
+        let mut heard = Instant::now();
+        loop {
+            let expiry = expires_in(&self.caller, self.clock.now_ms());
+            tokio::select! {
+                item = self.subscription.queue.recv() => {
+                    let Some(first) = item else {
+                        return if self.subscription.lagged() {
+                            End::Close(CloseCode::Again, "more than 1000 events behind")
+                        } else {
+                            End::Close(CloseCode::Away, "server shutting down")
+                        };
+                    };
+                    if let Err(end) = self.forward(ws, first).await {
+                        return end;
+                    }
+                }
+                message = ws.next() => match message {
+                    None | Some(Err(_)) => return End::Gone,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite queues the close reply; flushing sends it.
+                        let _ = tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await;
+                        return End::Gone;
+                    }
+                    // Text and binary from the client carry nothing; any frame shows it is alive.
+                    Some(Ok(_)) => heard = Instant::now(),
+                },
+                _ = ping.tick() => {
+                    if heard.elapsed() > SILENCE_LIMIT {
+                        return End::Close(CloseCode::Away, "no pong");
+                    }
+                    if let Err(end) = send(ws, Message::Ping(Bytes::from_static(b"herald")), true).await {
+                        return end;
+                    }
+                }
+                _ = recheck.tick() => {
+                    if let Some(end) = self.recheck().await {
+                        return end;
+                    }
+                }
+                _ = tokio::time::sleep(expiry) => {
+                    return End::Close(CloseCode::Policy, "token expired");
+                }
+            }
+        }
+    }
+
+    /// Sends `first` and whatever else is already queued, with one flush.
+    async fn forward(
+        &mut self,
+        ws: &mut HyperWebsocketStream,
+        first: Arc<LiveEvent>,
+    ) -> Result<(), End> {
+        let mut next = Some(first);
+        let mut sent = false;
+        while let Some(event) = next.take() {
+            if self.subscription.lagged() {
+                return Err(End::Close(CloseCode::Again, "more than 1000 events behind"));
+            }
+            if event.position > self.last {
+                send(ws, Message::Text(event.frame.clone()), false).await?;
+                self.last = event.position;
+                sent = true;
+            }
+            next = self.subscription.queue.try_recv().ok();
+        }
+        if sent {
+            flush(ws).await?;
+        }
+        Ok(())
+    }
+
+    /// `Some(end)` when the credentials no longer hold.
+    async fn recheck(&mut self) -> Option<End> {
+        match self.auth.authenticate(&self.token).await {
+            Ok(principal)
+                if principal.organization == self.caller.organization
+                    && principal.capabilities.contains(Capability::Read) =>
+            {
+                self.caller = principal;
+                None
+            }
+            Ok(_) | Err(AuthError::Rejected(_)) => {
+                Some(End::Close(CloseCode::Policy, "credentials revoked"))
+            }
+            // A store hiccup is not a revocation: keep the socket and ask again next time.
+            Err(AuthError::Store(error)) => {
+                tracing::warn!(%error, "WebSocket credential check failed");
+                None
+            }
+        }
+    }
+}
+
+/// Time left before the caller's credentials expire (a long time when they do not).
+fn expires_in(caller: &Principal, now: i64) -> Duration {
+    const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+    match caller.expires_at {
+        None => NEVER,
+        Some(at) => Duration::from_millis(at.saturating_sub(now).max(0) as u64),
+    }
+}
+
+async fn send(ws: &mut HyperWebsocketStream, message: Message, flush_now: bool) -> Result<(), End> {
+    let sending = async {
+        if flush_now {
+            ws.send(message).await
+        } else {
+            ws.feed(message).await
+        }
+    };
+    match tokio::time::timeout(SEND_TIMEOUT, sending).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(End::Gone),
+    }
+}
+
+async fn flush(ws: &mut HyperWebsocketStream) -> Result<(), End> {
+    match tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(End::Gone),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_domain::{Capabilities, OrgId, Subject};
+
+    fn caller(expires_at: Option<i64>) -> Principal {
+        Principal {
+            organization: OrgId::parse("org").unwrap(),
+            capabilities: Capabilities::parse_list("read").unwrap(),
+            subject: Subject::User(None),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_socket_lives_until_its_credentials_expire() {
+        assert_eq!(
+            expires_in(&caller(Some(10_500)), 10_000),
+            Duration::from_millis(500)
+        );
+        assert_eq!(expires_in(&caller(Some(9_000)), 10_000), Duration::ZERO);
+        assert!(expires_in(&caller(None), 10_000) > Duration::from_secs(3600 * 24 * 300));
+    }
+}

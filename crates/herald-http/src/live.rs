@@ -1,0 +1,364 @@
+//! Live fan-out of the event log to WebSocket subscribers, one [`Hub`] per process.
+//!
+//! A single tailer task follows the log in its total order ([`LogPosition`]), reading only
+//! settled events (see `herald_domain::events_log`), and hands each to the subscribers of its
+//! organization whose filters match, through bounded queues. It is woken by commits: in-process
+//! ones through the `wake` signal given to [`Hub::new`], other replicas' through Postgres
+//! `NOTIFY` (the wiring bumps the same signal), and it also polls once a second in case a wake-up
+//! was lost. Nothing is pushed from the request that committed: every replica sees the same log
+//! in the same order, whoever wrote it.
+//!
+//! The hub's cursor and each subscriber's registration move under one lock, so a subscriber
+//! learns exactly where its live feed starts ([`Subscription::live_from`]); whatever it needs
+//! before that (a `since` replay) it reads from the store. A subscriber whose queue is full —
+//! more than [`Hub::QUEUE`] events behind — is dropped and marked lagged rather than buffered
+//! without bound.
+
+use herald_domain::events_log::{LogFilter, LogPosition, LoggedEvent};
+use herald_domain::ports::Store;
+use herald_domain::{OrgId, StoreError};
+use hyper_tungstenite::tungstenite::Utf8Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, OnceCell};
+
+/// One event on its way to subscribers: its place in the log and the frame to send.
+#[derive(Debug)]
+pub struct LiveEvent {
+    /// Where it is in the log.
+    pub position: LogPosition,
+    /// The envelope JSON, shared by every subscriber.
+    pub frame: Utf8Bytes,
+}
+
+struct Slot {
+    id: u64,
+    filter: LogFilter,
+    queue: mpsc::Sender<Arc<LiveEvent>>,
+    lagged: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct State {
+    cursor: LogPosition,
+    subscribers: HashMap<OrgId, Vec<Slot>>,
+    next_id: u64,
+}
+
+struct Inner {
+    lagged_total: AtomicU64,
+    store: Arc<dyn Store>,
+    wake: Mutex<Option<watch::Receiver<u64>>>,
+    started: OnceCell<()>,
+    state: Mutex<State>,
+    closed: watch::Sender<bool>,
+}
+
+/// The process's live event fan-out.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// A registered subscriber: its queue and where its feed starts.
+pub struct Subscription {
+    /// Whose events.
+    pub organization: OrgId,
+    /// Which of them.
+    pub filter: LogFilter,
+    /// Only events after this position are wanted (the `since` event, or the log's head when
+    /// the subscriber connected).
+    pub start: LogPosition,
+    /// The queue carries every matching event after this position; earlier ones come from the
+    /// store.
+    pub live_from: LogPosition,
+    /// The live feed.
+    pub queue: mpsc::Receiver<Arc<LiveEvent>>,
+    lagged: Arc<AtomicBool>,
+    id: u64,
+    hub: Weak<Inner>,
+}
+
+impl Subscription {
+    /// Whether the hub dropped this subscriber for falling more than [`Hub::QUEUE`] events
+    /// behind.
+    pub fn lagged(&self) -> bool {
+        self.lagged.load(Ordering::Acquire)
+    }
+
+    /// Registers again after a lag during replay: a fresh queue, a new `live_from`, and the
+    /// lag forgotten. `false` if the hub is gone.
+    pub fn renew(&mut self) -> bool {
+        let Some(inner) = self.hub.upgrade() else {
+            return false;
+        };
+        inner.unregister(&self.organization, self.id);
+        let (id, queue, lagged, live_from) = inner.register(&self.organization, &self.filter);
+        self.id = id;
+        self.queue = queue;
+        self.lagged = lagged;
+        self.live_from = live_from;
+        true
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(inner) = self.hub.upgrade() {
+            inner.unregister(&self.organization, self.id);
+        }
+    }
+}
+
+impl Hub {
+    /// Most events queued for one subscriber; one more and it is dropped as lagging.
+    pub const QUEUE: usize = 1000;
+    /// Events read from the store per query.
+    const BATCH: usize = 500;
+    /// How often the log is read without any wake-up (a lost `NOTIFY`, a dead listener).
+    const POLL: Duration = Duration::from_secs(1);
+    /// How soon the log is read again while committed events wait to settle.
+    const SETTLE_POLL: Duration = Duration::from_millis(2);
+
+    /// A hub over `store`'s log, woken whenever `wake` changes. The tailer starts with the
+    /// first subscriber.
+    pub fn new(store: Arc<dyn Store>, wake: Option<watch::Receiver<u64>>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                lagged_total: AtomicU64::new(0),
+                store,
+                wake: Mutex::new(wake),
+                started: OnceCell::new(),
+                state: Mutex::new(State::default()),
+                closed: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Registers a subscriber for `organization`'s events passing `filter`, wanting those after
+    /// `since` (or, when `None`, everything from now on). The registration is complete when this
+    /// returns: nothing committed afterwards can be missed.
+    pub async fn subscribe(
+        &self,
+        organization: OrgId,
+        filter: LogFilter,
+        since: Option<LogPosition>,
+    ) -> Result<Subscription, StoreError> {
+        self.start_tailer().await?;
+        let start = match since {
+            Some(position) => position,
+            None => self.inner.store.log_head().await?,
+        };
+        let (id, queue, lagged, live_from) = self.inner.register(&organization, &filter);
+        Ok(Subscription {
+            organization,
+            filter,
+            start,
+            live_from,
+            queue,
+            lagged,
+            id,
+            hub: Arc::downgrade(&self.inner),
+        })
+    }
+
+    /// Stops the tailer and ends every subscription (their queues close).
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
+        self.inner
+            .state
+            .lock()
+            .expect("hub lock")
+            .subscribers
+            .clear();
+    }
+
+    /// How many subscribers are registered (for metrics and tests).
+    pub fn subscribers(&self) -> usize {
+        self.inner
+            .state
+            .lock()
+            .expect("hub lock")
+            .subscribers
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Appends the hub's metrics (Prometheus text): current subscribers, and how many were
+    /// dropped for lagging.
+    pub fn render(&self, out: &mut String) {
+        out.push_str("# HELP herald_ws_subscribers Live WebSocket subscribers on this process.\n");
+        out.push_str("# TYPE herald_ws_subscribers gauge\n");
+        out.push_str(&format!("herald_ws_subscribers {}\n", self.subscribers()));
+        out.push_str(
+            "# HELP herald_ws_lagged_total Subscribers dropped for falling more than 1000 events behind.\n",
+        );
+        out.push_str("# TYPE herald_ws_lagged_total counter\n");
+        out.push_str(&format!(
+            "herald_ws_lagged_total {}\n",
+            self.inner.lagged_total.load(Ordering::Relaxed)
+        ));
+    }
+
+    async fn start_tailer(&self) -> Result<(), StoreError> {
+        self.inner
+            .started
+            .get_or_try_init(|| async {
+                let head = self.inner.store.log_head().await?;
+                self.inner.state.lock().expect("hub lock").cursor = head;
+                let wake = self.inner.wake.lock().expect("wake lock").take();
+                tokio::spawn(tail(Arc::downgrade(&self.inner), wake));
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .map(drop)
+    }
+}
+
+impl Inner {
+    fn register(
+        &self,
+        organization: &OrgId,
+        filter: &LogFilter,
+    ) -> (
+        u64,
+        mpsc::Receiver<Arc<LiveEvent>>,
+        Arc<AtomicBool>,
+        LogPosition,
+    ) {
+        let (queue, receiver) = mpsc::channel(Hub::QUEUE);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let mut state = self.state.lock().expect("hub lock");
+        state.next_id += 1;
+        let id = state.next_id;
+        let live_from = state.cursor;
+        state
+            .subscribers
+            .entry(organization.clone())
+            .or_default()
+            .push(Slot {
+                id,
+                filter: filter.clone(),
+                queue,
+                lagged: lagged.clone(),
+            });
+        (id, receiver, lagged, live_from)
+    }
+
+    fn unregister(&self, organization: &OrgId, id: u64) {
+        let mut state = self.state.lock().expect("hub lock");
+        if let Some(slots) = state.subscribers.get_mut(organization) {
+            slots.retain(|s| s.id != id);
+            if slots.is_empty() {
+                state.subscribers.remove(organization);
+            }
+        }
+    }
+
+    /// Hands a batch to the matching subscribers and moves the cursor past it, atomically with
+    /// respect to registrations.
+    fn fan_out(&self, events: Vec<LoggedEvent>) {
+        let lagged_total = &self.lagged_total;
+        let mut state = self.state.lock().expect("hub lock");
+        for event in events {
+            let position = event.position;
+            if let Some(slots) = state.subscribers.get_mut(&event.organization_id) {
+                let mut live: Option<Arc<LiveEvent>> = None;
+                slots.retain(|slot| {
+                    if !slot.filter.accepts(event.session.as_ref(), event.event) {
+                        return true;
+                    }
+                    let item = live
+                        .get_or_insert_with(|| {
+                            Arc::new(LiveEvent {
+                                position,
+                                frame: Utf8Bytes::from(event.envelope.clone()),
+                            })
+                        })
+                        .clone();
+                    match slot.queue.try_send(item) {
+                        Ok(()) => true,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            // Dropping the slot closes its queue; the flag says why.
+                            slot.lagged.store(true, Ordering::Release);
+                            lagged_total.fetch_add(1, Ordering::Relaxed);
+                            false
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    }
+                });
+                if slots.is_empty() {
+                    state.subscribers.remove(&event.organization_id);
+                }
+            }
+            state.cursor = position;
+        }
+    }
+}
+
+/// The tailer: reads settled events after the hub's cursor and fans them out, until the hub
+/// is closed or dropped.
+async fn tail(hub: Weak<Inner>, mut wake: Option<watch::Receiver<u64>>) {
+    let mut closed = match hub.upgrade() {
+        Some(inner) => inner.closed.subscribe(),
+        None => return,
+    };
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(inner) = hub.upgrade() else { return };
+        if *closed.borrow() {
+            return;
+        }
+        // Marked seen *before* reading, so a commit during the read wakes the next wait.
+        if let Some(wake) = wake.as_mut() {
+            wake.borrow_and_update();
+        }
+        let cursor = inner.state.lock().expect("hub lock").cursor;
+        let pause = match inner.store.tail_log(cursor, Hub::BATCH).await {
+            Ok(page) => {
+                backoff = Duration::from_millis(50);
+                let (full, empty) = (page.events.len() >= Hub::BATCH, page.events.is_empty());
+                inner.fan_out(page.events);
+                if full {
+                    continue;
+                }
+                // After events, more may be settling behind them: look again soon (a commit
+                // usually wakes the tailer sooner). After nothing, only if some are settling.
+                if !empty || page.unsettled.is_some() {
+                    Hub::SETTLE_POLL
+                } else {
+                    Hub::POLL
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "live events: reading the log failed; retrying");
+                drop(inner);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                // Wake-ups do not cut a backoff short: the store is what is failing.
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => continue,
+                    _ = closed.wait_for(|c| *c) => return,
+                }
+            }
+        };
+        drop(inner);
+        let woken = async {
+            match wake.as_mut() {
+                Some(wake) => {
+                    if wake.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep(pause) => {}
+            _ = closed.wait_for(|c| *c) => return,
+        }
+    }
+}

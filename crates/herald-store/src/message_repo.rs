@@ -1,0 +1,553 @@
+//! The repository body for messages, votes, inbound keys and the event log, written once and
+//! instantiated for both backends by [`messages_impl!`] (next to `repo::store_impl!`). The
+//! per-backend pieces it needs — the log's position predicates and the "settled" rule — live
+//! in the `backend` modules of `pg.rs` and `sqlite.rs`.
+//!
+//! Every [`Change`](herald_domain::message::Change) is one transaction: the inbound key (if
+//! any) is inserted first with `ON CONFLICT DO NOTHING`, so two concurrent reports with the same
+//! id serialize on its primary key and the loser sees the winner's event id; then the state;
+//! then the events and their deliveries (`append_in_tx`). Any early outcome rolls everything
+//! back, so nothing is half-written.
+
+/// Implements `MessageStore` and `EventLog` for `$store` over `$conn`; `$backend` names the
+/// module with that backend's own queries. Expects `super::queries::append_in_tx` (from
+/// `repo::store_impl!`) beside it.
+macro_rules! messages_impl {
+    ($store:ty, $conn:ty, $backend:ident) => {
+        use crate::db_error;
+        use crate::message_rows::*;
+        use crate::schema::*;
+        use async_trait::async_trait;
+        use diesel::prelude::*;
+        use diesel::result::{DatabaseErrorKind, Error as DieselError};
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        use herald_domain::events_log::{EventLog, LogPage, LogPosition, LogQuery};
+        use herald_domain::message::{
+            Change, ChangeOutcome, InboundKey, MessageRef, MessageStore, Mutation,
+        };
+        use herald_domain::poll::{VoteChange, VoterSelection};
+        use herald_domain::ports::StoreResult;
+        use herald_domain::{EventId, OrgId, StoreError};
+
+        /// Why a change's transaction stopped early: a definite outcome, or a database error.
+        enum Abort {
+            Outcome(ChangeOutcome),
+            Db(DieselError),
+        }
+
+        impl From<DieselError> for Abort {
+            fn from(error: DieselError) -> Self {
+                Self::Db(error)
+            }
+        }
+
+        fn message_filter(key: &MessageRef) -> (String, String, String, String) {
+            (
+                key.session.to_string(),
+                key.chat.clone(),
+                key.sender.clone(),
+                key.id.clone(),
+            )
+        }
+
+        /// The keys of the rows a change writes, for [`lock_rows`].
+        fn row_keys(change: &Change, keys: &mut Vec<String>) {
+            // \u{1f} (unit separator) cannot be confused with anything inside a field.
+            let message = |k: &MessageRef| {
+                format!(
+                    "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+                    k.session, k.chat, k.sender, k.id
+                )
+            };
+            if let Some(ingested) = &change.inbound {
+                keys.push(format!(
+                    "herald:inbound\u{1f}{}\u{1f}{}",
+                    ingested.key.session, ingested.key.id
+                ));
+            }
+            match &change.mutation {
+                Mutation::EventsOnly => {}
+                Mutation::InsertMessage(m) => {
+                    keys.push(format!("herald:message\u{1f}{}", message(&m.key)))
+                }
+                Mutation::Vote { poll, voter, .. } => {
+                    keys.push(format!("herald:vote\u{1f}{}\u{1f}{voter}", message(poll)))
+                }
+                Mutation::SessionStatus(session) => {
+                    keys.push(format!("herald:session\u{1f}{}", session.id))
+                }
+            }
+        }
+
+        /// Locks every row the changes will write, in one global order, *before* writing any:
+        /// two transactions touching the same row then run one after the other, and since a
+        /// transaction's id is assigned at its first write, the later one also gets the higher
+        /// id — so the log's order of their events is the order their writes took effect (the
+        /// last `poll.vote` logged for a voter is their standing vote). The one order also
+        /// rules out deadlocks between batches.
+        async fn lock_rows(conn: &mut $conn, changes: &[&Change]) -> Result<(), Abort> {
+            let mut keys = Vec::new();
+            for change in changes {
+                row_keys(change, &mut keys);
+            }
+            keys.sort();
+            keys.dedup();
+            if !keys.is_empty() {
+                $backend::lock_rows(conn, &keys).await?;
+            }
+            Ok(())
+        }
+
+        async fn write_change(conn: &mut $conn, change: &Change) -> Result<(), Abort> {
+            lock_rows(conn, &[change]).await?;
+            write_state(conn, change).await?;
+            super::queries::append_in_tx(conn, &change.events).await?;
+            Ok(())
+        }
+
+        /// Commits one change in its own transaction.
+        async fn apply_one(conn: &mut $conn, change: &Change) -> StoreResult<ChangeOutcome> {
+            let result = conn
+                .transaction::<_, Abort, _>(async |conn| write_change(conn, change).await)
+                .await;
+            match result {
+                Ok(()) => Ok(ChangeOutcome::Applied),
+                Err(Abort::Outcome(outcome)) => Ok(outcome),
+                // The session or poll was deleted between the caller's checks and now.
+                Err(Abort::Db(DieselError::DatabaseError(
+                    DatabaseErrorKind::ForeignKeyViolation,
+                    _,
+                ))) => Ok(ChangeOutcome::TargetMissing),
+                Err(Abort::Db(error)) => Err(db_error(error)),
+            }
+        }
+
+        /// A plain vote (no inbound key): what the batch path folds into one upsert.
+        fn plain_vote(change: &Change) -> Option<(&MessageRef, &str, &VoteChange, i64)> {
+            match (&change.inbound, &change.mutation) {
+                (
+                    None,
+                    Mutation::Vote {
+                        poll,
+                        voter,
+                        change,
+                        at,
+                    },
+                ) => Some((poll, voter.as_str(), change, *at)),
+                _ => None,
+            }
+        }
+
+        /// Writes a batch's state in one go: the other changes one by one in arrival order,
+        /// then each voter's *last* plain vote (one upsert for all selections, one clear each).
+        /// When a row is touched both ways, everything is written in arrival order instead.
+        async fn write_batch_state(conn: &mut $conn, changes: &[&Change]) -> Result<(), Abort> {
+            let mut last: std::collections::HashMap<(&MessageRef, &str), usize> =
+                std::collections::HashMap::new();
+            for (i, change) in changes.iter().enumerate() {
+                if let Some((poll, voter, _, _)) = plain_vote(change) {
+                    last.insert((poll, voter), i);
+                }
+            }
+            let mixed = changes.iter().any(|c| match (&c.inbound, &c.mutation) {
+                (Some(_), Mutation::Vote { poll, voter, .. }) => {
+                    last.contains_key(&(poll, voter.as_str()))
+                }
+                _ => false,
+            });
+            if mixed {
+                for change in changes {
+                    write_state(conn, change).await?;
+                }
+                return Ok(());
+            }
+            for change in changes.iter().filter(|c| plain_vote(c).is_none()) {
+                write_state(conn, change).await?;
+            }
+            let mut selections = Vec::new();
+            for (i, change) in changes.iter().enumerate() {
+                let Some((poll, voter, vote, at)) = plain_vote(change) else {
+                    continue;
+                };
+                if last.get(&(poll, voter)) != Some(&i) {
+                    continue;
+                }
+                match vote {
+                    VoteChange::Replace(options) => {
+                        selections.push(VoteRow::new(poll, voter, options, at))
+                    }
+                    VoteChange::Clear => clear_vote(conn, poll, voter).await?,
+                }
+            }
+            $backend::upsert_votes(conn, &selections).await?;
+            Ok(())
+        }
+
+        /// Commits a batch of changes in one transaction: their rows locked, their state
+        /// written, then all their events in one append (log order = arrival order). If
+        /// anything stops it early — a repeated inbound key, an existing message, a vanished
+        /// poll, an error — it is rolled back and each change is committed alone instead, so
+        /// one change's outcome never becomes another's.
+        pub(crate) async fn apply_batch(
+            conn: &mut $conn,
+            changes: &[Change],
+        ) -> Vec<StoreResult<ChangeOutcome>> {
+            if changes.len() > 1 {
+                let all: Vec<&Change> = changes.iter().collect();
+                let together = conn
+                    .transaction::<_, Abort, _>(async |conn| {
+                        lock_rows(conn, &all).await?;
+                        write_batch_state(conn, &all).await?;
+                        let events: Vec<herald_domain::event::Envelope> = changes
+                            .iter()
+                            .flat_map(|c| c.events.iter().cloned())
+                            .collect();
+                        super::queries::append_in_tx(conn, &events).await?;
+                        Ok(())
+                    })
+                    .await;
+                if together.is_ok() {
+                    return changes.iter().map(|_| Ok(ChangeOutcome::Applied)).collect();
+                }
+            }
+            let mut results = Vec::with_capacity(changes.len());
+            for change in changes {
+                results.push(apply_one(conn, change).await);
+            }
+            results
+        }
+
+        /// Clears a voter's selection on a poll that must still exist.
+        async fn clear_vote(conn: &mut $conn, poll: &MessageRef, voter: &str) -> Result<(), Abort> {
+            let (s, c, snd, id) = message_filter(poll);
+            let exists: bool = diesel::select(diesel::dsl::exists(
+                messages::table
+                    .filter(messages::session_id.eq(&s))
+                    .filter(messages::chat.eq(&c))
+                    .filter(messages::sender.eq(&snd))
+                    .filter(messages::id.eq(&id)),
+            ))
+            .get_result(conn)
+            .await?;
+            if !exists {
+                return Err(Abort::Outcome(ChangeOutcome::TargetMissing));
+            }
+            diesel::delete(
+                poll_votes::table
+                    .filter(poll_votes::session_id.eq(&s))
+                    .filter(poll_votes::chat.eq(&c))
+                    .filter(poll_votes::sender.eq(&snd))
+                    .filter(poll_votes::message_id.eq(&id))
+                    .filter(poll_votes::voter.eq(voter)),
+            )
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+
+        /// The inbound key and the mutation of a change, without its events.
+        async fn write_state(conn: &mut $conn, change: &Change) -> Result<(), Abort> {
+            let now = change.events.iter().next().map_or(0, |e| e.timestamp);
+            if let Some(ingested) = &change.inbound {
+                let inserted = diesel::insert_into(inbound_keys::table)
+                    .values(InboundKeyRow::new(ingested, now))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                if inserted == 0 {
+                    // Another request recorded this key first (and, on Postgres, committed:
+                    // the insert waited for it), so its answer is visible now.
+                    let first: String = inbound_keys::table
+                        .filter(inbound_keys::session_id.eq(ingested.key.session.to_string()))
+                        .filter(inbound_keys::inbound_id.eq(&ingested.key.id))
+                        .select(inbound_keys::event_id)
+                        .first(conn)
+                        .await?;
+                    let first = event_id(&first)
+                        .map_err(|e| Abort::Db(DieselError::DeserializationError(Box::new(e))))?;
+                    return Err(Abort::Outcome(ChangeOutcome::AlreadyIngested(first)));
+                }
+            }
+            match &change.mutation {
+                Mutation::EventsOnly => {}
+                Mutation::InsertMessage(message) => {
+                    let inserted = diesel::insert_into(messages::table)
+                        .values(MessageRow::new(message))
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
+                    if inserted == 0 {
+                        return Err(Abort::Outcome(ChangeOutcome::MessageExists));
+                    }
+                }
+                Mutation::Vote {
+                    poll,
+                    voter,
+                    change: vote,
+                    at,
+                } => match vote {
+                    // The foreign key to `messages` makes a vanished poll fail the insert.
+                    VoteChange::Replace(options) => {
+                        $backend::upsert_votes(
+                            conn,
+                            std::slice::from_ref(&VoteRow::new(poll, voter, options, *at)),
+                        )
+                        .await?;
+                    }
+                    // A cleared vote keeps no row, so voters and counts never show it.
+                    VoteChange::Clear => clear_vote(conn, poll, voter).await?,
+                },
+                Mutation::SessionStatus(session) => {
+                    let updated = diesel::update(
+                        sessions::table
+                            .filter(sessions::organization_id.eq(session.organization_id.as_str()))
+                            .filter(sessions::id.eq(session.id.to_string())),
+                    )
+                    .set((
+                        sessions::status.eq(session.status.as_str()),
+                        sessions::me_id.eq(session.me.as_ref().map(|m| m.id.clone())),
+                        sessions::updated_at.eq(session.updated_at),
+                    ))
+                    .execute(conn)
+                    .await?;
+                    if updated == 0 {
+                        return Err(Abort::Outcome(ChangeOutcome::TargetMissing));
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        #[async_trait]
+        impl MessageStore for $store {
+            async fn find_message(
+                &self,
+                org: &OrgId,
+                key: &MessageRef,
+            ) -> StoreResult<Option<herald_domain::message::Message>> {
+                let mut conn = self.reader().await?;
+                let (s, c, snd, id) = message_filter(key);
+                let row: Option<MessageRow> = messages::table
+                    .filter(messages::session_id.eq(s))
+                    .filter(messages::chat.eq(c))
+                    .filter(messages::sender.eq(snd))
+                    .filter(messages::id.eq(id))
+                    .filter(messages::organization_id.eq(org.as_str()))
+                    .select(MessageRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                row.map(MessageRow::into_domain).transpose()
+            }
+
+            async fn find_session_message(
+                &self,
+                org: &OrgId,
+                key: &MessageRef,
+            ) -> StoreResult<
+                Option<(
+                    herald_domain::session::Session,
+                    Option<herald_domain::message::Message>,
+                )>,
+            > {
+                let mut conn = self.reader().await?;
+                let (s, c, snd, id) = message_filter(key);
+                let row: Option<(crate::rows::SessionRow, Option<MessageRow>)> = sessions::table
+                    .left_join(
+                        messages::table.on(messages::session_id
+                            .eq(sessions::id)
+                            .and(messages::chat.eq(c))
+                            .and(messages::sender.eq(snd))
+                            .and(messages::id.eq(id))
+                            .and(messages::organization_id.eq(sessions::organization_id))),
+                    )
+                    .filter(sessions::organization_id.eq(org.as_str()))
+                    .filter(sessions::id.eq(s))
+                    .select((
+                        crate::rows::SessionRow::as_select(),
+                        Option::<MessageRow>::as_select(),
+                    ))
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                match row {
+                    None => Ok(None),
+                    Some((session, message)) => Ok(Some((
+                        session.into_domain()?,
+                        message.map(MessageRow::into_domain).transpose()?,
+                    ))),
+                }
+            }
+
+            async fn poll_votes(
+                &self,
+                org: &OrgId,
+                key: &MessageRef,
+            ) -> StoreResult<Vec<VoterSelection>> {
+                let mut conn = self.reader().await?;
+                let (s, c, snd, id) = message_filter(key);
+                // Votes carry no organization; the poll's session (checked by the caller and
+                // re-checked here through the messages row) does.
+                let rows: Vec<VoteRow> = poll_votes::table
+                    .inner_join(
+                        messages::table.on(messages::session_id
+                            .eq(poll_votes::session_id)
+                            .and(messages::chat.eq(poll_votes::chat))
+                            .and(messages::sender.eq(poll_votes::sender))
+                            .and(messages::id.eq(poll_votes::message_id))),
+                    )
+                    .filter(poll_votes::session_id.eq(s))
+                    .filter(poll_votes::chat.eq(c))
+                    .filter(poll_votes::sender.eq(snd))
+                    .filter(poll_votes::message_id.eq(id))
+                    .filter(messages::organization_id.eq(org.as_str()))
+                    .order(poll_votes::voter.asc())
+                    .select(VoteRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                rows.into_iter().map(VoteRow::into_domain).collect()
+            }
+
+            async fn find_ingested(&self, key: &InboundKey) -> StoreResult<Option<EventId>> {
+                let mut conn = self.reader().await?;
+                let found: Option<String> = inbound_keys::table
+                    .filter(inbound_keys::session_id.eq(key.session.to_string()))
+                    .filter(inbound_keys::inbound_id.eq(&key.id))
+                    .select(inbound_keys::event_id)
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                found.as_deref().map(event_id).transpose()
+            }
+
+            async fn apply_change(&self, change: &Change) -> StoreResult<ChangeOutcome> {
+                // Concurrent changes are committed together by the store's batch writers.
+                let outcome = match self.change_batcher() {
+                    Some(batcher) => batcher
+                        .submit(change.clone())
+                        .await
+                        .unwrap_or_else(|| Err(StoreError::new("the batch writer stopped")))?,
+                    None => {
+                        let mut conn = self.writer().await?;
+                        apply_one(&mut conn, change).await?
+                    }
+                };
+                if outcome == ChangeOutcome::Applied && !change.events.is_empty() {
+                    self.events_committed();
+                }
+                Ok(outcome)
+            }
+        }
+
+        fn page(rows: Vec<LoggedEventRow>) -> Result<LogPage, StoreError> {
+            Ok(LogPage {
+                events: rows
+                    .into_iter()
+                    .map(LoggedEventRow::into_domain)
+                    .collect::<Result<_, _>>()?,
+                unsettled: None,
+            })
+        }
+
+        #[async_trait]
+        impl EventLog for $store {
+            async fn event_position(
+                &self,
+                org: &OrgId,
+                id: &EventId,
+            ) -> StoreResult<Option<LogPosition>> {
+                let mut conn = self.reader().await?;
+                let found: Option<(i64, i64)> = events::table
+                    .filter(events::organization_id.eq(org.as_str()))
+                    .filter(events::id.eq(id.to_string()))
+                    .filter(events::logged.eq(true))
+                    .select((events::tx_id, events::seq))
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                Ok(found.map(|(tx, seq)| LogPosition { tx, seq }))
+            }
+
+            async fn read_log(&self, query: &LogQuery) -> StoreResult<LogPage> {
+                let mut conn = self.reader().await?;
+                let mut q = events::table
+                    .filter(events::organization_id.eq(query.organization_id.as_str().to_owned()))
+                    .filter(events::logged.eq(true))
+                    .into_boxed();
+                q = $backend::after(q, query.after);
+                if let Some(until) = query.until {
+                    q = q.filter(
+                        events::tx_id
+                            .lt(until.tx)
+                            .or(events::tx_id.eq(until.tx).and(events::seq.le(until.seq))),
+                    );
+                }
+                if let Some(session) = &query.filter.session {
+                    q = q.filter(events::session_id.eq(session.to_string()));
+                }
+                if let Some(types) = &query.filter.types {
+                    let names: Vec<&'static str> = types.iter().map(|t| t.as_str()).collect();
+                    q = q.filter(events::event_type.eq_any(names));
+                }
+                let rows: Vec<LoggedEventRow> = $backend::settled(q)
+                    .order((events::tx_id.asc(), events::seq.asc()))
+                    .limit(query.limit as i64)
+                    .select(LoggedEventRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                let full = rows.len() >= query.limit;
+                let mut page = page(rows)?;
+                if !full {
+                    page.unsettled =
+                        $backend::unsettled(&mut conn, Some(query.organization_id.as_str()))
+                            .await
+                            .map_err(db_error)?;
+                }
+                Ok(page)
+            }
+
+            async fn tail_log(&self, after: LogPosition, limit: usize) -> StoreResult<LogPage> {
+                let mut conn = self.reader().await?;
+                let q = events::table.filter(events::logged.eq(true)).into_boxed();
+                let rows: Vec<LoggedEventRow> = $backend::settled($backend::after(q, after))
+                    .order((events::tx_id.asc(), events::seq.asc()))
+                    .limit(limit as i64)
+                    .select(LoggedEventRow::as_select())
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                // The tailer reads again soon after any non-empty page, so it only needs to know
+                // about unsettled events when there was nothing to hand out.
+                let empty = rows.is_empty();
+                let mut page = page(rows)?;
+                if empty {
+                    page.unsettled = $backend::unsettled(&mut conn, None)
+                        .await
+                        .map_err(db_error)?;
+                }
+                Ok(page)
+            }
+
+            async fn log_head(&self) -> StoreResult<LogPosition> {
+                let mut conn = self.reader().await?;
+                let q = events::table.filter(events::logged.eq(true)).into_boxed();
+                let head: Option<(i64, i64)> = $backend::settled(q)
+                    .order((events::tx_id.desc(), events::seq.desc()))
+                    .select((events::tx_id, events::seq))
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                Ok(head.map_or(LogPosition::START, |(tx, seq)| LogPosition { tx, seq }))
+            }
+        }
+    };
+}
+
+pub(crate) use messages_impl;
