@@ -65,18 +65,22 @@ impl DeliveryRow {
             attempts: u32::try_from(self.attempts).map_err(|_| bad())?,
             next_attempt_at: self.next_attempt_at,
             last_attempt_at: self.last_attempt_at,
-            last_status_code: match self.last_status_code {
-                None => None,
-                Some(code) => Some(u16::try_from(code).map_err(|_| bad())?),
-            },
-            last_error: match &self.last_error {
-                None => None,
-                Some(text) => Some(AttemptError::parse(text).ok_or_else(bad)?),
-            },
+            last_status_code: status_code(self.last_status_code).ok_or_else(bad)?,
+            last_error: error_class(self.last_error.as_deref()).ok_or_else(bad)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
     }
+}
+
+/// A stored HTTP status read back: `Some(None)` when none was stored, `None` when it is corrupt.
+fn status_code(stored: Option<i32>) -> Option<Option<u16>> {
+    stored.map_or(Some(None), |code| u16::try_from(code).ok().map(Some))
+}
+
+/// A stored error class read back: `Some(None)` when none was stored, `None` when it is corrupt.
+fn error_class(stored: Option<&str>) -> Option<Option<AttemptError>> {
+    stored.map_or(Some(None), |text| AttemptError::parse(text).map(Some))
 }
 
 /// A row of `delivery_attempts`.
@@ -99,14 +103,8 @@ impl AttemptRow {
             attempt: u32::try_from(self.attempt).map_err(|_| bad())?,
             started_at: self.started_at,
             duration_ms: self.duration_ms,
-            status_code: match self.status_code {
-                None => None,
-                Some(code) => Some(u16::try_from(code).map_err(|_| bad())?),
-            },
-            error: match &self.error {
-                None => None,
-                Some(text) => Some(AttemptError::parse(text).ok_or_else(bad)?),
-            },
+            status_code: status_code(self.status_code).ok_or_else(bad)?,
+            error: error_class(self.error.as_deref()).ok_or_else(bad)?,
             response_body: self.response_body,
         })
     }
