@@ -19,6 +19,7 @@ mod repo;
 mod rows;
 pub mod schema;
 mod sqlite;
+mod webhook_cache;
 
 use herald_domain::ports::Store;
 use herald_domain::StoreError;

@@ -45,6 +45,7 @@ pub struct PgStore {
     pool: Pool<PgConn>,
     notifier: Notifier,
     changes: Option<ChangeBatcher>,
+    webhooks: crate::webhook_cache::WebhookCache,
 }
 
 /// Group commit of messaging changes (see [`crate::batch`]).
@@ -64,6 +65,11 @@ impl PgStore {
 
     fn change_batcher(&self) -> Option<&ChangeBatcher> {
         self.changes.as_ref()
+    }
+
+    /// Disabled: other replicas write webhooks too.
+    fn webhook_cache(&self) -> &crate::webhook_cache::WebhookCache {
+        &self.webhooks
     }
 
     /// Called after a transaction that appended events has committed: every replica's
@@ -193,6 +199,7 @@ pub(crate) fn open_relaxed(url: &str, options: &StoreOptions) -> Result<PgStore,
         pool,
         notifier: Notifier { poke: None },
         changes: None,
+        webhooks: crate::webhook_cache::WebhookCache::disabled(),
     })
 }
 
@@ -223,6 +230,7 @@ pub(crate) fn open(url: &str, options: &StoreOptions) -> Result<PgStore, StoreEr
         notifier: Notifier::spawn(pool.clone()),
         changes,
         pool,
+        webhooks: crate::webhook_cache::WebhookCache::disabled(),
     })
 }
 

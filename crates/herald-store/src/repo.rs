@@ -74,18 +74,23 @@ macro_rules! store_impl {
                 secret: Option<&SealedSecret>,
             ) -> StoreResult<()> {
                 let mut conn = self.writer().await?;
-                diesel::insert_into(webhooks::table)
+                let written = diesel::insert_into(webhooks::table)
                     .values((
                         WebhookRow::new(webhook),
                         webhooks::secret_sealed.eq(secret.map(|s| s.0.clone())),
                     ))
                     .execute(&mut conn)
-                    .await
-                    .map_err(db_error)?;
+                    .await;
+                self.webhook_cache().invalidate();
+                written.map_err(db_error)?;
                 Ok(())
             }
 
             async fn list_webhooks(&self, org: &OrgId) -> StoreResult<Vec<Webhook>> {
+                if let Some(kept) = self.webhook_cache().get(org) {
+                    return Ok(kept);
+                }
+                let generation = self.webhook_cache().generation();
                 let mut conn = self.reader().await?;
                 let rows: Vec<WebhookRow> = webhooks::table
                     .filter(webhooks::organization_id.eq(org.as_str()))
@@ -94,7 +99,12 @@ macro_rules! store_impl {
                     .load(&mut conn)
                     .await
                     .map_err(db_error)?;
-                rows.into_iter().map(WebhookRow::into_domain).collect()
+                let list = rows
+                    .into_iter()
+                    .map(WebhookRow::into_domain)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                self.webhook_cache().put(org, generation, &list);
+                Ok(list)
             }
 
             async fn find_webhook(
@@ -122,49 +132,51 @@ macro_rules! store_impl {
                 let mut conn = self.writer().await?;
                 let row = WebhookRow::new(webhook);
                 let secret = secret.clone();
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    let target = webhooks::table
-                        .filter(webhooks::organization_id.eq(&row.organization_id))
-                        .filter(webhooks::id.eq(&row.id));
-                    let changed = diesel::update(target).set(&row).execute(conn).await?;
-                    if changed == 0 {
-                        return Ok(false);
-                    }
-                    match &secret {
-                        SealedSecretChange::Keep => {}
-                        SealedSecretChange::Remove => {
-                            diesel::update(target)
-                                .set(webhooks::secret_sealed.eq(None::<String>))
-                                .execute(conn)
-                                .await?;
+                let written = conn
+                    .transaction::<_, diesel::result::Error, _>(async |conn| {
+                        let target = webhooks::table
+                            .filter(webhooks::organization_id.eq(&row.organization_id))
+                            .filter(webhooks::id.eq(&row.id));
+                        let changed = diesel::update(target).set(&row).execute(conn).await?;
+                        if changed == 0 {
+                            return Ok(false);
                         }
-                        SealedSecretChange::Set(s) => {
-                            diesel::update(target)
-                                .set(webhooks::secret_sealed.eq(Some(s.0.clone())))
-                                .execute(conn)
-                                .await?;
+                        match &secret {
+                            SealedSecretChange::Keep => {}
+                            SealedSecretChange::Remove => {
+                                diesel::update(target)
+                                    .set(webhooks::secret_sealed.eq(None::<String>))
+                                    .execute(conn)
+                                    .await?;
+                            }
+                            SealedSecretChange::Set(s) => {
+                                diesel::update(target)
+                                    .set(webhooks::secret_sealed.eq(Some(s.0.clone())))
+                                    .execute(conn)
+                                    .await?;
+                            }
                         }
-                    }
-                    if !row.active {
-                        cancel_pending(conn, &row.id, row.updated_at).await?;
-                    }
-                    Ok(true)
-                })
-                .await
-                .map_err(db_error)
+                        if !row.active {
+                            cancel_pending(conn, &row.id, row.updated_at).await?;
+                        }
+                        Ok(true)
+                    })
+                    .await;
+                self.webhook_cache().invalidate();
+                written.map_err(db_error)
             }
 
             async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<bool> {
                 let mut conn = self.writer().await?;
-                let n = diesel::delete(
+                let deleted = diesel::delete(
                     webhooks::table
                         .filter(webhooks::organization_id.eq(org.as_str()))
                         .filter(webhooks::id.eq(id.to_string())),
                 )
                 .execute(&mut conn)
-                .await
-                .map_err(db_error)?;
-                Ok(n > 0)
+                .await;
+                self.webhook_cache().invalidate();
+                Ok(deleted.map_err(db_error)? > 0)
             }
         }
 

@@ -116,6 +116,7 @@ pub struct SqliteStore {
     reader: Pool<SqliteConn>,
     writer: Pool<SqliteConn>,
     changes: Option<ChangeBatcher>,
+    webhooks: crate::webhook_cache::WebhookCache,
 }
 
 /// Group commit of messaging changes (see [`crate::batch`]): with one writer, this is what
@@ -136,6 +137,12 @@ impl SqliteStore {
 
     fn change_batcher(&self) -> Option<&ChangeBatcher> {
         self.changes.as_ref()
+    }
+
+    /// Enabled: the embedded file is served by this one process, so every webhook write goes
+    /// through this store and drops the kept lists.
+    fn webhook_cache(&self) -> &crate::webhook_cache::WebhookCache {
+        &self.webhooks
     }
 
     /// Nothing to announce: no other process shares the file, and this one's listeners are
@@ -164,6 +171,7 @@ pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, S
         )?,
         writer,
         changes,
+        webhooks: crate::webhook_cache::WebhookCache::enabled(),
     })
 }
 

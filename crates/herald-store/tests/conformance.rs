@@ -74,6 +74,11 @@ async fn webhooks_round_trip_and_stay_in_their_organization() {
             .update_webhook(&changed, &SealedSecretChange::Remove)
             .await
             .unwrap());
+        // A list read before the change never outlives it (the embedded store keeps lists).
+        assert_eq!(
+            store.list_webhooks(&a).await.unwrap(),
+            vec![changed.clone()]
+        );
         assert!(
             !store
                 .find_webhook(&a, &hook.id)

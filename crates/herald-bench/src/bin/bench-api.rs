@@ -2,7 +2,7 @@
 //! keep-alive connections on the embedded SQLite store and on PostgreSQL, next to a do-nothing
 //! hyper server measured in the same run. Targets: ≥ 30 % of the do-nothing server's requests/s
 //! on SQLite, ≥ 10 % on Postgres. `BENCH_SECS` (default 5) and `BENCH_CONNECTIONS` (default 32)
-//! tune the runs.
+//! tune the runs; `BENCH_BACKEND=sqlite|postgres` runs one store only.
 
 use herald_bench::load::{self, LoadConfig, LoadReport, RequestFactory};
 use herald_bench::noop;
@@ -53,7 +53,13 @@ async fn main() -> anyhow::Result<()> {
     let ceiling = load::run(noop::start().await, get("/", None), &config).await?;
     println!("{}", line("do-nothing hyper", &ceiling));
 
+    let only = std::env::var("BENCH_BACKEND")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     for (backend, target) in [(Backend::Sqlite, 0.30), (Backend::Postgres, 0.10)] {
+        if !only.is_empty() && !format!("{backend:?}").eq_ignore_ascii_case(&only) {
+            continue;
+        }
         let server = TestServer::start_with(backend, |c| c.pool_size = 16).await;
         let token = server.api_key("org_bench", "manage,read").await;
         for i in 0..10 {
