@@ -39,16 +39,7 @@ fn spawn_dispatcher(server: &TestServer, listen: &str) -> Child {
 }
 
 async fn ping(server: &TestServer, token: &str, webhook: &str) -> String {
-    let reply = server
-        .client
-        .post(
-            &format!("/api/v1/webhooks/{webhook}/test"),
-            token,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(reply.status, 202, "{:?}", reply.json);
-    reply.json["eventId"].as_str().unwrap().to_owned()
+    server.ping_webhook(token, webhook).await.0
 }
 
 fn counts(receiver: &Receiver) -> HashMap<String, usize> {

@@ -209,6 +209,22 @@ impl OutcomeColumns {
     }
 }
 
+/// The change that makes a delivery due again at `now` with a renewed attempt budget (a manual
+/// retry or a recovery): pending, budget counted from the attempts made so far, no lease.
+macro_rules! requeued_now {
+    ($now:expr) => {
+        (
+            deliveries::status.eq(DeliveryStatus::Pending.as_str()),
+            deliveries::budget_base.eq(deliveries::attempts),
+            deliveries::next_attempt_at.eq(Some($now)),
+            deliveries::lease_owner.eq(None::<String>),
+            deliveries::lease_until.eq(None::<i64>),
+            deliveries::updated_at.eq($now),
+        )
+    };
+}
+pub(crate) use requeued_now;
+
 /// Implements `DeliveryStore` for `$store` over `$conn`; `$backend` holds the claim and
 /// completion queries that differ per database.
 macro_rules! delivery_store_impl {
@@ -455,14 +471,7 @@ macro_rules! delivery_store_impl {
                             .await?
                     } else {
                         diesel::update(target.filter(free))
-                            .set((
-                                deliveries::status.eq(DeliveryStatus::Pending.as_str()),
-                                deliveries::budget_base.eq(deliveries::attempts),
-                                deliveries::next_attempt_at.eq(Some(now)),
-                                deliveries::lease_owner.eq(None::<String>),
-                                deliveries::lease_until.eq(None::<i64>),
-                                deliveries::updated_at.eq(now),
-                            ))
+                            .set(crate::deliveries::requeued_now!(now))
                             .execute(conn)
                             .await?
                     };
@@ -498,14 +507,7 @@ macro_rules! delivery_store_impl {
                             .filter(deliveries::created_at.ge(since))
                             .filter(deliveries::created_at.le(until)),
                     )
-                    .set((
-                        deliveries::status.eq(DeliveryStatus::Pending.as_str()),
-                        deliveries::budget_base.eq(deliveries::attempts),
-                        deliveries::next_attempt_at.eq(Some(now)),
-                        deliveries::lease_owner.eq(None::<String>),
-                        deliveries::lease_until.eq(None::<i64>),
-                        deliveries::updated_at.eq(now),
-                    ))
+                    .set(crate::deliveries::requeued_now!(now))
                     .execute(conn)
                     .await?;
                     if n > 0 {

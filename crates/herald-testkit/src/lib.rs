@@ -223,6 +223,16 @@ impl TestServer {
             .token
     }
 
+    /// Sends a `webhook.test` to `webhook` (asserting the documented 202) and returns the
+    /// event id and the delivery id.
+    pub async fn ping_webhook(&self, token: &str, webhook: &str) -> (String, String) {
+        let path = format!("/api/v1/webhooks/{webhook}/test");
+        let reply = self.client.post(&path, token, &serde_json::json!({})).await;
+        assert_eq!(reply.status, 202, "{:?}", reply.json);
+        let id = |field: &str| reply.json[field].as_str().expect(field).to_owned();
+        (id("eventId"), id("deliveryId"))
+    }
+
     /// Stops the server gracefully.
     pub async fn stop(&mut self) {
         if let Some(app) = self.app.take() {

@@ -37,19 +37,7 @@ async fn create_webhook(server: &TestServer, token: &str, body: Value) -> String
 }
 
 async fn test_ping(server: &TestServer, token: &str, webhook: &str) -> (String, String) {
-    let reply = server
-        .client
-        .post(
-            &format!("/api/v1/webhooks/{webhook}/test"),
-            token,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(reply.status, 202, "{:?}", reply.json);
-    (
-        reply.json["eventId"].as_str().unwrap().to_owned(),
-        reply.json["deliveryId"].as_str().unwrap().to_owned(),
-    )
+    server.ping_webhook(token, webhook).await
 }
 
 async fn delivery(server: &TestServer, token: &str, webhook: &str, id: &str) -> Value {

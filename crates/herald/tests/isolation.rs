@@ -96,18 +96,7 @@ impl World {
             .await,
             "api key",
         );
-        let test = c
-            .post(
-                &format!("/api/v1/webhooks/{webhook}/test"),
-                admin,
-                &json!({}),
-            )
-            .await;
-        assert_eq!(test.status, 202, "sending a test event: {:?}", test.json);
-        let delivery = test.json["deliveryId"]
-            .as_str()
-            .expect("a delivery id")
-            .to_owned();
+        let (_, delivery) = server.ping_webhook(admin, &webhook).await;
         let path = format!("/api/v1/webhooks/{webhook}/deliveries/{delivery}");
         herald_testkit::eventually(
             "the test delivery to be dead-lettered",
