@@ -26,7 +26,7 @@ use herald_domain::StoreError;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use pg::{listen_events, PgConn, PgStore, EVENTS_CHANNEL};
+pub use pg::{PgConn, PgStore, EVENTS_CHANNEL};
 pub use sqlite::{SqliteConn, SqliteStore};
 
 /// Where the data lives.

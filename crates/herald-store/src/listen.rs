@@ -1,7 +1,8 @@
 //! Cross-process wake-ups on Postgres: a dedicated connection that `LISTEN`s on
-//! [`EVENTS_CHANNEL`](crate::EVENTS_CHANNEL), which the store `NOTIFY`s inside every transaction
-//! that adds deliverable work (Postgres delivers the notification at commit, so a woken
-//! dispatcher always finds the rows). When Postgres restarts the connection is re-established
+//! [`EVENTS_CHANNEL`](crate::EVENTS_CHANNEL), which the store `NOTIFY`s once work it added has
+//! committed (so a woken dispatcher or live stream always finds the rows). Both the dispatcher
+//! and the API's live event hub listen through this one function. When Postgres restarts the
+//! connection is re-established
 //! with backoff, and the caller is woken once on every (re)connect because notifications sent
 //! while nobody listened are lost.
 

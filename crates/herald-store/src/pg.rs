@@ -1,5 +1,5 @@
-//! PostgreSQL: pooling, migrations, and what only Postgres has: `NOTIFY` after commits and the
-//! `LISTEN` side ([`listen_events`]), the event log's settled bound, advisory row locks, and
+//! PostgreSQL: pooling, migrations, and what only Postgres has: `NOTIFY` after commits (the
+//! `LISTEN` side is [`crate::listen`]), the event log's settled bound, advisory row locks, and
 //! multi-row upserts.
 
 use crate::{pool_error, StoreOptions};
@@ -73,7 +73,7 @@ impl PgStore {
     }
 
     /// Called after a transaction that appended events has committed: every replica's
-    /// listeners (`listen_events`) are told, shortly, on [`EVENTS_CHANNEL`].
+    /// listeners (`listen::listen_for_events`) are told, shortly, on [`EVENTS_CHANNEL`].
     fn events_committed(&self) {
         self.notifier.poke();
     }
@@ -127,45 +127,6 @@ async fn announce(pool: &Pool<PgConn>) -> Result<(), StoreError> {
         .execute(&mut conn)
         .await
         .map_err(crate::db_error)?;
-    Ok(())
-}
-
-/// Keeps one dedicated connection listening on [`EVENTS_CHANNEL`] and calls `on_commit` for
-/// every announcement — and once after each (re)connection, because announcements sent while
-/// disconnected are lost. Reconnects with backoff (0.1 s doubling to 5 s); runs until the
-/// returned future is dropped. Whatever waits on `on_commit` should still poll now and then:
-/// a silently dead connection is only noticed when the next query on it fails.
-pub async fn listen_events(url: String, on_commit: impl Fn() + Send + Sync + 'static) {
-    let mut backoff = std::time::Duration::from_millis(100);
-    loop {
-        match listen_once(&url, &on_commit).await {
-            Ok(()) => {
-                tracing::warn!("event listener connection closed; reconnecting");
-                backoff = std::time::Duration::from_millis(100);
-            }
-            Err(error) => tracing::warn!(%error, "event listener failed; reconnecting"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-    }
-}
-
-async fn listen_once(url: &str, on_commit: &(impl Fn() + Send + Sync)) -> Result<(), StoreError> {
-    use diesel_async::{AsyncConnection, RunQueryDsl};
-    use futures_util::StreamExt;
-    let mut conn = AsyncPgConnection::establish(url)
-        .await
-        .map_err(|e| StoreError::new(format!("cannot connect to Postgres: {e}")))?;
-    diesel::sql_query(format!("LISTEN {EVENTS_CHANNEL}"))
-        .execute(&mut conn)
-        .await
-        .map_err(crate::db_error)?;
-    on_commit();
-    let mut notifications = std::pin::pin!(conn.notifications_stream());
-    while let Some(notification) = notifications.next().await {
-        notification.map_err(crate::db_error)?;
-        on_commit();
-    }
     Ok(())
 }
 

@@ -187,10 +187,13 @@ impl App {
         let listening = match &config.database {
             Database::Postgres(url) => {
                 let wakeups = parts.wakeups.clone();
-                Some(AbortOnDrop(tokio::spawn(herald_store::listen_events(
-                    url.clone(),
-                    move || wakeups.commit_seen(),
-                ))))
+                Some(AbortOnDrop(tokio::spawn(
+                    herald_store::listen::listen_for_events(
+                        url.clone(),
+                        move |_| wakeups.commit_seen(),
+                        std::future::pending::<()>(),
+                    ),
+                )))
             }
             Database::Sqlite(_) => None,
         };

@@ -6,7 +6,7 @@
 use herald_domain::ports::ChangeListener;
 use herald_domain::OrgId;
 use std::sync::{Arc, RwLock};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 /// A callback run on every commit (see [`Wakeups::subscribe`]).
 type Subscriber = Arc<dyn Fn() + Send + Sync>;
@@ -14,7 +14,6 @@ type Subscriber = Arc<dyn Fn() + Send + Sync>;
 /// Wakes local waiters when events are committed.
 #[derive(Default)]
 pub struct Wakeups {
-    events: Notify,
     subscribers: RwLock<Vec<Subscriber>>,
     requeued: RwLock<Vec<Subscriber>>,
     /// Bumped on every commit, local or (through Postgres `NOTIFY`) on another replica; any
@@ -23,14 +22,9 @@ pub struct Wakeups {
 }
 
 impl Wakeups {
-    /// Resolves after the next commit of events (or at once if one happened since the last wait).
-    pub async fn events_committed(&self) {
-        self.events.notified().await;
-    }
-
-    /// Runs `wake` on every commit from now on. Each subscriber is told of every commit
-    /// (unlike [`Wakeups::events_committed`], which wakes one waiter), so the dispatcher and a
-    /// live stream in the same process never steal each other's wake-ups.
+    /// Runs `wake` on every local commit from now on. Each subscriber is told of every commit,
+    /// so the dispatcher and a live stream in the same process never steal each other's
+    /// wake-ups.
     pub fn subscribe(&self, wake: impl Fn() + Send + Sync + 'static) {
         self.subscribers
             .write()
@@ -53,9 +47,8 @@ impl Wakeups {
     }
 
     /// Records that some process committed events (called for local commits and for every
-    /// `NOTIFY` from other replicas): wakes the local waiter and every commit watcher.
+    /// `NOTIFY` from other replicas): every commit watcher sees it.
     pub fn commit_seen(&self) {
-        self.events.notify_one();
         self.commits.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
