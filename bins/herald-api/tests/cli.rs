@@ -27,12 +27,10 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-#[test]
-fn keys_commands_mint_list_and_revoke() {
-    let dir = temp_dir("keys");
-    assert!(herald(&dir, &["migrate"]).status.success());
-    let out = herald(
-        &dir,
+/// `herald-api keys create` for `org_acme`, named `ops`, with `capabilities`.
+fn create_key(dir: &std::path::Path, capabilities: &str) -> std::process::Output {
+    herald(
+        dir,
         &[
             "keys",
             "create",
@@ -41,9 +39,16 @@ fn keys_commands_mint_list_and_revoke() {
             "--name",
             "ops",
             "--capabilities",
-            "manage,send,read",
+            capabilities,
         ],
-    );
+    )
+}
+
+#[test]
+fn keys_commands_mint_list_and_revoke() {
+    let dir = temp_dir("keys");
+    assert!(herald(&dir, &["migrate"]).status.success());
+    let out = create_key(&dir, "manage,send,read");
     assert!(
         out.status.success(),
         "{}",
@@ -102,19 +107,7 @@ fn keys_commands_mint_list_and_revoke() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_serves_minted_keys_and_stops_on_sigterm() {
     let dir = temp_dir("serve");
-    let out = herald(
-        &dir,
-        &[
-            "keys",
-            "create",
-            "--org",
-            "org_acme",
-            "--name",
-            "ops",
-            "--capabilities",
-            "manage,read",
-        ],
-    );
+    let out = create_key(&dir, "manage,read");
     let token = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

@@ -49,6 +49,9 @@ async fn a_webhook_is_created_with_the_documented_defaults_and_never_shows_its_s
         let fetched = c.get(&format!("/api/v1/webhooks/{id}"), &acme.manage).await;
         assert_eq!((fetched.status, &fetched.json), (200, w));
         let list = c.get("/api/v1/webhooks", &acme.manage).await;
+        // The full set in one page: paging parameters (and any unknown ones) are ignored.
+        let with_params = c.get("/api/v1/webhooks?limit=1&cursor=x&foo=bar", &acme.manage).await;
+        assert_eq!((with_params.status, &with_params.json), (200, &list.json));
         assert_eq!(list.json, json!({"data": [w], "nextCursor": ""}));
         assert!(!list.body.windows(6).any(|x| x == b"secret"));
     })
