@@ -178,7 +178,7 @@ pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> HttpRes
     let mut response = if method == Method::OPTIONS && allowed_origin.is_some() {
         preflight()
     } else {
-        match serve(&state, request).await {
+        match serve(&state, &path, request).await {
             Ok(response) => response,
             Err(error) => error_response(&error),
         }
@@ -221,10 +221,10 @@ fn preflight() -> HttpResponse {
 
 async fn serve(
     state: &Arc<AppState>,
+    path: &str,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let path = request.uri().path().to_owned();
-    let (route, params) = match routes::find(request.method(), &path) {
+    let (route, params) = match routes::find(request.method(), path) {
         Ok(found) => found,
         Err(NoMatch::NotFound) => return Err(ApiError::not_found("no such endpoint")),
         Err(NoMatch::MethodNotAllowed(allowed)) => {
