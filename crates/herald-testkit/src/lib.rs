@@ -46,6 +46,30 @@ pub enum Backend {
 /// Both backends, for tests that run once per store.
 pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 
+/// Runs a scenario once per backend as two separate tests, so a failure names its store.
+///
+/// `per_backend!(webhooks_round_trip);` next to `async fn webhooks_round_trip(backend: Backend)`
+/// generates the tests `webhooks_round_trip::sqlite` and `webhooks_round_trip::postgres` (a
+/// module and a function may share a name). Several scenarios may be listed at once.
+#[macro_export]
+macro_rules! per_backend {
+    ($($scenario:ident),+ $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$scenario($crate::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$scenario($crate::Backend::Postgres).await
+                }
+            }
+        )+
+    };
+}
+
 /// A database that exists for one test and is removed afterwards.
 pub struct TestDb {
     /// Where it is.
