@@ -51,7 +51,7 @@ pub struct ApiKeyAuthenticator {
 
 impl ApiKeyAuthenticator {
     /// How long a verified key is trusted without asking the store again: a key revoked on
-    /// another replica is refused within this time (the contract allows 5 s).
+    /// another replica is refused within this time.
     pub const CACHE_TTL: Duration = Duration::from_secs(2);
     /// `lastUsedAt` is written at most this often per key.
     pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);

@@ -1,8 +1,8 @@
 //! Herald's outbound webhook delivery: everything between a claimed delivery and the
 //! receiver's answer, and the dispatcher loop that drives it.
 //!
-//! - [`sign`]: the §4 request — headers in their documented order, `customHeaders` last, and
-//!   the lowercase-hex HMAC-SHA512 of the exact envelope bytes.
+//! - [`sign`]: the request a receiver sees — headers in their documented order,
+//!   `customHeaders` last, and the lowercase-hex HMAC-SHA512 of the exact envelope bytes.
 //! - [`guard`]: the SSRF guard, a ureq resolver that refuses private, loopback, link-local,
 //!   CGNAT, multicast and unspecified addresses; it vets the very addresses the connection is
 //!   made to, so DNS rebinding cannot slip past it.

@@ -1,6 +1,6 @@
-//! What a receiver sees besides the body: the §4 header set and the signature. The body is the
-//! envelope exactly as stored with the event, and the signature is computed over those same
-//! bytes, so a receiver verifies with any standard HMAC library.
+//! What a receiver sees besides the body: the delivery header set and the signature. The body
+//! is the envelope exactly as stored with the event, and the signature is computed over those
+//! same bytes, so a receiver verifies with any standard HMAC library.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha512;
@@ -17,9 +17,9 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// The headers of one attempt, in order: the defaults of §4, then `custom` — each custom
-/// header replacing a default of the same name (case-insensitively), as the contract says
-/// custom headers are applied last and override.
+/// The headers of one attempt, in order: the default delivery headers, then `custom` — each
+/// custom header replacing a default of the same name (case-insensitively): custom headers are
+/// applied last and override.
 pub fn delivery_headers<'a>(
     event_id: &str,
     timestamp_ms: i64,

@@ -304,9 +304,9 @@ mod tests {
         assert_eq!(counts, [1, 2, 0]);
     }
 
-    // The seed: "`options` is the complete set of poll choices you want selected — it replaces
-    // your previous vote rather than adding to it. Send an empty array to clear your vote; for a
-    // single-choice poll send exactly one option."
+    // A vote's options are the complete set of choices the voter wants selected: they replace
+    // the previous vote rather than adding to it, an empty array clears it, and a single-choice
+    // poll takes exactly one option.
 
     #[test]
     fn a_vote_replaces_the_previous_vote_rather_than_adding_to_it() {

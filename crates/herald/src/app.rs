@@ -158,7 +158,7 @@ impl App {
                 .push(Arc::new(JwksReadiness(verifier.clone())));
             state.metrics.push(Arc::new(JwksReadiness(verifier)));
         }
-        // Single-node mode (§7): the embedded store, or `--with-dispatcher`, delivers in-process.
+        // Single-node mode: the embedded store, or `--with-dispatcher`, delivers in-process.
         let dispatcher = (config.database.is_embedded() || config.with_dispatcher)
             .then(|| crate::dispatch::RunningDispatcher::start(&config, &parts));
         if let Some(running) = &dispatcher {

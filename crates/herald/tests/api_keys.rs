@@ -1,4 +1,4 @@
-//! API keys over HTTP (§2): created with their token shown once, listed without it, granted only
+//! API keys over HTTP: created with their token shown once, listed without it, granted only
 //! within the caller's own capabilities, revoked at once on the replica that revoked them and
 //! within 5 s on another one sharing the database.
 

@@ -1,6 +1,6 @@
 //! Webhook delivery end to end, on both stores: the real server with its in-process dispatcher,
-//! real local receivers, real sockets. Covers the §4 request (headers, signature, envelope
-//! bytes), the retry schedule, dead-lettering, manual retry and recovery, `Retry-After`,
+//! real local receivers, real sockets. Covers the request a receiver sees (headers,
+//! signature, envelope bytes), the retry schedule, dead-lettering, manual retry and recovery, `Retry-After`,
 //! redirects, timeouts, dropped connections, big replies, the SSRF guard, cancellation, the
 //! deliveries API's validation and isolation, and at most one attempt in flight.
 

@@ -1,6 +1,6 @@
-//! Polls and votes over HTTP on both stores: the seed's "Vote on a poll message" rules table
-//! (valid, replace, clear, single choice, duplicates, unknown option, too many, not a poll,
-//! missing, foreign), the error precedence, sending polls, and tallies.
+//! Polls and votes over HTTP on both stores: every rule of the vote endpoint (valid, replace,
+//! clear, single choice, duplicates, unknown option, too many, not a poll, missing, foreign),
+//! the error precedence, sending polls, and tallies.
 
 mod common;
 
