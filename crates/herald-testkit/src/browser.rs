@@ -19,6 +19,7 @@ use crate::{eventually, Client};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -97,7 +98,10 @@ impl Browser {
             if browser_required() {
                 panic!("HERALD_REQUIRE_BROWSER is set, but {what} were not found");
             }
-            eprintln!(
+            // Straight to the process's stderr: the test harness captures `eprintln!` of a
+            // passing test, and a skip must not go unnoticed.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n{bar}\n!! SKIPPED {test}: no browser here.\n!! It needs {what}\n\
                  !! (or HERALD_CHROMIUM / HERALD_CHROMEDRIVER pointing at them).\n\
                  !! CI sets HERALD_REQUIRE_BROWSER=1, which makes this a failure.\n{bar}\n",

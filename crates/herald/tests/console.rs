@@ -19,6 +19,7 @@ use herald_testkit::{
     eventually, Backend, Behaviour, Browser, JwksServer, Receiver, SigningKey, TestServer,
 };
 use serde_json::{json, Value};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -292,6 +293,77 @@ async fn the_console_in_a_real_browser() {
     );
     s.both_widths("webhooks", ".webhook").await;
 
+    // Disable, enable and edit it from its card.
+    let hook = |path: &str| format!("/api/v1/webhooks/{webhook_id}{path}");
+    b.click(".webhook [data-action=toggle]").await;
+    b.wait_for_text(".webhook .card-head", "disabled").await;
+    assert_eq!(
+        server.client.get(&hook(""), &admin).await.json["active"],
+        false
+    );
+    b.click(".webhook [data-action=toggle]").await;
+    b.wait_for_text(".webhook .card-head", "active").await;
+    assert_eq!(
+        server.client.get(&hook(""), &admin).await.json["active"],
+        true
+    );
+    b.click(".webhook [data-action=edit]").await;
+    b.wait_for("#webhook-form").await;
+    b.wait_until(
+        "the form to show the stored URL",
+        "return document.getElementById('wh-url').value === arguments[0];",
+        json!([receiver.url()]),
+    )
+    .await;
+    b.fill("#wh-headers", "X-Tenant: acme").await;
+    b.click("#wh-save").await;
+    b.wait_for_text("#webhook-list", "X-Tenant: acme").await;
+    let edited = server.client.get(&hook(""), &admin).await.json;
+    assert_eq!(edited["customHeaders"], json!({"X-Tenant": "acme"}));
+    assert_eq!(
+        edited["retryPolicy"]["attempts"], 1,
+        "untouched fields stay"
+    );
+    assert_eq!(edited["url"], receiver.url().as_str());
+
+    // Delete takes a second click to confirm.
+    let doomed = server
+        .client
+        .post(
+            "/api/v1/webhooks",
+            &admin,
+            &json!({"url": "https://example.com/doomed"}),
+        )
+        .await;
+    let doomed = doomed.json["id"].as_str().unwrap().to_owned();
+    b.click("#view .toolbar button.secondary").await; // Refresh
+    let card = format!(".webhook[data-id='{doomed}']");
+    b.click(&format!("{card} [data-action=delete]")).await;
+    b.wait_for_text(&format!("{card} [data-action=delete]"), "Really")
+        .await;
+    assert_eq!(
+        server
+            .client
+            .get(&format!("/api/v1/webhooks/{doomed}"), &admin)
+            .await
+            .status,
+        200,
+        "one click deletes nothing"
+    );
+    b.click(&format!("{card} [data-action=delete]")).await;
+    eventually("the card to go", Duration::from_secs(10), || async {
+        (s.count(&card).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        server
+            .client
+            .get(&format!("/api/v1/webhooks/{doomed}"), &admin)
+            .await
+            .status,
+        404
+    );
+
     // First load, measured: an empty cache, the token already in the tab.
     b.devtools("Network.clearBrowserCache", json!({})).await;
     b.goto(&format!("{}/console", s.base)).await;
@@ -314,16 +386,22 @@ async fn the_console_in_a_real_browser() {
             .iter()
             .map(|f| f[1].as_u64().unwrap_or(0))
             .sum::<u64>();
-    eprintln!(
+    // Straight to stderr, past the harness's capture: the figures are for people to read.
+    let mut report = format!(
         "console first load: {total} bytes transferred in {} requests (page and files, /me and \
-         /webhooks); load event at {:.0} ms, webhook list shown at {:.0} ms after navigation start",
+         /webhooks); load event at {:.0} ms, webhook list shown at {:.0} ms after navigation start\n",
         files.len() + 1,
         timing["loaded"].as_f64().unwrap(),
         timing["shown"].as_f64().unwrap()
     );
     for file in files {
-        eprintln!("  {:>7} B  {}", file[1], file[0].as_str().unwrap());
+        report.push_str(&format!(
+            "  {:>7} B  {}\n",
+            file[1],
+            file[0].as_str().unwrap()
+        ));
     }
+    let _ = std::io::stderr().write_all(report.as_bytes());
     assert!(
         total <= 200 * 1024,
         "the first load transfers {total} bytes"
@@ -352,8 +430,47 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(receiver.received().len(), 2);
     s.both_widths("delivery", "#attempts").await;
 
+    // Two more fail; the status filter finds them and recovering the window requeues them.
+    receiver.set_behaviour(Behaviour::Status(503));
+    let mut failing = Vec::new();
+    for _ in 0..2 {
+        failing.push(server.ping_webhook(&admin, &webhook_id).await.1);
+    }
+    for delivery in &failing {
+        eventually("the ping to fail", Duration::from_secs(10), || async {
+            let path = hook(&format!("/deliveries/{delivery}"));
+            (server.client.get(&path, &admin).await.json["status"] == "failed").then_some(())
+        })
+        .await;
+    }
+    receiver.set_behaviour(Behaviour::Ok);
+    s.show(&format!("#deliveries?webhook={webhook_id}&status=failed"))
+        .await;
+    eventually("the failed deliveries", Duration::from_secs(10), || async {
+        (s.count("#delivery-list a.tr").await == 2).then_some(())
+    })
+    .await;
+    b.click("details.panel summary").await;
+    b.click("#rc-go").await;
+    b.wait_for_text(".status-line", "Requeued 2 failed deliveries")
+        .await;
+    for delivery in &failing {
+        eventually(
+            "the recovered delivery to succeed",
+            Duration::from_secs(10),
+            || async {
+                let path = hook(&format!("/deliveries/{delivery}"));
+                (server.client.get(&path, &admin).await.json["status"] == "succeeded").then_some(())
+            },
+        )
+        .await;
+    }
+    b.click("#view .toolbar button.secondary").await; // Refresh
+    b.wait_for_text("#delivery-list", "No deliveries match")
+        .await;
+
     // Paging by cursor: 56 deliveries are two pages of at most 50.
-    for _ in 0..55 {
+    for _ in 0..53 {
         server.ping_webhook(&admin, &webhook_id).await;
     }
     s.show(&format!("#deliveries?webhook={webhook_id}")).await;
@@ -384,7 +501,7 @@ async fn the_console_in_a_real_browser() {
             "one page at a time: {page}"
         );
     }
-    b.click("#dl-status option[value='failed']").await;
+    b.click("#dl-status option[value='cancelled']").await;
     b.wait_for_text("#delivery-list", "No deliveries match")
         .await;
 
@@ -484,10 +601,12 @@ async fn the_console_in_a_real_browser() {
     // Sessions: create one in the console; one waiting for its QR shows the placeholder.
     s.show("#sessions").await;
     b.wait_for(&format!(".session[data-id='{session}']")).await;
-    b.fill("#session-name", "made in the console").await;
-    b.click("#new-session button").await;
-    b.wait_for_text("#session-list", "made in the console")
+    b.fill("#session-name", "<em>made</em> in the console")
         .await;
+    b.click("#new-session button").await;
+    b.wait_for_text("#session-list", "<em>made</em> in the console")
+        .await;
+    assert_eq!(s.count("#session-list em").await, 0, "a name is text");
     ingest(
         &server,
         &engine,
@@ -500,6 +619,20 @@ async fn the_console_in_a_real_browser() {
     ))
     .await;
     s.both_widths("sessions", ".session .qr").await;
+    let made = b
+        .execute(
+            "return [...document.querySelectorAll('.session')]\
+             .find((c) => c.textContent.includes('made</em>')).dataset.id;",
+            json!([]),
+        )
+        .await;
+    let made = format!(".session[data-id='{}']", made.as_str().unwrap());
+    b.click(&format!("{made} [data-action=delete]")).await;
+    b.click(&format!("{made} [data-action=delete]")).await;
+    eventually("the session to go", Duration::from_secs(10), || async {
+        (s.count(&made).await == 0).then_some(())
+    })
+    .await;
     ingest(
         &server,
         &engine,
