@@ -100,16 +100,44 @@ pub(crate) async fn list(
     Ok(response)
 }
 
-/// The bearer token of a WebSocket request: the `Authorization` header, else the
-/// `access_token` query parameter (browsers cannot set headers on a WebSocket).
+/// The WebSocket subprotocol a browser offers together with its token (see [`ws_token`]); the
+/// server selects it in the handshake answer, as the browser requires.
+pub(crate) const WS_PROTOCOL: &str = "herald";
+/// The prefix of the offered subprotocol that carries the bearer token.
+const WS_TOKEN_PROTOCOL: &str = "herald.bearer.";
+
+/// The subprotocols a WebSocket request offers, in order.
+fn offered_protocols<B>(request: &Request<B>) -> impl Iterator<Item = &str> {
+    request
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+}
+
+/// The bearer token of a WebSocket request: the `Authorization` header; else an offered
+/// subprotocol `herald.bearer.<token>` (browsers cannot set headers on a WebSocket, and a
+/// subprotocol keeps the token out of URLs and the logs that record them); else the
+/// `access_token` query parameter.
 pub(crate) fn ws_token<B>(request: &Request<B>) -> Result<Cow<'_, str>, ApiError> {
     if request.headers().contains_key(header::AUTHORIZATION) {
         return crate::bearer_token(request).map(Cow::Borrowed);
     }
+    if let Some(token) = offered_protocols(request).find_map(|p| p.strip_prefix(WS_TOKEN_PROTOCOL))
+    {
+        if token.is_empty() {
+            return Err(ApiError::unauthorized(
+                "empty token in the herald.bearer. subprotocol",
+            ));
+        }
+        return Ok(Cow::Borrowed(token));
+    }
     match Query::parse(request.uri()).get("access_token") {
         Some(token) => Ok(Cow::Owned(token.to_owned())),
         None => Err(ApiError::unauthorized(
-            "missing Authorization header or access_token query parameter",
+            "missing Authorization header, herald.bearer. subprotocol or access_token query parameter",
         )),
     }
 }
@@ -148,8 +176,15 @@ pub(crate) async fn upgrade(
     let config = WebSocketConfig::default()
         .max_message_size(Some(64 * 1024))
         .max_frame_size(Some(64 * 1024));
-    let (response, websocket) = hyper_tungstenite::upgrade(&mut request, Some(config))
+    let selects_protocol = offered_protocols(&request).any(|p| p == WS_PROTOCOL);
+    let (mut response, websocket) = hyper_tungstenite::upgrade(&mut request, Some(config))
         .map_err(|e| ApiError::bad_request(format!("WebSocket handshake refused: {e}")))?;
+    if selects_protocol {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(WS_PROTOCOL),
+        );
+    }
     let subscription = state
         .live
         .subscribe(caller.organization.clone(), filter, since)

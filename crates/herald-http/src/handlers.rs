@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::routes::{Op, Route};
 use crate::{empty_response, json_response, AppState, HttpResponse};
 use herald_domain::webhook::{RetryPolicyFields, WebhookFields};
-use herald_domain::{Capabilities, Capability, Principal};
+use herald_domain::{Capabilities, Capability, Principal, Subject};
 use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -177,7 +177,23 @@ pub(crate) async fn dispatch(
                 .expect("authenticated routes always carry a principal");
             crate::events::upgrade(state, caller, call.request).await
         }
+        Op::Me => ok(whoami(call.caller())),
+        Op::Console => Ok(crate::console::page(&call.request)),
+        Op::ConsoleAsset => crate::console::asset(call.param(0), &call.request),
     }
+}
+
+/// `GET /me`: what the presented token is, so a client (the console) shows only what it may do.
+fn whoami(caller: &Principal) -> serde_json::Value {
+    json!({
+        "organizationId": caller.organization,
+        "capabilities": caller.capabilities,
+        "credential": match caller.subject {
+            Subject::ApiKey(_) => "api_key",
+            Subject::User(_) => "login",
+        },
+        "expiresAt": caller.expires_at,
+    })
 }
 
 /// A list response: `{"data": [...], "nextCursor": "..."}` (`""` on the last page).

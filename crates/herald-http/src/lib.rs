@@ -1,6 +1,6 @@
 //! Herald's HTTP transport on hyper 1: the route table, bearer authentication with per-route
 //! capability checks, the 1 MiB body limit, JSON request/response shapes, the error table,
-//! CORS, health, metrics and the OpenAPI document.
+//! CORS, health, metrics, the OpenAPI document and the web console's files.
 //!
 //! The entry point is [`run`]: it takes a bound listener, the shared [`AppState`] and a shutdown
 //! future, so a binary serves on its configured address and a test on `127.0.0.1:0`. Only this
@@ -8,6 +8,7 @@
 //! never touches the store directly.
 
 pub mod body;
+mod console;
 mod deliveries;
 pub mod error;
 mod events;

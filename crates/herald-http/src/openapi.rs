@@ -75,6 +75,20 @@ fn shapes(op: Op) -> (Option<Value>, Option<Value>) {
         ),
         Op::ListEvents => (None, Some(list_of("Envelope"))),
         Op::EventsWs => (None, None),
+        Op::Me => (None, Some(schema_ref("Me"))),
+        // Not JSON: their content is described by `console_content`.
+        Op::Console | Op::ConsoleAsset => (None, None),
+    }
+}
+
+/// The media types the console's routes answer with (they serve files, not JSON).
+fn console_content(op: Op) -> Option<Value> {
+    let text = json!({"schema": {"type": "string"}});
+    match op {
+        Op::Console => Some(json!({"text/html": text})),
+        Op::ConsoleAsset => Some(json!({
+            "text/javascript": text, "text/css": text, "image/svg+xml": text})),
+        _ => None,
     }
 }
 
@@ -149,6 +163,9 @@ fn query_parameters(op: Op) -> Vec<Value> {
                 false,
                 "The bearer token, for clients that cannot set headers.",
             ),
+            json!({"name": "Sec-WebSocket-Protocol", "in": "header", "required": false,
+                "schema": {"type": "string"},
+                "description": "Browsers offer `herald, herald.bearer.<token>` to send the token without putting it in the URL; the server selects `herald`."}),
         ],
         _ => Vec::new(),
     }
@@ -224,13 +241,26 @@ fn operation(route: &Route) -> Value {
         );
     }
     let mut responses = Map::new();
-    let success = match response {
-        Some(schema) => {
+    let success = match (console_content(route.op), response) {
+        (Some(content), _) => json!({"description": "Success", "content": content}),
+        (None, Some(schema)) => {
             json!({"description": "Success", "content": {"application/json": {"schema": schema}}})
         }
-        None => json!({"description": "Success, no content"}),
+        (None, None) => json!({"description": "Success, no content"}),
     };
     responses.insert(route.success.to_string(), success);
+    if console_content(route.op).is_some() {
+        responses.insert(
+            "304".into(),
+            json!({"description": "Not modified (the If-None-Match ETag still matches)"}),
+        );
+    }
+    if route.op == Op::ConsoleAsset {
+        responses.insert(
+            "404".into(),
+            json!({"description": "No such file", "content": {"application/json": {"schema": schema_ref("Error")}}}),
+        );
+    }
     let error = json!({"description": "Error", "content": {"application/json": {"schema": schema_ref("Error")}}});
     match route.access {
         Access::Public => {
@@ -306,6 +336,11 @@ fn schemas() -> Value {
             "required": ["code", "message", "details"], "properties": {
                 "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}},
         "EventType": {"type": "object", "properties": {"name": {"type": "string"}, "description": {"type": "string"}}},
+        "Me": {"type": "object", "required": ["organizationId", "capabilities", "credential", "expiresAt"], "properties": {
+            "organizationId": {"type": "string"},
+            "capabilities": {"type": "array", "items": {"type": "string", "enum": ["read", "send", "manage", "ingest"]}},
+            "credential": {"type": "string", "enum": ["api_key", "login"]},
+            "expiresAt": {"type": ["integer", "null"], "description": "When the token stops being valid (epoch ms); null when it does not expire."}}},
         "RetryPolicy": retry,
         "Webhook": {"type": "object", "required": ["id", "organizationId", "url", "events", "active", "customHeaders", "retryPolicy", "createdAt", "updatedAt"],
             "properties": {

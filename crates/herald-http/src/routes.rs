@@ -37,12 +37,15 @@ pub enum Op {
     Ingest,
     ListEvents,
     EventsWs,
+    Me,
+    Console,
+    ConsoleAsset,
 }
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone, no token (health, metrics, the OpenAPI document).
+    /// Anyone, no token (health, metrics, the OpenAPI document, the console's files).
     Public,
     /// Any authenticated caller.
     Authenticated,
@@ -313,6 +316,30 @@ pub static ROUTES: &[Route] = &[
         Requires(Read),
         101,
         "Receive events live over a WebSocket.",
+    ),
+    route(
+        Method::GET,
+        "/api/v1/me",
+        Op::Me,
+        Authenticated,
+        200,
+        "Describe the caller: its organization, capabilities and kind of credential.",
+    ),
+    route(
+        Method::GET,
+        "/console",
+        Op::Console,
+        Public,
+        200,
+        "The web console (an HTML page; it asks for a token itself).",
+    ),
+    route(
+        Method::GET,
+        "/console/{asset}",
+        Op::ConsoleAsset,
+        Public,
+        200,
+        "A file of the web console (script, style sheet, icon).",
     ),
 ];
 

@@ -4,7 +4,8 @@
 //! client ([`Client`]), a local webhook receiver ([`Receiver`]) and [`eventually`] for waiting on
 //! a condition with a deadline instead of sleeping; login-token support ([`jwks`]: test signing
 //! keys, a local JWKS server, token minting); and replicas ([`TestServer::start_replica`]: a
-//! second server on the same database, as several `herald-api` processes share one Postgres).
+//! second server on the same database, as several `herald-api` processes share one Postgres);
+//! and a real headless browser ([`browser`]: Chromium through ChromeDriver) for the console.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use herald::config::Config;
@@ -21,8 +22,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod jwks;
 mod receiver;
+pub use browser::Browser;
 pub use jwks::{JwksServer, SigningKey};
 mod ws;
 pub use receiver::{Behaviour, Received, Receiver};

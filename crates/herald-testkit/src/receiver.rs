@@ -26,6 +26,8 @@ pub enum Behaviour {
     Redirect(String),
     /// 200 with a body of this many bytes.
     BigBody(usize),
+    /// This status with this body.
+    Body(u16, &'static str),
     /// Reads the request, then closes the connection without answering.
     Close,
 }
@@ -169,5 +171,6 @@ async fn answer(
             r
         }
         Behaviour::BigBody(n) => reply(200, Bytes::from(vec![b'x'; n])),
+        Behaviour::Body(status, body) => reply(status, Bytes::from_static(body.as_bytes())),
     })
 }

@@ -290,6 +290,8 @@ fn recipes() -> Vec<(&'static str, Recipe)> {
         ("GET /api/v1/events/ws", |w| {
             Req::new(format!("/api/v1/events/ws?since={}", w.event)).success(426)
         }),
+        // Names no resource: every token learns only its own organization and capabilities.
+        ("GET /api/v1/me", |_| Req::new("/api/v1/me")),
     ]
 }
 

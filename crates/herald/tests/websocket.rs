@@ -1,5 +1,5 @@
 //! The realtime WebSocket with a real client (tokio-tungstenite), on both stores: live
-//! delivery, filters, both ways of passing the token, handshake errors, `since` replay racing
+//! delivery, filters, the three ways of passing the token, handshake errors, `since` replay racing
 //! live traffic without gap or duplicate, ping/pong, 1008 on revocation, 1013 for a consumer
 //! that stops reading — and, on Postgres, two replicas each delivering what the other accepted.
 
@@ -350,5 +350,57 @@ async fn a_long_replay_overtaken_by_live_traffic_still_has_no_gap_or_duplicate()
             assert_eq!(event["payload"]["n"], expected, "{backend:?}");
         }
         ws.expect_silence(Duration::from_millis(300)).await;
+    }
+}
+
+/// Browsers cannot set headers on a WebSocket: they offer the token as the subprotocol
+/// `herald.bearer.<token>` next to `herald`, which the server selects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_passes_the_token_in_a_subprotocol() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Error;
+
+    let w = World::new(Backend::Sqlite).await;
+    let url = format!(
+        "{}/api/v1/events/ws",
+        w.server.base_url.replacen("http://", "ws://", 1)
+    );
+    let offer = |protocols: String| {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+        request
+    };
+
+    let (mut socket, response) =
+        tokio_tungstenite::connect_async(offer(format!("herald, herald.bearer.{}", w.token)))
+            .await
+            .expect("the subprotocol token is accepted");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "herald");
+    let id = w.inbound_text("SUB1", "through a subprotocol").await;
+    let frame = tokio::time::timeout(WAIT, socket.next())
+        .await
+        .expect("an event in time")
+        .expect("a frame")
+        .expect("a good frame");
+    let event: serde_json::Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+    assert_eq!(event["id"], id.as_str());
+
+    for (protocols, status) in [
+        ("herald, herald.bearer.hk_nope".to_owned(), 401),
+        ("herald, herald.bearer.".to_owned(), 401),
+        ("herald".to_owned(), 401),
+    ] {
+        match tokio_tungstenite::connect_async(offer(protocols.clone())).await {
+            Err(Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), status, "{protocols}")
+            }
+            other => panic!(
+                "{protocols}: expected a refusal, got {:?}",
+                other.map(|_| ())
+            ),
+        }
     }
 }
