@@ -417,20 +417,25 @@ mod tests {
         let (verifier, fake) = loaded(&[&one]).await;
         let verifier = Arc::new(verifier);
         assert_eq!(fake.fetches(), 1);
-        // The frontend rotates: a token with the new kid triggers a refresh and passes.
-        fake.set(Ok(jwks(&[&one, &two])));
-        verifier
-            .verify(&two.sign(&claims("o", "owner")))
-            .await
-            .unwrap();
-        assert_eq!(fake.fetches(), 2);
-        // A concurrent flood of random kids: no further fetch within the interval.
+        // The flood's tokens are signed up front: RSA signing in a debug build on a busy machine
+        // can take longer than the interval, which would let a legitimate refetch through.
         let attacker = Key::new("x", Algorithm::RS256, RSA2);
-        let tasks: Vec<_> = (0..50)
+        let flood: Vec<String> = (0..50)
             .map(|i| {
                 let mut header = key_header(&attacker);
                 header.kid = Some(format!("random-{i}"));
-                let token = attacker.sign_with(&header, &claims("o", "owner"));
+                attacker.sign_with(&header, &claims("o", "owner"))
+            })
+            .collect();
+        let rotated = two.sign(&claims("o", "owner"));
+        // The frontend rotates: a token with the new kid triggers a refresh and passes.
+        fake.set(Ok(jwks(&[&one, &two])));
+        verifier.verify(&rotated).await.unwrap();
+        assert_eq!(fake.fetches(), 2);
+        // A concurrent flood of random kids: no further fetch within the interval.
+        let tasks: Vec<_> = flood
+            .into_iter()
+            .map(|token| {
                 let verifier = verifier.clone();
                 tokio::spawn(async move { verifier.verify(&token).await })
             })
