@@ -4,7 +4,8 @@
 //! client ([`Client`]), a local webhook receiver ([`Receiver`]) and [`eventually`] for waiting on
 //! a condition with a deadline instead of sleeping; login-token support ([`jwks`]: test signing
 //! keys, a local JWKS server, token minting); and replicas ([`TestServer::start_replica`]: a
-//! second server on the same database, as several `herald-api` processes share one Postgres).
+//! second server on the same database, as several `herald-api` processes share one Postgres);
+//! and a WAHA double ([`waha::WahaDouble`]) for Herald's WAHA engine.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use herald::config::Config;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 pub mod jwks;
 mod receiver;
 pub use jwks::{JwksServer, SigningKey};
+pub mod waha;
 mod ws;
 pub use receiver::{Behaviour, Received, Receiver};
 pub use ws::{WsClient, WsNext, WsRefused};
