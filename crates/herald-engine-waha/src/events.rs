@@ -507,7 +507,7 @@ fn status(payload: &Obj, context: &Context) -> Result<Translated> {
         Some(Value::Array(points)) => points
             .last()
             .and_then(|point| point.get("timestamp"))
-            .and_then(|t| millis(t).ok().flatten()),
+            .and_then(|t| to_millis(t).ok().flatten()),
         _ => None,
     };
     let identity = last_transition
@@ -540,10 +540,6 @@ fn dedup_key(prefix: &str, text: &str) -> String {
 /// `Ok(None)` for `null`, zero or a negative time (engines send 0 for "unknown"); an error
 /// for anything that is not a number or lies beyond the year 9999.
 pub fn to_millis(value: &Value) -> std::result::Result<Option<Millis>, &'static str> {
-    millis(value)
-}
-
-fn millis(value: &Value) -> std::result::Result<Option<Millis>, &'static str> {
     let number = match value {
         Value::Null => return Ok(None),
         Value::Number(n) => n.as_f64().ok_or("a number")?,
@@ -709,7 +705,7 @@ impl<'a> Obj<'a> {
     fn timestamp(&self, key: &str) -> Result<Option<Millis>> {
         match self.value(key) {
             None => Ok(None),
-            Some(value) => millis(value).map_err(|expected| self.wrong(key, expected)),
+            Some(value) => to_millis(value).map_err(|expected| self.wrong(key, expected)),
         }
     }
 }
