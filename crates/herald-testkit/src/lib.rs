@@ -5,7 +5,8 @@
 //! a condition with a deadline instead of sleeping; login-token support ([`jwks`]: test signing
 //! keys, a local JWKS server, token minting); and replicas ([`TestServer::start_replica`]: a
 //! second server on the same database, as several `herald-api` processes share one Postgres);
-//! and a real headless browser ([`browser`]: Chromium through ChromeDriver) for the console.
+//! a real headless browser ([`browser`]: Chromium through ChromeDriver) for the console; and a
+//! WAHA double ([`waha::WahaDouble`]) for Herald's WAHA engine.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use herald::config::Config;
@@ -27,6 +28,7 @@ pub mod jwks;
 mod receiver;
 pub use browser::Browser;
 pub use jwks::{JwksServer, SigningKey};
+pub mod waha;
 mod ws;
 pub use receiver::{Behaviour, Received, Receiver};
 pub use ws::{WsClient, WsNext, WsRefused};
