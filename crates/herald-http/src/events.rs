@@ -154,7 +154,7 @@ pub(crate) async fn upgrade(
         .live
         .subscribe(caller.organization.clone(), filter, since)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| ApiError::store(&e))?;
     let session = Session {
         store: state.gateway.store.clone(),
         clock: state.gateway.clock.clone(),
