@@ -117,7 +117,10 @@ pub struct CustomHeaders(BTreeMap<String, String>);
 impl CustomHeaders {
     const FORBIDDEN: [&'static str; 4] =
         ["host", "content-length", "transfer-encoding", "connection"];
-    const MAX_HEADERS: usize = 32;
+    /// Most headers a webhook may carry.
+    pub const MAX_HEADERS: usize = 32;
+    /// Longest header value, in characters.
+    pub const MAX_VALUE_LEN: usize = 4096;
 
     /// Checks every pair; 422 on `customHeaders` otherwise.
     pub fn parse(pairs: Vec<(String, String)>) -> Result<Self, DomainError> {
@@ -141,7 +144,9 @@ impl CustomHeaders {
                     format!("header `{name}` cannot be set"),
                 ));
             }
-            if value.len() > 4096 || http::HeaderValue::from_str(&value).is_err() {
+            if value.chars().count() > Self::MAX_VALUE_LEN
+                || http::HeaderValue::from_str(&value).is_err()
+            {
                 return Err(DomainError::invalid(
                     "customHeaders",
                     format!("the value of `{name}` is not a valid header value"),

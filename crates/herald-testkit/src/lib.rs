@@ -4,7 +4,8 @@
 //! client ([`Client`]), a local webhook receiver ([`Receiver`]) and [`eventually`] for waiting on
 //! a condition with a deadline instead of sleeping; login-token support ([`jwks`]: test signing
 //! keys, a local JWKS server, token minting); and replicas ([`TestServer::start_replica`]: a
-//! second server on the same database, as several `herald-api` processes share one Postgres).
+//! second server on the same database, as several `herald-api` processes share one Postgres);
+//! and [`openapi::Conformance`], which checks real answers against the served OpenAPI document.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use herald::config::Config;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub mod jwks;
+pub mod openapi;
 mod receiver;
 pub use jwks::{JwksServer, SigningKey};
 mod ws;
