@@ -5,6 +5,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use herald_store::Database;
+use herald_testkit::openapi::Conformance;
 use herald_testkit::{eventually, postgres_admin_url, Backend, Reply, TestDb, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -28,6 +29,14 @@ fn assert_generic(reply: &Reply, what: &str) {
     for word in DRIVER_WORDS {
         assert!(!text.contains(word), "{what} shows `{word}`: {text}");
     }
+}
+
+/// The answer is documented for the route (a 503 with its `Retry-After`).
+fn assert_documented(method: &str, path: &str, reply: &Reply) {
+    static DOCUMENT: std::sync::OnceLock<Conformance> = std::sync::OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| Conformance::new(herald_http::openapi::document().clone()))
+        .assert(method, path, reply);
 }
 
 fn assert_unavailable(reply: &Reply, what: &str) {
@@ -144,6 +153,7 @@ async fn postgres_refusing_connections_is_a_503_and_not_ready_until_it_is_back()
     })
     .await;
     assert_unavailable(&write, "a write during the outage");
+    assert_documented("POST", "/api/v1/webhooks", &write);
     assert_unavailable(
         &server.client.get("/api/v1/webhooks", &token).await,
         "a read during the outage",
@@ -154,6 +164,7 @@ async fn postgres_refusing_connections_is_a_503_and_not_ready_until_it_is_back()
     })
     .await;
     assert_not_ready(&ready, "the API's /readyz");
+    assert_documented("GET", "/readyz", &ready);
     let ready = eventually("the dispatcher's /readyz to report it", WAIT, || async {
         let reply = dispatcher.readyz().await;
         (reply.status != 200).then_some(reply)
@@ -261,6 +272,7 @@ async fn a_full_disk_is_a_503_and_not_ready_until_there_is_room() {
     }
     let failed = failed.expect("writes fail once the disk is full");
     assert_unavailable(&failed, "a write on a full disk");
+    assert_documented("POST", "/api/v1/webhooks", &failed);
     let ready = eventually("/readyz to report the full disk", WAIT, || async {
         let reply = server.client.send("GET", "/readyz", None, None).await;
         (reply.status != 200).then_some(reply)
