@@ -31,6 +31,11 @@ impl WebhookUrl {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(invalid("must name a host"));
         }
+        // Normalizing can lengthen a URL (`http://a.b` becomes `http://a.b/`); what is stored
+        // must parse again when read back.
+        if url.as_str().len() > Self::MAX_LEN {
+            return Err(invalid("must be at most 2048 characters"));
+        }
         Ok(Self(url))
     }
 
@@ -422,6 +427,17 @@ mod tests {
         let long = format!("https://example.com/{}", "a".repeat(2048));
         assert_eq!(field_of(create(with_url(&long))), "url");
         assert_eq!(field_of(create(WebhookFields::default())), "url");
+    }
+
+    #[test]
+    fn a_stored_url_always_parses_again() {
+        // 2048 characters as written, 2049 once normalized (the empty path becomes `/`).
+        let edge = format!("http://0.a?{}", "0".repeat(2048 - "http://0.a?".len()));
+        assert_eq!(edge.len(), 2048);
+        assert_eq!(field_of(create(with_url(&edge))), "url");
+        let fits = format!("http://0.a/?{}", "0".repeat(2048 - "http://0.a/?".len()));
+        let stored = create(with_url(&fits)).unwrap().webhook.url;
+        assert_eq!(WebhookUrl::parse(stored.as_str()).unwrap(), stored);
     }
 
     #[test]

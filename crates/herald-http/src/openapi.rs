@@ -71,6 +71,33 @@ fn query(name: &str, required: bool, schema: Value, description: &str) -> Value 
            "description": description})
 }
 
+/// An optional query parameter, which the server treats as absent when its value is empty:
+/// the schema says so (an empty string is allowed besides `schema`).
+fn optional_query(name: &str, schema: Value, description: &str) -> Value {
+    let schema = if schema.get("enum").is_some() {
+        let mut schema = schema;
+        if let Some(values) = schema["enum"].as_array_mut() {
+            values.insert(0, json!(""));
+        }
+        schema
+    } else if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+        let inner = pattern.trim_start_matches('^').trim_end_matches('$');
+        let mut schema = schema.clone();
+        schema["pattern"] = json!(format!("^(?:{inner})?$"));
+        schema
+    } else if schema["type"] == "integer" {
+        json!({"anyOf": [schema, {"type": "string", "maxLength": 0}]})
+    } else {
+        schema
+    };
+    query(
+        name,
+        false,
+        schema,
+        &format!("{description} Empty = absent."),
+    )
+}
+
 /// A ULID, as Herald writes ids (Crockford base32, 26 characters).
 const ULID: &str = "[0-7][0-9A-HJKMNP-TV-Z]{25}";
 
@@ -80,9 +107,8 @@ fn id_pattern(prefix: &str) -> String {
 
 /// The `limit` of paged lists.
 fn limit_parameter(max: usize, default: usize) -> Value {
-    query(
+    optional_query(
         "limit",
-        false,
         json!({"type": "integer", "minimum": 1, "maximum": max, "default": default}),
         "Page size.",
     )
@@ -97,11 +123,15 @@ fn event_type_names(with_all: bool) -> Vec<&'static str> {
     names
 }
 
-/// A comma-separated list of event types (empty items ignored); `*` = all.
+/// A comma-separated list of event types (blank items ignored; none, or `*`, = all).
 fn event_type_list() -> Value {
-    let names = event_type_names(true).join("|");
+    let names = event_type_names(true)
+        .iter()
+        .map(|n| n.replace('.', "\\.").replace('*', "\\*"))
+        .collect::<Vec<_>>()
+        .join("|");
     json!({"type": "string",
-           "pattern": format!("^[ ,]*(?:{names})(?:[ ,]+(?:{names}))*[ ,]*$")})
+           "pattern": format!("^[\\s,]*(?:(?:{names})(?:\\s*,[\\s,]*(?:{names}))*[\\s,]*)?$")})
 }
 
 /// How the route and its description determine its answers.
@@ -159,9 +189,8 @@ pub fn describe(op: Op) -> OperationDoc {
         }
         Op::ListDeliveries => {
             doc.query = vec![
-                query(
+                optional_query(
                     "status",
-                    false,
                     json!({"type": "string",
                         "enum": DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}),
                     "Only deliveries in this status.",
@@ -170,9 +199,8 @@ pub fn describe(op: Op) -> OperationDoc {
                     herald_domain::deliveries::DeliveryQuery::MAX_LIMIT,
                     herald_domain::deliveries::DeliveryQuery::DEFAULT_LIMIT,
                 ),
-                query(
+                optional_query(
                     "cursor",
-                    false,
                     json!({"type": "string", "pattern": id_pattern("dlv_")}),
                     "The nextCursor of the previous page.",
                 ),
@@ -234,27 +262,23 @@ pub fn describe(op: Op) -> OperationDoc {
         }
         Op::ListEvents => {
             doc.query = vec![
-                query(
+                optional_query(
                     "since",
-                    false,
                     json!({"type": "string"}),
                     "An event id: only events after it (not the event itself); unknown → 404.",
                 ),
-                query(
+                optional_query(
                     "cursor",
-                    false,
                     json!({"type": "string"}),
                     "The previous page's nextCursor (an event id; wins over since).",
                 ),
-                query(
+                optional_query(
                     "sessionId",
-                    false,
                     json!({"type": "string", "pattern": id_pattern("")}),
                     "Only this session's events.",
                 ),
-                query(
+                optional_query(
                     "event",
-                    false,
                     event_type_list(),
                     "Only these event types (comma-separated; `*` = all).",
                 ),
@@ -269,27 +293,23 @@ pub fn describe(op: Op) -> OperationDoc {
         }
         Op::EventsWs => {
             doc.query = vec![
-                query(
+                optional_query(
                     "events",
-                    false,
                     event_type_list(),
                     "Only these event types (comma-separated; `*` = all).",
                 ),
-                query(
+                optional_query(
                     "sessionId",
-                    false,
                     json!({"type": "string", "pattern": id_pattern("")}),
                     "Only this session's events.",
                 ),
-                query(
+                optional_query(
                     "since",
-                    false,
                     json!({"type": "string"}),
                     "Replay events after this event id, then go live; unknown → 404.",
                 ),
-                query(
+                optional_query(
                     "access_token",
-                    false,
                     json!({"type": "string"}),
                     "The bearer token, for clients that cannot set headers.",
                 ),
@@ -524,7 +544,9 @@ const RESERVED_HEADERS: &str =
 /// The fields of a webhook as written; `url_required` on create.
 fn webhook_input(url_required: bool) -> Value {
     let url = json!({"type": "string", "maxLength": WebhookUrl::MAX_LEN,
-        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://(?:[a-z0-9-]+\\.)+[a-z][a-z0-9-]*(?::[1-9][0-9]{0,3})?(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(?:\\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$",
+        // A path (at least `/`) and no `'` in the query: the URL is stored as written, so the
+        // length limit holds for what is stored.
+        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://(?:[a-z0-9-]+\\.)+[a-z][a-z0-9-]*(?::[1-9][0-9]{0,3})?/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*(?:\\?[A-Za-z0-9._~!$&()*+,;=:@%/?-]*)?$",
         "description": "An absolute http or https URL with a host name."});
     let mut object = json!({"type": "object", "properties": {
         "url": if url_required { url } else { nullable(url) },
@@ -541,7 +563,7 @@ fn webhook_input(url_required: bool) -> Value {
                 "not": {"pattern": RESERVED_HEADERS}},
             "additionalProperties": {"type": "string",
                 "maxLength": herald_domain::webhook::CustomHeaders::MAX_VALUE_LEN,
-                "pattern": "^[\\t\\u0020-\\u007e]*$"},
+                "pattern": "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$"},
             "description": "Sent with every delivery; Host, Content-Length, Transfer-Encoding and Connection cannot be set."})),
         "retryPolicy": retry_policy_input(),
         "active": nullable(json!({"type": "boolean"}))}});
@@ -663,9 +685,11 @@ fn schemas() -> Value {
         "InboundMessage": {"type": "object", "required": ["id", "chat", "sender", "type"], "properties": {
             "id": non_empty, "chat": non_empty, "sender": non_empty,
             "fromMe": nullable(json!({"type": "boolean"})), "timestamp": inbound_millis,
-            "type": {"type": "string", "enum": ["text", "poll"]},
-            "body": nullable(json!({"type": "string"})), "poll": schema_ref("PollFields")},
-            "if": {"properties": {"type": {"const": "poll"}}}, "then": {"required": ["poll"]}},
+            "type": {"type": "string", "enum": ["text", "poll"]}},
+            // A poll message reads `poll` (and ignores `body`); a text message the reverse.
+            "if": {"required": ["type"], "properties": {"type": {"const": "poll"}}},
+            "then": {"required": ["poll"], "properties": {"poll": schema_ref("PollFields")}},
+            "else": {"properties": {"body": nullable(json!({"type": "string"}))}}},
         "InboundVote": {"type": "object", "required": ["poll", "vote"], "properties": {
             "poll": {"type": "object", "required": ["id", "chat", "sender"], "properties": {
                 "id": non_empty, "chat": non_empty, "sender": non_empty}},
@@ -738,7 +762,7 @@ fn delivery_schemas() -> Value {
         "RecoverRequest": {"type": "object", "required": ["since"], "properties": {
             "since": {"type": "integer", "minimum": 0, "maximum": i64::MAX, "description": "Epoch ms, inclusive."},
             "until": nullable(json!({"type": "integer", "minimum": 0, "maximum": i64::MAX,
-                "description": "Epoch ms, inclusive, not before since (else 422); default now."}))}},
+                "description": "Epoch ms, inclusive; default now. Before since = an empty window."}))}},
         "Recovered": {"type": "object", "required": ["requeued"], "properties": {"requeued": {"type": "integer", "minimum": 0}}},
         "TestPing": {"type": "object", "required": ["eventId", "deliveryId"], "properties": {
             "eventId": {"type": "string", "pattern": id_pattern("evt_")},
