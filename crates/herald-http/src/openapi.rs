@@ -98,8 +98,8 @@ fn optional_query(name: &str, schema: Value, description: &str) -> Value {
     )
 }
 
-/// A ULID, as Herald writes ids (Crockford base32, 26 characters).
-const ULID: &str = "[0-7][0-9A-HJKMNP-TV-Z]{25}";
+/// A ULID as Herald reads one: 26 Crockford base32 digits, either case (it writes upper case).
+const ULID: &str = "[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}";
 
 fn id_pattern(prefix: &str) -> String {
     format!("^{prefix}{ULID}$")
