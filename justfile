@@ -32,3 +32,8 @@ bench-dispatch:
 # (HERALD_TEST_DATABASE_URL). BENCH_BACKEND=sqlite, BENCH_SECONDS, BENCH_WORKERS, BENCH_FANOUT_RATE adjust it.
 bench-events:
     cargo run --release -p herald --example bench_events
+
+# Fuzz the release herald-api against its own OpenAPI document with schemathesis (installed from
+# PyPI into target/fuzz-venv on first use; extra arguments go to `schemathesis run`).
+fuzz-openapi *ARGS:
+    scripts/fuzz-openapi.sh {{ARGS}}

@@ -2,9 +2,7 @@
 //! admin command. Configuration and wiring only; see the `herald` crate.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    herald::cli::init_logging();
+async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    herald::cli::run_api(&args, herald::cli::shutdown_signal()).await?;
-    Ok(())
+    herald::cli::api_main(&args).await
 }

@@ -167,3 +167,133 @@ fn postgres_without_a_secrets_key_refuses_to_start_and_says_why() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_SECRETS_KEY is required"));
 }
+
+/// Runs the binary with `args` in a fresh empty directory, with no store configured (so a
+/// server would create `./data` there), and returns the output and the directory's entries.
+fn run_in_empty_dir(args: &[&str]) -> (std::process::Output, Vec<String>) {
+    let dir = temp_dir(&format!("empty-{}", args.join("_").replace('-', "")));
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(&dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("HERALD_SECRETS_KEY")
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run herald-api");
+    let entries = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    std::fs::remove_dir_all(dir).unwrap();
+    (out, entries)
+}
+
+#[test]
+fn help_version_and_bad_arguments_touch_nothing() {
+    for flag in ["--help", "-h", "help"] {
+        let (out, created) = run_in_empty_dir(&[flag]);
+        assert!(out.status.success(), "{flag}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("usage:"));
+        assert!(created.is_empty(), "{flag} created {created:?}");
+    }
+    for flag in ["--version", "-V"] {
+        let (out, created) = run_in_empty_dir(&[flag]);
+        assert!(out.status.success(), "{flag}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("herald-api {}", env!("CARGO_PKG_VERSION"))
+        );
+        assert!(created.is_empty(), "{flag} created {created:?}");
+    }
+    for args in [&["--bogus"][..], &["serve", "--bogus"], &["keys", "create"]] {
+        let (out, created) = run_in_empty_dir(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("usage:"), "{args:?}: {stderr}");
+        assert!(created.is_empty(), "{args:?} created {created:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_the_request_id_route_and_organization() {
+    let dir = temp_dir("json-logs");
+    let token = String::from_utf8(create_key(&dir, "manage,read").stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(BIN)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/herald.db", dir.display()),
+        )
+        .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HERALD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = Client::new(&format!("http://127.0.0.1:{port}"));
+    eventually("the server to listen", Duration::from_secs(20), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+    })
+    .await;
+    let listed = client.get("/api/v1/webhooks", &token).await;
+    assert_eq!(listed.status, 200);
+    let generated = listed.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 26, "a ULID: {generated}");
+    let echoed = client
+        .send_raw(
+            "GET",
+            "/api/v1/webhooks/wh_nope",
+            Some(&token),
+            None,
+            &[("x-request-id", "trace-42")],
+        )
+        .await;
+    assert_eq!(echoed.headers["x-request-id"], "trace-42");
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let request_line = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == "request" && l["span"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no request line for {id} in {stderr}"))
+    };
+    let line = request_line(&generated);
+    assert_eq!(line["span"]["route"], "/api/v1/webhooks");
+    assert_eq!(line["span"]["org"], "org_acme");
+    assert_eq!(
+        (line["status"].as_u64(), line["level"].as_str()),
+        (Some(200), Some("INFO"))
+    );
+    let line = request_line("trace-42");
+    assert_eq!(line["span"]["route"], "/api/v1/webhooks/{id}");
+    assert_eq!(line["status"], 404);
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour codes in logs to a pipe"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

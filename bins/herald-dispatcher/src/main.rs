@@ -4,8 +4,7 @@
 //! back the rest. Configuration and wiring only; see the `herald` crate.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    herald::cli::init_logging();
-    herald::cli::run_dispatcher(herald::cli::shutdown_signal()).await?;
-    Ok(())
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    herald::cli::dispatcher_main(&args).await
 }

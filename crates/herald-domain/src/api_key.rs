@@ -25,6 +25,11 @@ pub struct ApiKey {
     pub last_used_at: Option<Millis>,
 }
 
+impl ApiKey {
+    /// Longest key name, in characters.
+    pub const MAX_NAME: usize = 200;
+}
+
 /// A freshly minted key: the record and the token, shown exactly once.
 #[derive(Clone, Debug)]
 pub struct MintedKey {

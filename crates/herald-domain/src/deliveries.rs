@@ -168,10 +168,11 @@ impl Gateway {
                 "since must be epoch milliseconds",
             ));
         }
-        if until < since {
+        // A window that ends before it starts is empty: nothing to requeue, not an error.
+        if until < 0 {
             return Err(DomainError::invalid(
                 "until",
-                "until must not be before since",
+                "until must be epoch milliseconds",
             ));
         }
         let webhook = self.find_webhook(&caller.organization, webhook_id).await?;

@@ -64,6 +64,16 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
+    /// Every class, as the API documents them (a new class belongs here too).
+    pub const ALL: [AttemptError; 6] = [
+        Self::Timeout,
+        Self::Connect,
+        Self::Dns,
+        Self::BlockedAddress,
+        Self::HttpStatus,
+        Self::Tls,
+    ];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,16 +88,7 @@ impl AttemptError {
 
     /// Parses a wire name.
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Timeout,
-            Self::Connect,
-            Self::Dns,
-            Self::BlockedAddress,
-            Self::HttpStatus,
-            Self::Tls,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == text)
+        Self::ALL.into_iter().find(|e| e.as_str() == text)
     }
 }
 

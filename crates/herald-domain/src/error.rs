@@ -27,6 +27,10 @@ pub enum DomainError {
     /// The target's state forbids the operation right now (409).
     #[error("{0}")]
     Conflict(String),
+    /// The store cannot be reached or cannot take writes right now (503): the request may
+    /// succeed if tried again later. The cause is for the log, never the client.
+    #[error("the store is unavailable")]
+    Unavailable(#[source] StoreError),
     /// Something underneath failed (500); the cause is for the log, never the client.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -44,17 +48,34 @@ impl DomainError {
 
 impl From<StoreError> for DomainError {
     fn from(error: StoreError) -> Self {
-        Self::Internal(Box::new(error))
+        match error.kind {
+            StoreErrorKind::Unavailable => Self::Unavailable(error),
+            StoreErrorKind::Other => Self::Internal(Box::new(error)),
+        }
     }
+}
+
+/// Whether a store failure is an outage (worth retrying later) or something else.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The store cannot be reached or cannot take writes right now: connection refused or
+    /// lost, no pooled connection in time, the database shutting down or starting up, out of
+    /// disk space, read-only, locked for too long.
+    Unavailable,
+    /// Anything else: a query the database refused, stored data that cannot be read back.
+    #[default]
+    Other,
 }
 
 /// A store adapter's failure: the database is unreachable, a query failed, or stored data
 /// could not be read back.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 #[error("store: {message}")]
 pub struct StoreError {
     /// What went wrong, for the log.
     pub message: String,
+    /// Outage or not.
+    pub kind: StoreErrorKind,
 }
 
 impl StoreError {
@@ -62,6 +83,37 @@ impl StoreError {
     pub fn new(message: impl std::fmt::Display) -> Self {
         Self {
             message: message.to_string(),
+            kind: StoreErrorKind::Other,
         }
+    }
+
+    /// An outage: the store cannot be reached or cannot take writes right now.
+    pub fn unavailable(message: impl std::fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            kind: StoreErrorKind::Unavailable,
+        }
+    }
+
+    /// Whether this is an outage rather than a failed operation.
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == StoreErrorKind::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_and_other_store_failures_map_to_different_errors() {
+        assert!(matches!(
+            DomainError::from(StoreError::unavailable("connection refused")),
+            DomainError::Unavailable(_)
+        ));
+        assert!(matches!(
+            DomainError::from(StoreError::new("syntax error")),
+            DomainError::Internal(_)
+        ));
     }
 }

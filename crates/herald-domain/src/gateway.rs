@@ -314,7 +314,10 @@ impl Gateway {
 
 fn check_key_name(name: &str) -> Result<()> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > crate::api_key::ApiKey::MAX_NAME
+        || name.chars().any(char::is_control)
+    {
         return Err(DomainError::invalid(
             "name",
             "name must be 1 to 200 printable characters",

@@ -24,7 +24,7 @@ pub mod session;
 pub mod webhook;
 
 pub use capability::{Capabilities, Capability, Principal, Role, Subject};
-pub use error::{DomainError, StoreError};
+pub use error::{DomainError, StoreError, StoreErrorKind};
 pub use ids::{ApiKeyId, DeliveryId, EventId, OrgId, SessionId, WebhookId};
 
 /// Epoch milliseconds, the one time unit Herald stores and shows.

@@ -176,7 +176,7 @@ pub struct InboundKey {
 }
 
 impl InboundKey {
-    /// Longest inbound id accepted.
+    /// Longest inbound id accepted, in characters.
     pub const MAX_LEN: usize = 256;
 }
 

@@ -247,7 +247,7 @@ impl Gateway {
     ) -> Result<EventId> {
         caller.require(Capability::Ingest)?;
         if let Some(id) = &inbound.id {
-            if id.is_empty() || id.len() > InboundKey::MAX_LEN {
+            if id.is_empty() || id.chars().count() > InboundKey::MAX_LEN {
                 return Err(DomainError::invalid("id", "id must be 1 to 256 characters"));
             }
         }

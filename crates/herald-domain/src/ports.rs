@@ -98,11 +98,15 @@ pub trait EventStore: Send + Sync {
     async fn append_events(&self, events: &[Envelope]) -> StoreResult<()>;
 }
 
-/// Reachability, for `/readyz`.
+/// Reachability and writability, for `/readyz`.
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
     /// `Ok` when the store answers a trivial query.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// `Ok` when the store can commit a write: a scratch row of a few pages is written and
+    /// removed in one transaction, so a full disk or a read-only database fails it.
+    async fn probe_write(&self) -> StoreResult<()>;
 }
 
 /// Every store concern in one object.

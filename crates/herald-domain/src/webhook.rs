@@ -31,6 +31,11 @@ impl WebhookUrl {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(invalid("must name a host"));
         }
+        // Normalizing can lengthen a URL (`http://a.b` becomes `http://a.b/`); what is stored
+        // must parse again when read back.
+        if url.as_str().len() > Self::MAX_LEN {
+            return Err(invalid("must be at most 2048 characters"));
+        }
         Ok(Self(url))
     }
 
@@ -117,7 +122,10 @@ pub struct CustomHeaders(BTreeMap<String, String>);
 impl CustomHeaders {
     const FORBIDDEN: [&'static str; 4] =
         ["host", "content-length", "transfer-encoding", "connection"];
-    const MAX_HEADERS: usize = 32;
+    /// Most headers a webhook may carry.
+    pub const MAX_HEADERS: usize = 32;
+    /// Longest header value, in characters.
+    pub const MAX_VALUE_LEN: usize = 4096;
 
     /// Checks every pair; 422 on `customHeaders` otherwise.
     pub fn parse(pairs: Vec<(String, String)>) -> Result<Self, DomainError> {
@@ -141,7 +149,9 @@ impl CustomHeaders {
                     format!("header `{name}` cannot be set"),
                 ));
             }
-            if value.len() > 4096 || http::HeaderValue::from_str(&value).is_err() {
+            if value.chars().count() > Self::MAX_VALUE_LEN
+                || http::HeaderValue::from_str(&value).is_err()
+            {
                 return Err(DomainError::invalid(
                     "customHeaders",
                     format!("the value of `{name}` is not a valid header value"),
@@ -417,6 +427,17 @@ mod tests {
         let long = format!("https://example.com/{}", "a".repeat(2048));
         assert_eq!(field_of(create(with_url(&long))), "url");
         assert_eq!(field_of(create(WebhookFields::default())), "url");
+    }
+
+    #[test]
+    fn a_stored_url_always_parses_again() {
+        // 2048 characters as written, 2049 once normalized (the empty path becomes `/`).
+        let edge = format!("http://0.a?{}", "0".repeat(2048 - "http://0.a?".len()));
+        assert_eq!(edge.len(), 2048);
+        assert_eq!(field_of(create(with_url(&edge))), "url");
+        let fits = format!("http://0.a/?{}", "0".repeat(2048 - "http://0.a/?".len()));
+        let stored = create(with_url(&fits)).unwrap().webhook.url;
+        assert_eq!(WebhookUrl::parse(stored.as_str()).unwrap(), stored);
     }
 
     #[test]

@@ -27,6 +27,16 @@ pub async fn read_limited(body: Incoming) -> Result<hyper::body::Bytes, ApiError
     }
 }
 
+/// The integer a JSON number stands for: `5` and `5.0` alike (JSON Schema counts a number with
+/// no fractional part as an integer), within `i64`.
+fn integer(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        let f = n.as_f64()?;
+        // i64::MAX is not exactly representable; 2^63 as f64 is the first value out of range.
+        (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+    })
+}
+
 /// A JSON object body with typed accessors.
 pub struct JsonObject(Map<String, Value>);
 
@@ -97,8 +107,7 @@ impl JsonObject {
     pub fn opt_int(&self, name: &str) -> Result<Option<i64>, ApiError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
+            Some(Value::Number(n)) => integer(n)
                 .map(Some)
                 .ok_or_else(|| Self::wrong_type(name, "an integer")),
             Some(_) => Err(Self::wrong_type(name, "an integer")),
@@ -208,6 +217,20 @@ mod tests {
         assert_eq!(field(o.opt_str_array("events").unwrap_err()), "events");
         assert_eq!(field(o.opt_bool("active").unwrap_err()), "active");
         assert_eq!(field(o.required_str("missing").unwrap_err()), "missing");
+    }
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction() {
+        let o = JsonObject::parse(
+            br#"{"a": 5, "b": 5.0, "c": 5.5, "d": 1e300, "e": -0.0}"#,
+            false,
+        )
+        .unwrap();
+        assert_eq!(o.opt_int("a").unwrap(), Some(5));
+        assert_eq!(o.opt_int("b").unwrap(), Some(5));
+        assert_eq!(field(o.opt_int("c").unwrap_err()), "c");
+        assert_eq!(field(o.opt_int("d").unwrap_err()), "d");
+        assert_eq!(o.opt_int("e").unwrap(), Some(0));
     }
 
     #[test]

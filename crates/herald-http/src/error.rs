@@ -87,6 +87,26 @@ impl ApiError {
         )
     }
 
+    /// 503: the store is unreachable or cannot take writes; a retry later may succeed. The
+    /// message is generic; `cause` goes to the log only.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(%cause, "store unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the service is temporarily unavailable; try again shortly",
+        )
+    }
+
+    /// A store failure: 503 for an outage, 500 otherwise.
+    pub fn store(error: &herald_domain::StoreError) -> Self {
+        if error.is_unavailable() {
+            Self::unavailable(error)
+        } else {
+            Self::internal(error)
+        }
+    }
+
     /// 500 with a generic message; `cause` goes to the log only.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
@@ -120,6 +140,7 @@ impl From<DomainError> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, "validation_error", message)
             }
             DomainError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            DomainError::Unavailable(cause) => Self::unavailable(&cause),
             DomainError::Internal(cause) => Self::internal(&DisplayChain(cause.as_ref())),
         }
     }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Default page size of the event log.
-const DEFAULT_PAGE: usize = 50;
+pub(crate) const DEFAULT_PAGE: usize = 50;
 /// How long a log read waits for events committed before it began to settle.
 const SETTLE_WAIT: Duration = Duration::from_secs(1);
 
@@ -189,7 +189,7 @@ pub(crate) async fn upgrade(
         .live
         .subscribe(caller.organization.clone(), filter, since)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| ApiError::store(&e))?;
     let session = Session {
         store: state.gateway.store.clone(),
         clock: state.gateway.clock.clone(),

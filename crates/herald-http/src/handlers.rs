@@ -57,7 +57,7 @@ pub(crate) async fn dispatch(
     let ok = |value: serde_json::Value| Ok(json_response(StatusCode::OK, &value));
     match route.op {
         Op::Healthz => ok(json!({"status": "ok"})),
-        Op::Readyz => readyz(state).await,
+        Op::Readyz => Ok(crate::readiness::report(&state.readiness).await),
         Op::Metrics => Ok(metrics(state)),
         Op::OpenApi => Ok(json_response(StatusCode::OK, crate::openapi::document())),
         Op::EventTypes => {
@@ -258,54 +258,10 @@ fn webhook_fields(body: &JsonObject) -> Result<WebhookFields, ApiError> {
     })
 }
 
-async fn readyz(state: &Arc<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut checks = serde_json::Map::new();
-    let mut ready = true;
-    let mut degraded = false;
-    let store = state.gateway.store.ping().await.map_err(|e| e.to_string());
-    for (name, result, required) in std::iter::once(("store", store, true)).chain(
-        futures_util::future::join_all(
-            state
-                .readiness
-                .iter()
-                .map(|c| async move { (c.name(), c.check().await, c.required()) }),
-        )
-        .await,
-    ) {
-        if required {
-            ready &= result.is_ok();
-        } else {
-            degraded |= result.is_err();
-        }
-        checks.insert(
-            name.into(),
-            match result {
-                Ok(()) => json!("ok"),
-                Err(reason) => json!(reason),
-            },
-        );
-    }
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    Ok(json_response(
-        status,
-        &json!({
-            "status": match (ready, degraded) {
-                (false, _) => "unavailable",
-                (true, true) => "degraded",
-                (true, false) => "ready",
-            },
-            "checks": checks
-        }),
-    ))
-}
-
 fn metrics(state: &Arc<AppState>) -> HttpResponse {
     let mut out = String::new();
     state.http_metrics.render(&mut out);
+    state.connections.render(&mut out);
     for source in &state.metrics {
         source.render(&mut out);
     }

@@ -18,7 +18,9 @@ mod messaging;
 pub mod openapi;
 pub mod ops;
 pub mod query;
+pub mod readiness;
 pub mod routes;
+mod server;
 
 use error::ApiError;
 use herald_domain::gateway::Gateway;
@@ -26,16 +28,14 @@ use herald_domain::ports::Authenticator;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use routes::{Access, NoMatch};
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::TcpListener;
+
+pub use server::{ConnectionLimits, ConnectionStats};
 
 /// The response type every handler produces.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -66,7 +66,7 @@ pub struct AppState {
     pub gateway: Gateway,
     /// Turns bearer tokens into principals.
     pub auth: Arc<dyn Authenticator>,
-    /// Checked by `/readyz` besides the store.
+    /// Checked by `/readyz` (the store's write probe first).
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     /// Rendered by `/metrics` besides the HTTP counters.
     pub metrics: Vec<Arc<dyn MetricsSource>>,
@@ -76,20 +76,28 @@ pub struct AppState {
     pub http_metrics: HttpMetrics,
     /// Live fan-out of the event log to WebSocket subscribers.
     pub live: live::Hub,
+    /// Timeouts and the connection limit of the server.
+    pub limits: ConnectionLimits,
+    /// Connection counters.
+    pub connections: Arc<ConnectionStats>,
 }
 
 impl AppState {
-    /// State with no extra readiness checks, metrics or CORS origins, and a live hub that polls
-    /// the log (the wiring replaces it with one woken by commits).
+    /// State whose `/readyz` checks the store only, with no extra metrics or CORS origins,
+    /// the default connection limits, and a live hub that polls the log (the wiring replaces it
+    /// with one woken by commits).
     pub fn new(gateway: Gateway, auth: Arc<dyn Authenticator>) -> Self {
+        let store: Arc<dyn herald_domain::ports::StoreHealth> = gateway.store.clone();
         Self {
             live: live::Hub::new(gateway.store.clone(), None),
+            readiness: vec![Arc::new(readiness::StoreReadiness::new(store))],
             gateway,
             auth,
-            readiness: Vec::new(),
             metrics: Vec::new(),
             cors_origins: Vec::new(),
             http_metrics: HttpMetrics::default(),
+            limits: ConnectionLimits::default(),
+            connections: Arc::default(),
         }
     }
 }
@@ -120,84 +128,107 @@ impl HttpMetrics {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish
-/// (for up to 10 s) before returning.
+/// (for up to 10 s) before returning. Connections are held to `state.limits`.
 pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = hyper::service::service_fn(move |request| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(state, request).await) }
-                });
-                let builder = Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
-            }
-            _ = &mut shutdown => break,
+    let handler_state = state.clone();
+    let handler = move |request| handle(handler_state.clone(), request);
+    server::serve(
+        "api",
+        listener,
+        state.limits,
+        &state.connections,
+        handler,
+        shutdown,
+        // Upgraded WebSockets outlive their HTTP connections; closing the hub ends them.
+        || state.live.close(),
+    )
+    .await;
+}
+
+/// The header carrying a request's id, in both directions.
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// The longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The client's `X-Request-Id` when it is short and made of safe characters (so it can be
+/// logged and echoed as is), else a fresh ULID.
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    let sane = |v: &HeaderValue| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:@/+=".contains(b))
+    };
+    match headers.get(&REQUEST_ID) {
+        Some(given) if sane(given) => given.clone(),
+        _ => {
+            let mut text = [0u8; ulid::ULID_LEN];
+            let id = ulid::Ulid::new();
+            HeaderValue::from_str(id.array_to_str(&mut text)).expect("a ULID is a header value")
         }
-    }
-    drop(listener);
-    // Upgraded WebSockets outlive their HTTP connections; closing the hub ends them.
-    state.live.close();
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
     }
 }
 
-/// Handles one request end to end: CORS, routing, authentication, the handler, error mapping.
+/// Handles one request end to end: request id, CORS, routing, authentication, the handler,
+/// error mapping. Everything logged meanwhile belongs to a `request` span carrying the request
+/// id, the route template and (once authenticated) the organization; the id is returned as
+/// `X-Request-Id`.
 pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> HttpResponse {
+    use tracing::Instrument;
     let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let origin = request.headers().get(header::ORIGIN).cloned();
-    let allowed_origin = origin.filter(|o| {
-        state
-            .cors_origins
-            .iter()
-            .any(|a| a == "*" || o.as_bytes() == a.as_bytes())
-    });
-
-    let mut response = if method == Method::OPTIONS && allowed_origin.is_some() {
-        preflight()
-    } else {
-        match serve(&state, &path, request).await {
-            Ok(response) => response,
-            Err(error) => error_response(&error),
-        }
-    };
-    if let Some(origin) = allowed_origin {
-        let headers = response.headers_mut();
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-    }
-    state.http_metrics.record(response.status());
-    tracing::info!(
+    let id = request_id(request.headers());
+    let span = tracing::info_span!(
         target: "herald::http",
-        %method,
-        path,
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
+        "request",
+        request_id = id.to_str().unwrap_or_default(),
+        route = tracing::field::Empty,
+        org = tracing::field::Empty,
     );
+    let mut response = async {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let origin = request.headers().get(header::ORIGIN).cloned();
+        let allowed_origin = origin.filter(|o| {
+            state
+                .cors_origins
+                .iter()
+                .any(|a| a == "*" || o.as_bytes() == a.as_bytes())
+        });
+
+        let mut response = if method == Method::OPTIONS && allowed_origin.is_some() {
+            preflight()
+        } else {
+            match serve(&state, &path, request).await {
+                Ok(response) => response,
+                Err(error) => error_response(&error),
+            }
+        };
+        if let Some(origin) = allowed_origin {
+            let headers = response.headers_mut();
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("x-request-id, retry-after"),
+            );
+        }
+        state.http_metrics.record(response.status());
+        tracing::info!(
+            target: "herald::http",
+            %method,
+            path,
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        response
+    }
+    .instrument(span)
+    .await;
+    response.headers_mut().insert(REQUEST_ID, id);
     response
 }
 
@@ -211,7 +242,7 @@ fn preflight() -> HttpResponse {
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type"),
+        HeaderValue::from_static("authorization, content-type, x-request-id"),
     );
     headers.insert(
         header::ACCESS_CONTROL_MAX_AGE,
@@ -226,7 +257,10 @@ async fn serve(
     request: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     let (route, params) = match routes::find(request.method(), path) {
-        Ok(found) => found,
+        Ok(found) => {
+            tracing::Span::current().record("route", found.0.path);
+            found
+        }
         Err(NoMatch::NotFound) => return Err(ApiError::not_found("no such endpoint")),
         Err(NoMatch::MethodNotAllowed(allowed)) => {
             return Err(ApiError::method_not_allowed(&allowed))
@@ -248,8 +282,9 @@ async fn serve(
                     herald_domain::ports::AuthError::Rejected(message) => {
                         ApiError::unauthorized(message)
                     }
-                    herald_domain::ports::AuthError::Store(cause) => ApiError::internal(&cause),
+                    herald_domain::ports::AuthError::Store(cause) => ApiError::store(&cause),
                 })?;
+            tracing::Span::current().record("org", principal.organization.as_str());
             if let Access::Requires(capability) = route.access {
                 principal.require(capability)?;
             }
@@ -300,13 +335,38 @@ pub fn empty_response(status: StatusCode) -> HttpResponse {
     response
 }
 
-/// The error body for `error`.
+/// Seconds a client is asked to wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// The error body for `error`, with the headers its status calls for: `WWW-Authenticate` on a
+/// 401, `Allow` on a 405, `Retry-After` on a 503.
 pub fn error_response(error: &ApiError) -> HttpResponse {
     let mut response = json_response(error.status, &error.body());
-    if error.status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    let headers = response.headers_mut();
+    match error.status {
+        StatusCode::UNAUTHORIZED => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed: Vec<&str> = error
+                .details
+                .get("allowed")
+                .and_then(serde_json::Value::as_array)
+                .map(|methods| {
+                    methods
+                        .iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                headers.insert(header::ALLOW, value);
+            }
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        _ => {}
     }
     response
 }

@@ -14,6 +14,7 @@ mod deliveries;
 pub mod listen;
 mod message_repo;
 mod message_rows;
+mod outage;
 mod pg;
 mod repo;
 mod rows;
@@ -131,10 +132,65 @@ pub fn open_for_dispatch(
     })
 }
 
+/// Longest wait for a pooled connection (including opening one) before the store is declared
+/// unavailable: a database that does not answer must not hold requests forever.
+const CHECKOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection from a pool, or an outage.
+async fn checkout<T, E: std::fmt::Display>(
+    getting: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(CHECKOUT_TIMEOUT, getting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(error)) => Err(pool_error(error)),
+        Err(_) => Err(StoreError::unavailable(format!(
+            "no database connection within {CHECKOUT_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// No connection could be had: always an outage.
 fn pool_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError::new(format!("no database connection: {error}"))
+    StoreError::unavailable(format!("no database connection: {error}"))
+}
+
+/// Size of the readiness probe's scratch row: several pages, so that a store with no room left
+/// for a few pages (or a log that cannot grow) fails the probe.
+const PROBE_PAYLOAD_BYTES: usize = 16 * 1024;
+
+/// A fresh id and an incompressible payload for the readiness probe's scratch row.
+fn probe_row() -> (String, String) {
+    use std::fmt::Write;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // SipHash with a per-process random key, over a counter: unpredictable enough that the
+    // payload does not compress, and no random-number crate needed.
+    let keys = std::collections::hash_map::RandomState::new();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut payload = String::with_capacity(PROBE_PAYLOAD_BYTES);
+    let mut block = 0u64;
+    while payload.len() < PROBE_PAYLOAD_BYTES {
+        let mut hasher = keys.build_hasher();
+        hasher.write_u64(n);
+        hasher.write_u64(block);
+        let _ = write!(payload, "{:016x}", hasher.finish());
+        block += 1;
+    }
+    let id = format!("probe-{}-{n}-{}", std::process::id(), &payload[..16]);
+    (id, payload)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn db_error(error: diesel::result::Error) -> StoreError {
-    StoreError::new(error)
+    if outage::is_outage(&error) {
+        StoreError::unavailable(error)
+    } else {
+        StoreError::new(error)
+    }
 }

@@ -2,7 +2,7 @@
 //! `LISTEN` side is [`crate::listen`]), the event log's settled bound, advisory row locks, and
 //! multi-row upserts.
 
-use crate::{pool_error, StoreOptions};
+use crate::{checkout, StoreOptions};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -56,11 +56,11 @@ type ChangeBatcher = crate::batch::Batcher<
 
 impl PgStore {
     async fn reader(&self) -> Result<Object<PgConn>, StoreError> {
-        self.pool.get().await.map_err(pool_error)
+        checkout(self.pool.get()).await
     }
 
     async fn writer(&self) -> Result<Object<PgConn>, StoreError> {
-        self.pool.get().await.map_err(pool_error)
+        checkout(self.pool.get()).await
     }
 
     fn change_batcher(&self) -> Option<&ChangeBatcher> {
@@ -121,7 +121,7 @@ impl Notifier {
 
 async fn announce(pool: &Pool<PgConn>) -> Result<(), StoreError> {
     use diesel_async::RunQueryDsl;
-    let mut conn = pool.get().await.map_err(pool_error)?;
+    let mut conn = checkout(pool.get()).await?;
     diesel::sql_query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
         .bind::<diesel::sql_types::Text, _>(EVENTS_CHANNEL)
         .execute(&mut conn)
@@ -181,9 +181,9 @@ pub(crate) fn open(url: &str, options: &StoreOptions) -> Result<PgStore, StoreEr
     let changes = ChangeBatcher::spawn(writers, 128, move |changes| {
         let pool = batch_pool.clone();
         async move {
-            match pool.get().await {
+            match checkout(pool.get()).await {
                 Ok(mut conn) => message_queries::apply_batch(&mut conn, &changes).await,
-                Err(error) => changes.iter().map(|_| Err(pool_error(&error))).collect(),
+                Err(error) => changes.iter().map(|_| Err(error.clone())).collect(),
             }
         }
     });

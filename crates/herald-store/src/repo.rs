@@ -395,6 +395,27 @@ macro_rules! store_impl {
                     .map_err(db_error)?;
                 Ok(())
             }
+
+            async fn probe_write(&self) -> StoreResult<()> {
+                let (id, payload) = crate::probe_row();
+                let mut conn = self.writer().await?;
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    diesel::insert_into(store_probe::table)
+                        .values((
+                            store_probe::id.eq(&id),
+                            store_probe::payload.eq(&payload),
+                            store_probe::probed_at.eq(crate::now_ms()),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    diesel::delete(store_probe::table.filter(store_probe::id.eq(&id)))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+                .await
+                .map_err(db_error)
+            }
         }
     };
 }

@@ -139,3 +139,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     poll_votes,
     inbound_keys,
 );
+
+diesel::table! {
+    /// Scratch rows of the readiness write probe (empty outside its transaction).
+    store_probe (id) {
+        id -> Text,
+        payload -> Text,
+        probed_at -> BigInt,
+    }
+}

@@ -1,6 +1,6 @@
 //! The embedded SQLite store: one file, WAL mode, a single in-process writer, several readers.
 
-use crate::{pool_error, StoreOptions};
+use crate::{checkout, StoreOptions};
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
@@ -128,11 +128,11 @@ type ChangeBatcher = crate::batch::Batcher<
 
 impl SqliteStore {
     async fn reader(&self) -> Result<Object<SqliteConn>, StoreError> {
-        self.reader.get().await.map_err(pool_error)
+        checkout(self.reader.get()).await
     }
 
     async fn writer(&self) -> Result<Object<SqliteConn>, StoreError> {
-        self.writer.get().await.map_err(pool_error)
+        checkout(self.writer.get()).await
     }
 
     fn change_batcher(&self) -> Option<&ChangeBatcher> {
@@ -157,9 +157,9 @@ pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, S
     let changes = ChangeBatcher::spawn(1, 128, move |changes| {
         let pool = batch_pool.clone();
         async move {
-            match pool.get().await {
+            match checkout(pool.get()).await {
                 Ok(mut conn) => message_queries::apply_batch(&mut conn, &changes).await,
-                Err(error) => changes.iter().map(|_| Err(pool_error(&error))).collect(),
+                Err(error) => changes.iter().map(|_| Err(error.clone())).collect(),
             }
         }
     });

@@ -5,8 +5,9 @@
 //! a condition with a deadline instead of sleeping; login-token support ([`jwks`]: test signing
 //! keys, a local JWKS server, token minting); and replicas ([`TestServer::start_replica`]: a
 //! second server on the same database, as several `herald-api` processes share one Postgres);
-//! a real headless browser ([`browser`]: Chromium through ChromeDriver) for the console; and a
-//! WAHA double ([`waha::WahaDouble`]) for Herald's WAHA engine.
+//! a real headless browser ([`browser`]: Chromium through ChromeDriver) for the console; a WAHA
+//! double ([`waha::WahaDouble`]) for Herald's WAHA engine; and [`openapi::Conformance`], which
+//! checks real answers against the served OpenAPI document.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use herald::config::Config;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod jwks;
+pub mod openapi;
 mod receiver;
 pub use browser::Browser;
 pub use jwks::{JwksServer, SigningKey};

@@ -152,6 +152,7 @@ impl App {
         let auth = Arc::new(bearer);
         let mut state = AppState::new(parts.gateway.clone(), auth);
         state.cors_origins = config.cors_origins.clone();
+        state.limits = config.http_limits;
         if let Some(verifier) = jwt {
             state
                 .readiness

@@ -2,9 +2,10 @@
 //! commands that work on the store directly, with no HTTP server involved.
 
 use crate::app::{assemble, App, StartError};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LogFormat};
 use herald_domain::{ApiKeyId, Capabilities, OrgId};
 use std::io::Write;
+use std::process::ExitCode;
 
 /// What `herald-api` was asked to do.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub enum Command {
     },
     /// Print usage.
     Help,
+    /// Print the version.
+    Version,
 }
 
 /// The usage text.
@@ -49,11 +52,34 @@ usage:
   herald-api keys list --org ORG
   herald-api keys revoke KEY_ID
 
+  herald-api --help | --version
+
 environment: DATABASE_URL (postgres://… or sqlite://path; default ./data/herald.db),
   HERALD_SECRETS_KEY, HERALD_CORS_ORIGINS, HERALD_DELIVERY_TIMEOUT_MS, HERALD_RETENTION_DAYS,
   HERALD_DELIVERY_ALLOW_PRIVATE, HERALD_DELIVERY_WORKERS, HERALD_DELIVERY_PER_WEBHOOK,
   HERALD_JWKS_URL (login JWTs), HERALD_JWT_ISSUER, HERALD_JWT_AUDIENCE, HERALD_JWT_ORG_CLAIM (org),
-  HERALD_JWT_ROLE_CLAIM (role), HERALD_JWKS_REFRESH_SECS (300), HERALD_JWKS_MIN_REFETCH_SECS (10)";
+  HERALD_JWT_ROLE_CLAIM (role), HERALD_JWKS_REFRESH_SECS (300), HERALD_JWKS_MIN_REFETCH_SECS (10),
+  HERALD_HTTP_HEADER_TIMEOUT_MS (10000), HERALD_HTTP_IDLE_TIMEOUT_MS (75000),
+  HERALD_HTTP_MAX_CONNECTIONS (1024), HERALD_LOG_FORMAT (text or json), RUST_LOG (info)";
+
+/// The usage text of `herald-dispatcher`.
+pub const DISPATCHER_USAGE: &str = "\
+usage:
+  herald-dispatcher              deliver webhooks from the shared Postgres store, serving
+                                 /healthz, /readyz and /metrics on HERALD_DISPATCHER_LISTEN
+                                 (default 127.0.0.1:8081); SIGTERM stops it gracefully
+  herald-dispatcher --help | --version
+
+environment: DATABASE_URL (postgres://…), HERALD_SECRETS_KEY (the API's key),
+  HERALD_DELIVERY_TIMEOUT_MS, HERALD_DELIVERY_ALLOW_PRIVATE, HERALD_DELIVERY_WORKERS,
+  HERALD_DELIVERY_PER_WEBHOOK, HERALD_RETENTION_DAYS, HERALD_DB_POOL_SIZE,
+  HERALD_HTTP_HEADER_TIMEOUT_MS, HERALD_HTTP_IDLE_TIMEOUT_MS, HERALD_HTTP_MAX_CONNECTIONS,
+  HERALD_LOG_FORMAT (text or json), RUST_LOG (info)";
+
+/// What `herald-api` and `herald-dispatcher` print for `--version`.
+pub fn version_line(program: &str) -> String {
+    format!("{program} {}", env!("CARGO_PKG_VERSION"))
+}
 
 fn flag(args: &[String], name: &str) -> Result<String, String> {
     let at = args
@@ -74,6 +100,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         [] | ["serve"] => Ok(Command::Serve),
         ["migrate"] => Ok(Command::Migrate),
         ["help" | "--help" | "-h"] => Ok(Command::Help),
+        ["version" | "--version" | "-V"] => Ok(Command::Version),
         ["keys", "create", ..] => Ok(Command::KeysCreate {
             org: flag(args, "--org")?,
             name: flag(args, "--name")?,
@@ -101,16 +128,103 @@ pub enum CliError {
     Failed(String),
 }
 
-/// Runs `herald-api` with `args`; `shutdown` resolves on SIGTERM/Ctrl-C when serving.
+/// What a binary's exit code says.
+const EXIT_FAILED: u8 = 1;
+/// Bad arguments or configuration (as `sysexits`' `EX_USAGE` would, but in the common 2).
+const EXIT_USAGE: u8 = 2;
+
+/// `herald-api`'s whole life: `--help`, `--version` and bad arguments are answered before
+/// anything is read or created; then logging starts and the command runs. Returns the exit
+/// code.
+pub async fn api_main(args: &[String]) -> ExitCode {
+    let command = match parse(args) {
+        Ok(Command::Help) => return print_and_exit(USAGE),
+        Ok(Command::Version) => return print_and_exit(&version_line("herald-api")),
+        Ok(command) => command,
+        Err(message) => return usage_error(&message, USAGE),
+    };
+    if let Err(code) = start_logging() {
+        return code;
+    }
+    match run_api(command, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+/// `herald-dispatcher`'s whole life, as [`api_main`]: it takes no arguments besides `--help`
+/// and `--version`.
+pub async fn dispatcher_main(args: &[String]) -> ExitCode {
+    match args {
+        [] => {}
+        [flag] if matches!(flag.as_str(), "--help" | "-h" | "help") => {
+            return print_and_exit(DISPATCHER_USAGE)
+        }
+        [flag] if matches!(flag.as_str(), "--version" | "-V" | "version") => {
+            return print_and_exit(&version_line("herald-dispatcher"))
+        }
+        _ => {
+            return usage_error(
+                &format!("unknown arguments: {}", args.join(" ")),
+                DISPATCHER_USAGE,
+            )
+        }
+    }
+    if let Err(code) = start_logging() {
+        return code;
+    }
+    match run_dispatcher(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+fn print_and_exit(text: &str) -> ExitCode {
+    // A closed pipe (`--help | head`) is not an error worth a panic.
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    ExitCode::SUCCESS
+}
+
+fn usage_error(message: &str, usage: &str) -> ExitCode {
+    eprintln!("{message}\n\n{usage}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn fail(error: &CliError) -> ExitCode {
+    eprintln!("error: {error}");
+    match error {
+        CliError::Usage(_) | CliError::Start(StartError::Config(_)) => ExitCode::from(EXIT_USAGE),
+        _ => ExitCode::from(EXIT_FAILED),
+    }
+}
+
+/// Starts logging in the configured format, or says why it cannot.
+fn start_logging() -> Result<(), ExitCode> {
+    match LogFormat::from_env() {
+        Ok(format) => {
+            init_logging_as(format);
+            Ok(())
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+    }
+}
+
+/// Runs a parsed `herald-api` command; `shutdown` resolves on SIGTERM/Ctrl-C when serving.
 pub async fn run_api(
-    args: &[String],
+    command: Command,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), CliError> {
-    let command = parse(args).map_err(CliError::Usage)?;
     let config = Config::from_env().map_err(StartError::from)?;
     match command {
         Command::Help => {
             println!("{USAGE}");
+            Ok(())
+        }
+        Command::Version => {
+            println!("{}", version_line("herald-api"));
             Ok(())
         }
         Command::Serve => {
@@ -208,14 +322,33 @@ pub async fn run_api(
     }
 }
 
-/// Installs the default log subscriber (`RUST_LOG`, default `info`).
+/// Installs the log subscriber in the format `HERALD_LOG_FORMAT` names (text when unset or
+/// unusable), filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
+    init_logging_as(LogFormat::from_env().unwrap_or_default());
+}
+
+/// Installs the log subscriber, writing to stderr: text (with colours only when stderr is a
+/// terminal), or one JSON object per line whose request lines carry the request's id, route
+/// and organization (the `request` span's fields, under `span`).
+pub fn init_logging_as(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -281,6 +414,9 @@ mod tests {
         );
         assert!(parse(&args("keys create --org")).is_err());
         assert!(parse(&args("frobnicate")).is_err());
+        assert!(parse(&args("--frobnicate")).is_err());
+        assert_eq!(parse(&args("--help")), Ok(Command::Help));
+        assert_eq!(parse(&args("--version")), Ok(Command::Version));
         assert_eq!(
             parse(&args("--with-dispatcher")),
             Ok(Command::ServeWithDispatcher)

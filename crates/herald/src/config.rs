@@ -1,6 +1,7 @@
 //! Configuration from the environment, with the documented defaults. Every variable is read
 //! here and nowhere else.
 
+pub use herald_http::ConnectionLimits;
 use herald_store::Database;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -60,6 +61,38 @@ pub struct Config {
     /// (`HERALD_DELIVERY_LEASE_MARGIN_MS`, default 55 s so that, with a 5 s re-check, a dead
     /// dispatcher's work is attempted again within timeout + 60 s; only tests shorten it).
     pub delivery_lease_margin: Duration,
+    /// How log lines are written (`HERALD_LOG_FORMAT`: `text`, the default, or `json`).
+    pub log_format: LogFormat,
+    /// Connection limits of the HTTP servers (`HERALD_HTTP_*`).
+    pub http_limits: ConnectionLimits,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `HERALD_LOG_FORMAT` from the process environment (logging starts before the rest
+    /// of the configuration is read, so that its errors can be logged).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match lookup("HERALD_LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("" | "text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(other) => Err(ConfigError(format!(
+                "HERALD_LOG_FORMAT={other} must be text or json"
+            ))),
+        }
+    }
 }
 
 impl Default for Config {
@@ -85,6 +118,8 @@ impl Default for Config {
             delivery_workers: 64,
             delivery_per_webhook: 16,
             delivery_lease_margin: Duration::from_secs(55),
+            log_format: LogFormat::Text,
+            http_limits: ConnectionLimits::default(),
         }
     }
 }
@@ -167,6 +202,28 @@ impl Config {
             delivery_lease_margin: Duration::from_millis(
                 parse_num("HERALD_DELIVERY_LEASE_MARGIN_MS", 55_000)?.max(1_000),
             ),
+            log_format: LogFormat::from_lookup(&lookup)?,
+            http_limits: ConnectionLimits {
+                header_timeout: Duration::from_millis(
+                    parse_num(
+                        "HERALD_HTTP_HEADER_TIMEOUT_MS",
+                        millis(defaults.http_limits.header_timeout),
+                    )?
+                    .max(1),
+                ),
+                idle_timeout: Duration::from_millis(
+                    parse_num(
+                        "HERALD_HTTP_IDLE_TIMEOUT_MS",
+                        millis(defaults.http_limits.idle_timeout),
+                    )?
+                    .max(1),
+                ),
+                max_connections: parse_num(
+                    "HERALD_HTTP_MAX_CONNECTIONS",
+                    defaults.http_limits.max_connections as u64,
+                )?
+                .clamp(1, 1 << 20) as usize,
+            },
         })
     }
 
@@ -175,6 +232,10 @@ impl Config {
     pub fn private_destinations_allowed(&self) -> bool {
         self.allow_private.unwrap_or(self.database.is_embedded())
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -197,6 +258,34 @@ mod tests {
         assert_eq!(c.database, Database::Sqlite("./data/herald.db".into()));
         assert_eq!(c.delivery_timeout, Duration::from_secs(10));
         assert!(c.private_destinations_allowed());
+    }
+
+    #[test]
+    fn log_format_and_connection_limits_are_read() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.http_limits, ConnectionLimits::default());
+        let c = config(&[
+            ("HERALD_LOG_FORMAT", "json"),
+            ("HERALD_HTTP_HEADER_TIMEOUT_MS", "500"),
+            ("HERALD_HTTP_IDLE_TIMEOUT_MS", "2000"),
+            ("HERALD_HTTP_MAX_CONNECTIONS", "10"),
+        ])
+        .unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(
+            c.http_limits,
+            ConnectionLimits {
+                header_timeout: Duration::from_millis(500),
+                idle_timeout: Duration::from_secs(2),
+                max_connections: 10,
+            }
+        );
+        assert!(config(&[("HERALD_LOG_FORMAT", "xml")])
+            .unwrap_err()
+            .0
+            .contains("HERALD_LOG_FORMAT"));
+        assert!(config(&[("HERALD_HTTP_MAX_CONNECTIONS", "many")]).is_err());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use herald_delivery::{
 };
 use herald_domain::ports::{DeliveryStore, Store};
 use herald_http::ops::OpsState;
-use herald_http::{MetricsSource, ReadinessCheck};
+use herald_http::readiness::StoreReadiness;
+use herald_http::MetricsSource;
 use herald_store::listen::Announcement;
 use herald_store::Database;
 use std::sync::Arc;
@@ -28,20 +29,6 @@ pub struct DeliveryMetricsSource(pub Arc<DeliveryMetrics>);
 impl MetricsSource for DeliveryMetricsSource {
     fn render(&self, out: &mut String) {
         self.0.render(out);
-    }
-}
-
-/// `/readyz` for the standalone dispatcher: the store answers.
-struct StoreReady(Arc<dyn Store>);
-
-#[async_trait::async_trait]
-impl ReadinessCheck for StoreReady {
-    fn name(&self) -> &'static str {
-        "store"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|e| e.to_string())
     }
 }
 
@@ -166,11 +153,15 @@ pub async fn run_dispatcher_on(
         },
     )?;
     let running = RunningDispatcher::start_on(&config, &parts, bookkeeping);
+    // Ready when the store takes writes: the dispatcher's own bookkeeping is writes.
+    let store: Arc<dyn herald_domain::ports::StoreHealth> = parts.store.clone();
     let ops = Arc::new(OpsState {
-        readiness: vec![Arc::new(StoreReady(parts.store.clone()))],
+        readiness: vec![Arc::new(StoreReadiness::new(store))],
         metrics: vec![Arc::new(DeliveryMetricsSource(
             running.handle().metrics().clone(),
         ))],
+        limits: config.http_limits,
+        connections: Arc::default(),
     });
     let addr = listener.local_addr().ok();
     let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -8,10 +8,12 @@
 //! - by the same keys on organization B's resources (B's ids in the path, body or query) → 404
 //!   when the key holds the capability (never 403, never B's data), else 403;
 //!
-//! and after every refused call both organizations' visible state (every list route) must be
-//! unchanged — a refused request writes nothing. No response to A may ever contain B's
-//! organization id or the ids of B's resources (B's lists are checked the same way for A), so a
-//! list, a lookup or an error message leaking across tenants fails here. Runs on both stores.
+//! Every answer must also be one the OpenAPI document gives for the route (status, content
+//! type, body schema, required headers). After every refused call both organizations' visible
+//! state (every list route) must be unchanged — a refused request writes nothing. No response
+//! to A may ever contain B's organization id or the ids of B's resources (B's lists are checked
+//! the same way for A), so a list, a lookup or an error message leaking across tenants fails
+//! here. Runs on both stores.
 //!
 //! # Adding a route
 //!
@@ -35,6 +37,7 @@
 
 use herald_domain::Capability;
 use herald_http::routes::{Access, Route, ROUTES};
+use herald_testkit::openapi::Conformance;
 use herald_testkit::{Backend, Reply, TestServer, BACKENDS};
 use serde_json::{json, Value};
 
@@ -402,11 +405,17 @@ fn capability_name(capability: Option<Capability>) -> &'static str {
     capability.map_or("no capability", Capability::as_str)
 }
 
+/// Sends `req` and checks the answer against the served OpenAPI document.
 async fn call(server: &TestServer, route: &Route, req: &Req, token: Option<&str>) -> Reply {
-    server
+    let reply = server
         .client
         .send(route.method.as_str(), &req.path, token, req.body.as_ref())
-        .await
+        .await;
+    static DOCUMENT: std::sync::OnceLock<Conformance> = std::sync::OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| Conformance::new(herald_http::openapi::document().clone()))
+        .assert(route.method.as_str(), route.path, &reply);
+    reply
 }
 
 async fn run_matrix(backend: Backend) {
