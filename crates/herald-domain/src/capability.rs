@@ -54,6 +54,8 @@ pub struct Capabilities(u8);
 impl Capabilities {
     /// No capability at all.
     pub const NONE: Capabilities = Capabilities(0);
+    /// Every capability: what a host application grants itself when it calls use cases directly.
+    pub const ALL: Capabilities = Capabilities(0b1111);
 
     /// Whether `capability` is in the set.
     pub fn contains(self, capability: Capability) -> bool {
@@ -164,6 +166,8 @@ pub enum Subject {
     ApiKey(ApiKeyId),
     /// A person with a login token; the token's `sub`, if any.
     User(Option<String>),
+    /// The application Herald is embedded in, which authenticated its caller itself.
+    Host,
 }
 
 /// An authenticated caller: one organization and what it may do there.
@@ -180,6 +184,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A caller the embedding host vouches for: it authenticated the caller by its own means
+    /// and grants `capabilities` in `organization`. No credential backs it, so it never expires.
+    pub fn trusted(organization: OrgId, capabilities: Capabilities) -> Self {
+        Self {
+            organization,
+            capabilities,
+            subject: Subject::Host,
+            expires_at: None,
+        }
+    }
+
     /// `Ok` when the caller holds `capability`, else [`crate::DomainError::Forbidden`].
     pub fn require(&self, capability: Capability) -> Result<(), crate::DomainError> {
         if self.capabilities.contains(capability) {
@@ -214,5 +229,9 @@ mod tests {
         );
         assert!(set.includes(Capabilities::parse_list("read").unwrap()));
         assert!(!set.includes(Capabilities::parse_list("ingest").unwrap()));
+        assert!(Capability::ALL
+            .into_iter()
+            .all(|c| Capabilities::ALL.contains(c)));
+        assert_eq!(Capabilities::ALL.to_list(), "read,send,manage,ingest");
     }
 }

@@ -6,6 +6,8 @@
 //! a store, a secret cipher, a clock, a messaging engine and a change listener. Adapters in
 //! other crates implement the ports; this crate never touches a socket, a file, SQL or HTTP.
 
+#![warn(missing_docs)]
+
 pub mod api_key;
 pub mod capability;
 pub mod deliveries;

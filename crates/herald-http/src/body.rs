@@ -2,15 +2,15 @@
 //! offending field in every 422. Unknown fields are ignored, as the contract says.
 
 use crate::error::ApiError;
+use crate::RequestBody;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Reads the whole body, refusing more than [`MAX_BODY`] bytes with 413.
-pub async fn read_limited(body: Incoming) -> Result<hyper::body::Bytes, ApiError> {
+pub async fn read_limited(body: RequestBody) -> Result<hyper::body::Bytes, ApiError> {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error)

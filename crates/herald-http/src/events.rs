@@ -7,16 +7,17 @@
 //! sent, so replay and live feed meet without a gap or a duplicate.
 
 use crate::error::ApiError;
-use crate::live::{LiveEvent, Subscription};
+use crate::live::{Feed, FeedEnd};
 use crate::query::Query;
+use crate::RequestBody;
 use crate::{AppState, HttpResponse};
 use futures_util::{SinkExt, StreamExt};
-use herald_domain::events_log::{LogFilter, LogPosition, LogQuery, MAX_PAGE};
-use herald_domain::ports::{AuthError, Authenticator, Clock, Store};
+use herald_domain::events_log::{LogFilter, MAX_PAGE};
+use herald_domain::ports::{AuthError, Authenticator, Clock};
 use herald_domain::{Capability, Principal};
 use http::{header, HeaderValue, Request, Response};
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use hyper_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use hyper_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -36,7 +37,7 @@ const SETTLE_WAIT: Duration = Duration::from_secs(1);
 pub(crate) async fn list(
     state: &Arc<AppState>,
     caller: &Principal,
-    request: &Request<Incoming>,
+    request: &Request<RequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(request.uri());
     let filter = LogFilter {
@@ -150,15 +151,13 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
 /// A socket that accepts nothing for this long is given up.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Replays restarted because the live queue overflowed meanwhile, before giving up with 1013.
-const MAX_REPLAY_ROUNDS: u32 = 8;
 
 /// `GET /events/ws?events=a,b&sessionId=&since=`: validates the query (422/404 are plain HTTP
 /// answers), subscribes, and answers `101 Switching Protocols`.
 pub(crate) async fn upgrade(
     state: &Arc<AppState>,
     caller: Principal,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let token = ws_token(&request)?.into_owned();
     let query = Query::parse(request.uri());
@@ -191,13 +190,11 @@ pub(crate) async fn upgrade(
         .await
         .map_err(|e| ApiError::store(&e))?;
     let session = Session {
-        store: state.gateway.store.clone(),
+        feed: Feed::new(state.gateway.store.clone(), subscription),
         clock: state.gateway.clock.clone(),
         auth: state.auth.clone(),
         token,
         caller,
-        subscription,
-        last: LogPosition::START,
     };
     tokio::spawn(session.run(websocket));
     Ok(response)
@@ -212,14 +209,24 @@ enum End {
 }
 
 struct Session {
-    store: Arc<dyn Store>,
+    feed: Feed,
     clock: Arc<dyn Clock>,
     auth: Arc<dyn Authenticator>,
     token: String,
     caller: Principal,
-    subscription: Subscription,
-    /// The last position sent; nothing at or below it is sent again.
-    last: LogPosition,
+}
+
+impl From<FeedEnd> for End {
+    fn from(end: FeedEnd) -> Self {
+        match end {
+            FeedEnd::Closed => End::Close(CloseCode::Away, "server shutting down"),
+            FeedEnd::Lagged => End::Close(CloseCode::Again, "more than 1000 events behind"),
+            FeedEnd::Store(error) => {
+                tracing::warn!(%error, "WebSocket replay failed");
+                End::Close(CloseCode::Error, "the event log cannot be read")
+            }
+        }
+    }
 }
 
 impl Session {
@@ -231,7 +238,6 @@ impl Session {
                 return;
             }
         };
-        self.last = self.subscription.start;
         let end = match self.replay(&mut ws).await {
             Ok(()) => self.live(&mut ws).await,
             Err(end) => end,
@@ -256,41 +262,13 @@ impl Session {
 
     /// Sends, from the store, what the subscriber asked for before its live feed starts.
     async fn replay(&mut self, ws: &mut HyperWebsocketStream) -> Result<(), End> {
-        let mut rounds = 0;
-        loop {
-            while self.last < self.subscription.live_from {
-                let page = self
-                    .store
-                    .read_log(&LogQuery {
-                        organization_id: self.subscription.organization.clone(),
-                        after: self.last,
-                        until: Some(self.subscription.live_from),
-                        filter: self.subscription.filter.clone(),
-                        limit: MAX_PAGE,
-                    })
-                    .await
-                    .map_err(|error| {
-                        tracing::warn!(%error, "WebSocket replay failed");
-                        End::Close(CloseCode::Error, "the event log cannot be read")
-                    })?;
-                let Some(tail) = page.events.last().map(|e| e.position) else {
-                    break;
-                };
-                for event in page.events {
-                    send(ws, Message::Text(Utf8Bytes::from(event.envelope)), false).await?;
-                }
+        while let Some(event) = self.feed.next_replayed().await? {
+            send(ws, Message::Text(event.frame.clone()), false).await?;
+            if !self.feed.ready() {
                 flush(ws).await?;
-                self.last = tail;
-            }
-            // The live queue filled while replaying: register afresh and replay the difference.
-            if !self.subscription.lagged() {
-                return Ok(());
-            }
-            rounds += 1;
-            if rounds > MAX_REPLAY_ROUNDS || !self.subscription.renew() {
-                return Err(End::Close(CloseCode::Again, "more than 1000 events behind"));
             }
         }
+        Ok(())
     }
 
     /// Forwards the live feed; answers the peer; pings; re-checks the credentials.
@@ -303,15 +281,17 @@ impl Session {
         loop {
             let expiry = expires_in(&self.caller, self.clock.now_ms());
             tokio::select! {
-                item = self.subscription.queue.recv() => {
-                    let Some(first) = item else {
-                        return if self.subscription.lagged() {
-                            End::Close(CloseCode::Again, "more than 1000 events behind")
-                        } else {
-                            End::Close(CloseCode::Away, "server shutting down")
-                        };
+                item = self.feed.next() => {
+                    let sent = match item {
+                        Ok(event) => send(ws, Message::Text(event.frame.clone()), false).await,
+                        Err(end) => Err(end.into()),
                     };
-                    if let Err(end) = self.forward(ws, first).await {
+                    // Whatever is already queued goes out with the same flush.
+                    let flushed = match sent {
+                        Ok(()) if !self.feed.ready() => flush(ws).await,
+                        other => other,
+                    };
+                    if let Err(end) = flushed {
                         return end;
                     }
                 }
@@ -343,31 +323,6 @@ impl Session {
                 }
             }
         }
-    }
-
-    /// Sends `first` and whatever else is already queued, with one flush.
-    async fn forward(
-        &mut self,
-        ws: &mut HyperWebsocketStream,
-        first: Arc<LiveEvent>,
-    ) -> Result<(), End> {
-        let mut next = Some(first);
-        let mut sent = false;
-        while let Some(event) = next.take() {
-            if self.subscription.lagged() {
-                return Err(End::Close(CloseCode::Again, "more than 1000 events behind"));
-            }
-            if event.position > self.last {
-                send(ws, Message::Text(event.frame.clone()), false).await?;
-                self.last = event.position;
-                sent = true;
-            }
-            next = self.subscription.queue.try_recv().ok();
-        }
-        if sent {
-            flush(ws).await?;
-        }
-        Ok(())
     }
 
     /// `Some(end)` when the credentials no longer hold.

@@ -4,12 +4,13 @@
 use crate::body::{read_limited, JsonObject};
 use crate::error::ApiError;
 use crate::routes::{Op, Route};
+use crate::RequestBody;
 use crate::{empty_response, json_response, AppState, HttpResponse};
 use herald_domain::webhook::{RetryPolicyFields, WebhookFields};
 use herald_domain::{Capabilities, Capability, Principal, Subject};
 use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use std::sync::Arc;
 struct Call {
     params: Vec<String>,
     principal: Option<Principal>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 }
 
 impl Call {
@@ -46,7 +47,7 @@ pub(crate) async fn dispatch(
     route: &Route,
     params: Vec<String>,
     principal: Option<Principal>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let call = Call {
         params,
@@ -191,6 +192,7 @@ fn whoami(caller: &Principal) -> serde_json::Value {
         "credential": match caller.subject {
             Subject::ApiKey(_) => "api_key",
             Subject::User(_) => "login",
+            Subject::Host => "host",
         },
         "expiresAt": caller.expires_at,
     })

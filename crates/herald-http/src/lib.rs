@@ -27,7 +27,7 @@ use herald_domain::gateway::Gateway;
 use herald_domain::ports::Authenticator;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Bytes, Frame};
 use routes::{Access, NoMatch};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +39,48 @@ pub use server::{ConnectionLimits, ConnectionStats};
 
 /// The response type every handler produces.
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// The error type of a request body, erased.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body of whatever type the host's server uses (hyper's `Incoming`, axum's `Body`,
+/// a test's `Full`), erased so the handlers are written once. The mutex only makes the body
+/// `Sync` for handlers that hold the request across an await; it is never locked, because
+/// reading a body needs exclusive access anyway ([`std::sync::Mutex::get_mut`]).
+pub struct RequestBody(
+    std::sync::Mutex<http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>>,
+);
+
+impl RequestBody {
+    /// Erases `body`.
+    pub fn new<B>(body: B) -> Self
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt;
+        Self(std::sync::Mutex::new(
+            body.map_err(Into::into).boxed_unsync(),
+        ))
+    }
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let inner = self
+            .get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::pin::Pin::new(inner).poll_frame(cx)
+    }
+}
 
 /// Something `/readyz` must see healthy (the store, the JWKS…).
 #[async_trait::async_trait]
@@ -175,8 +217,17 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
 /// Handles one request end to end: request id, CORS, routing, authentication, the handler,
 /// error mapping. Everything logged meanwhile belongs to a `request` span carrying the request
 /// id, the route template and (once authenticated) the organization; the id is returned as
-/// `X-Request-Id`.
-pub async fn handle(state: Arc<AppState>, request: Request<Incoming>) -> HttpResponse {
+/// `X-Request-Id`. The body may be of any type (see [`RequestBody`]); the path is the API's own
+/// (`/api/v1/…`), so a host mounting Herald under a prefix strips it first.
+pub async fn handle<B>(state: Arc<AppState>, request: Request<B>) -> HttpResponse
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    handle_erased(state, request.map(RequestBody::new)).await
+}
+
+async fn handle_erased(state: Arc<AppState>, request: Request<RequestBody>) -> HttpResponse {
     use tracing::Instrument;
     let started = Instant::now();
     let id = request_id(request.headers());
@@ -254,7 +305,7 @@ fn preflight() -> HttpResponse {
 async fn serve(
     state: &Arc<AppState>,
     path: &str,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (route, params) = match routes::find(request.method(), path) {
         Ok(found) => {

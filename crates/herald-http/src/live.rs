@@ -13,12 +13,16 @@
 //! before that (a `since` replay) it reads from the store. A subscriber whose queue is full —
 //! more than [`Hub::QUEUE`] events behind — is dropped and marked lagged rather than buffered
 //! without bound.
+//!
+//! A [`Feed`] turns a subscription into one ordered stream — the `since` replay from the store,
+//! then the live queue — with neither a gap nor a duplicate where they meet. The WebSocket and
+//! the in-process event stream of an embedding host both read through it.
 
-use herald_domain::events_log::{LogFilter, LogPosition, LoggedEvent};
+use herald_domain::events_log::{LogFilter, LogPosition, LogQuery, LoggedEvent, MAX_PAGE};
 use herald_domain::ports::Store;
-use herald_domain::{OrgId, StoreError};
+use herald_domain::{EventId, OrgId, StoreError};
 use hyper_tungstenite::tungstenite::Utf8Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -29,6 +33,8 @@ use tokio::sync::{mpsc, watch, OnceCell};
 pub struct LiveEvent {
     /// Where it is in the log.
     pub position: LogPosition,
+    /// The event's id (what a reader passes as `since` to resume after it).
+    pub id: EventId,
     /// The envelope JSON, shared by every subscriber.
     pub frame: Utf8Bytes,
 }
@@ -101,6 +107,132 @@ impl Subscription {
         self.lagged = lagged;
         self.live_from = live_from;
         true
+    }
+}
+
+/// Replays restarted because the live queue overflowed meanwhile, before a feed gives up.
+const MAX_REPLAY_ROUNDS: u32 = 8;
+
+/// Why a [`Feed`] ended.
+#[derive(Debug)]
+pub enum FeedEnd {
+    /// The hub closed (the server is shutting down).
+    Closed,
+    /// The reader fell more than [`Hub::QUEUE`] events behind and could not catch up.
+    Lagged,
+    /// The store could not be read during the replay.
+    Store(StoreError),
+}
+
+/// One subscriber's events in log order: first those after its start position read from the
+/// store, then the live queue. Nothing at or below the last position handed out is handed out
+/// again, so replay and live feed meet without a gap or a duplicate.
+pub struct Feed {
+    store: Arc<dyn Store>,
+    subscription: Subscription,
+    last: LogPosition,
+    replayed: VecDeque<LiveEvent>,
+    replaying: bool,
+    rounds: u32,
+}
+
+impl Feed {
+    /// A feed over `subscription`, replaying from `store`.
+    pub fn new(store: Arc<dyn Store>, subscription: Subscription) -> Self {
+        Self {
+            last: subscription.start,
+            store,
+            subscription,
+            replayed: VecDeque::new(),
+            replaying: true,
+            rounds: 0,
+        }
+    }
+
+    /// Whose events it carries.
+    pub fn organization(&self) -> &OrgId {
+        &self.subscription.organization
+    }
+
+    /// Whether [`Feed::next`] would answer without waiting (a caller batching writes flushes
+    /// when it would not).
+    pub fn ready(&self) -> bool {
+        !self.replayed.is_empty() || !self.subscription.queue.is_empty()
+    }
+
+    /// The next event of the replay from the store, or `None` once the replay is over and the
+    /// feed continues live.
+    pub async fn next_replayed(&mut self) -> Result<Option<Arc<LiveEvent>>, FeedEnd> {
+        loop {
+            if let Some(event) = self.replayed.pop_front() {
+                self.last = event.position;
+                return Ok(Some(Arc::new(event)));
+            }
+            if !self.replaying {
+                return Ok(None);
+            }
+            self.replay_page().await?;
+        }
+    }
+
+    /// The next event, replayed or live. Cancel-safe once the replay is over (a live wait
+    /// dropped loses nothing).
+    pub async fn next(&mut self) -> Result<Arc<LiveEvent>, FeedEnd> {
+        if let Some(event) = self.next_replayed().await? {
+            return Ok(event);
+        }
+        loop {
+            let Some(event) = self.subscription.queue.recv().await else {
+                return Err(if self.subscription.lagged() {
+                    FeedEnd::Lagged
+                } else {
+                    FeedEnd::Closed
+                });
+            };
+            if self.subscription.lagged() {
+                return Err(FeedEnd::Lagged);
+            }
+            if event.position > self.last {
+                self.last = event.position;
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Reads the next page of the replay; at its end, either switches to the live queue or —
+    /// when the queue overflowed meanwhile — registers afresh and replays the difference.
+    async fn replay_page(&mut self) -> Result<(), FeedEnd> {
+        if self.last < self.subscription.live_from {
+            let page = self
+                .store
+                .read_log(&LogQuery {
+                    organization_id: self.subscription.organization.clone(),
+                    after: self.last,
+                    until: Some(self.subscription.live_from),
+                    filter: self.subscription.filter.clone(),
+                    limit: MAX_PAGE,
+                })
+                .await
+                .map_err(FeedEnd::Store)?;
+            if !page.events.is_empty() {
+                self.replayed
+                    .extend(page.events.into_iter().map(|event| LiveEvent {
+                        position: event.position,
+                        id: event.id,
+                        frame: Utf8Bytes::from(event.envelope),
+                    }));
+                return Ok(());
+            }
+        }
+        if !self.subscription.lagged() {
+            self.replaying = false;
+            return Ok(());
+        }
+        self.rounds += 1;
+        if self.rounds > MAX_REPLAY_ROUNDS || !self.subscription.renew() {
+            return Err(FeedEnd::Lagged);
+        }
+        Ok(())
     }
 }
 
@@ -275,6 +407,7 @@ impl Inner {
                         .get_or_insert_with(|| {
                             Arc::new(LiveEvent {
                                 position,
+                                id: event.id,
                                 frame: Utf8Bytes::from(event.envelope.clone()),
                             })
                         })

@@ -2,13 +2,13 @@
 //! authenticator, engine, use cases); [`App`] serves them over HTTP until told to stop.
 
 use crate::config::{Config, ConfigError};
+use crate::embed::Herald;
 use crate::wake::Wakeups;
-use herald_auth::{ApiKeyAuthenticator, BearerAuthenticator, JwtConfig, JwtVerifier, Sha256Minter};
+use herald_auth::{JwtConfig, JwtVerifier, Sha256Minter};
 use herald_domain::gateway::Gateway;
-use herald_domain::ports::{Store, SystemClock};
+use herald_domain::ports::{Engine, Store, SystemClock};
 use herald_domain::StoreError;
 use herald_engine_sim::SimulatorEngine;
-use herald_http::AppState;
 use herald_secrets::{KeyError, SecretsKey, XChaChaCipher};
 use herald_store::{Database, StoreOptions};
 use std::net::SocketAddr;
@@ -84,6 +84,14 @@ pub fn secrets_key(config: &Config) -> Result<SecretsKey, StartError> {
 
 /// Opens the store (running migrations) and builds the use cases.
 pub async fn assemble(config: &Config) -> Result<Parts, StartError> {
+    assemble_with(config, None).await
+}
+
+/// [`assemble`] with `engine` as the messaging network, when given, instead of the simulator.
+pub async fn assemble_with(
+    config: &Config,
+    engine: Option<Arc<dyn Engine>>,
+) -> Result<Parts, StartError> {
     let key = secrets_key(config)?;
     let store = herald_store::open(
         &config.database,
@@ -98,7 +106,7 @@ pub async fn assemble(config: &Config) -> Result<Parts, StartError> {
         store: store.clone(),
         cipher: cipher.clone(),
         clock: Arc::new(SystemClock),
-        engine: Arc::new(SimulatorEngine),
+        engine: engine.unwrap_or_else(|| Arc::new(SimulatorEngine)),
         minter: Arc::new(Sha256Minter),
         listener: wakeups.clone(),
     };
@@ -110,13 +118,12 @@ pub async fn assemble(config: &Config) -> Result<Parts, StartError> {
     })
 }
 
-/// A running gateway.
+/// A running gateway: a [`Herald`] served on a listener of its own (what the binaries run).
 pub struct App {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
-    dispatcher: Option<crate::dispatch::RunningDispatcher>,
-    _backlog: Option<crate::dispatch::BacklogWatcher>,
+    herald: Option<Herald>,
 }
 
 impl App {
@@ -138,81 +145,21 @@ impl App {
             addr: config.listen,
             source,
         })?;
-        let parts = assemble(&config).await?;
-        let api_keys = ApiKeyAuthenticator::new(parts.store.clone(), parts.gateway.clock.clone());
-        let mut bearer = BearerAuthenticator::new(api_keys);
-        let jwt = match jwt_verifier(&config) {
-            Some(verifier) => {
-                start_jwks(&verifier).await;
-                bearer = bearer.with_jwt(verifier.clone());
-                Some(verifier)
-            }
-            None => None,
-        };
-        let auth = Arc::new(bearer);
-        let mut state = AppState::new(parts.gateway.clone(), auth);
-        state.cors_origins = config.cors_origins.clone();
-        state.limits = config.http_limits;
-        if let Some(verifier) = jwt {
-            state
-                .readiness
-                .push(Arc::new(JwksReadiness(verifier.clone())));
-            state.metrics.push(Arc::new(JwksReadiness(verifier)));
-        }
-        // Single-node mode: the embedded store, or `--with-dispatcher`, delivers in-process.
-        let dispatcher = (config.database.is_embedded() || config.with_dispatcher)
-            .then(|| crate::dispatch::RunningDispatcher::start(&config, &parts));
-        if let Some(running) = &dispatcher {
-            state
-                .metrics
-                .push(Arc::new(crate::dispatch::DeliveryMetricsSource(
-                    running.handle().metrics().clone(),
-                )));
-        }
-        // Without a dispatcher here, `/metrics` still shows the store-wide delivery backlog.
-        let backlog = dispatcher.is_none().then(|| {
-            crate::dispatch::BacklogWatcher::start(parts.store.clone(), parts.gateway.clock.clone())
-        });
-        if let Some(watcher) = &backlog {
-            state
-                .metrics
-                .push(Arc::new(crate::dispatch::DeliveryMetricsSource(
-                    watcher.metrics().clone(),
-                )));
-        }
-        state.live =
-            herald_http::live::Hub::new(parts.store.clone(), Some(parts.wakeups.watch_commits()));
-        let state = Arc::new(state);
-        // Other replicas' commits reach this one's live hub through Postgres LISTEN/NOTIFY; the
-        // listener lives exactly as long as the server.
-        let listening = match &config.database {
-            Database::Postgres(url) => {
-                let wakeups = parts.wakeups.clone();
-                Some(AbortOnDrop(tokio::spawn(
-                    herald_store::listen::listen_for_events(
-                        url.clone(),
-                        move |_| wakeups.commit_seen(),
-                        std::future::pending::<()>(),
-                    ),
-                )))
-            }
-            Database::Sqlite(_) => None,
-        };
+        let herald = Herald::builder(config).build().await?;
+        let state = herald.state();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            let _listening = listening;
             herald_http::run(listener, state, async move {
                 let _ = stopped.await;
             })
             .await
         });
-        tracing::info!(addr = %local_addr, store = %config.database.describe(), engine = "simulator", "Herald is serving");
+        tracing::info!(addr = %local_addr, "Herald is serving");
         Ok(Self {
             local_addr,
             stop: Some(stop),
             server,
-            dispatcher,
-            _backlog: backlog,
+            herald: Some(herald),
         })
     }
 
@@ -227,8 +174,8 @@ impl App {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
-        if let Some(dispatcher) = self.dispatcher.take() {
-            dispatcher.shutdown().await;
+        if let Some(herald) = self.herald.take() {
+            herald.shutdown().await;
         }
     }
 
@@ -255,7 +202,7 @@ pub fn jwt_verifier(config: &Config) -> Option<Arc<JwtVerifier>> {
 
 /// Loads the JWKS (waiting at most a few seconds: a slow or absent frontend must not keep the
 /// API from serving API keys) and starts the periodic refresh.
-async fn start_jwks(verifier: &Arc<JwtVerifier>) {
+pub(crate) async fn start_jwks(verifier: &Arc<JwtVerifier>) {
     let first = {
         let verifier = verifier.clone();
         tokio::spawn(async move { verifier.refresh().await })
@@ -276,7 +223,7 @@ async fn start_jwks(verifier: &Arc<JwtVerifier>) {
 /// `/readyz` line for the JWKS: reports it stale or unavailable without marking the replica
 /// unready — every replica shares the same frontend, so taking them out of rotation would turn
 /// a JWKS outage into a full outage while API keys and the last good keys still work.
-struct JwksReadiness(Arc<JwtVerifier>);
+pub(crate) struct JwksReadiness(pub(crate) Arc<JwtVerifier>);
 
 #[async_trait::async_trait]
 impl herald_http::ReadinessCheck for JwksReadiness {
@@ -318,7 +265,7 @@ impl herald_http::MetricsSource for JwksReadiness {
 }
 
 /// Aborts a background task when dropped, tying its life to its owner's.
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
