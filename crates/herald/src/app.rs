@@ -159,6 +159,22 @@ impl App {
                 .push(Arc::new(JwksReadiness(verifier.clone())));
             state.metrics.push(Arc::new(JwksReadiness(verifier)));
         }
+        if config.database.is_embedded() {
+            // One process owns the embedded file, so a lease found in it at start-up belongs
+            // to a predecessor that died mid-attempt: its deliveries are attempted again now
+            // rather than when the lease lapses. (Never on Postgres: other replicas live.)
+            match parts.store.release_all_leases().await {
+                Ok(0) => {}
+                Ok(released) => tracing::info!(
+                    released,
+                    "released the delivery leases a previous process left; attempting them again now"
+                ),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "could not release the leases a previous process left; they lapse on their own"
+                ),
+            }
+        }
         // Single-node mode: the embedded store, or `--with-dispatcher`, delivers in-process.
         let dispatcher = (config.database.is_embedded() || config.with_dispatcher)
             .then(|| crate::dispatch::RunningDispatcher::start(&config, &parts));

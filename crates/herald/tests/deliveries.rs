@@ -731,3 +731,64 @@ async fn a_slow_receiver_does_not_hold_up_other_webhooks() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_restart_takes_back_its_dead_predecessors_leases_at_once() {
+    // A lease that outlives the test by far, held by a process that is gone: the restarted
+    // embedded process must attempt the delivery at once, not when the lease lapses.
+    let mut first = server(Backend::Sqlite, |_| {}).await;
+    let token = first.api_key("org_restart", "manage").await;
+    let receiver = Receiver::start(Behaviour::Ok).await;
+    let webhook = create_webhook(&first, &token, json!({"url": receiver.url()})).await;
+    first.stop().await;
+
+    let parts = herald::app::assemble(&first.config).await.unwrap();
+    let org = herald_domain::OrgId::parse("org_restart").unwrap();
+    let event = herald_domain::event::Envelope::new(
+        herald_domain::event::EventType::SessionStatus,
+        org,
+        None,
+        None,
+        now_ms(),
+        json!({"status": "WORKING", "me": null}),
+    );
+    parts
+        .gateway
+        .emit(std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    let lease = herald_domain::delivery::Lease {
+        owner: "dsp_dead_predecessor".to_owned(),
+        until: now_ms() + 3_600_000,
+    };
+    let claimed = parts
+        .store
+        .claim_deliveries(
+            herald_domain::delivery::Lane::Fresh,
+            &lease,
+            now_ms(),
+            10,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    drop(parts);
+
+    let second = first.start_replica().await;
+    eventually("the orphaned delivery to be sent", WAIT, || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+    let got = receiver.received();
+    assert_eq!(
+        header(&got[0].headers, "x-webhook-request-id"),
+        event.id.to_string()
+    );
+    let page = second
+        .client
+        .get(&format!("/api/v1/webhooks/{webhook}/deliveries"), &token)
+        .await;
+    assert_eq!(page.json["data"].as_array().unwrap().len(), 1);
+    drop(second);
+}
