@@ -811,9 +811,12 @@ async fn next_wake(shared: &Arc<Shared>, lane: Lane, saturated: bool) -> Instant
     }
 }
 
+/// The pause after `failures` store errors in a row: 100 ms doubling, at most 500 ms — a store
+/// that is back should be used at once (a reconnected listener also wakes the lanes), and one
+/// query per half second against a store that is down costs nothing.
 fn backoff(failures: u32) -> Duration {
-    let ms = 100u64.saturating_mul(1 << failures.min(6));
-    Duration::from_millis(ms.min(5_000))
+    let ms = 100u64.saturating_mul(1 << failures.saturating_sub(1).min(10));
+    Duration::from_millis(ms.min(500))
 }
 
 /// One attempt, start to classified end. Blocking.
