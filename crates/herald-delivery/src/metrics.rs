@@ -12,10 +12,11 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-const RESULTS: [&str; 8] = [
+const RESULTS: [&str; 9] = [
     "2xx",
     "timeout",
     "connect",
+    "response_incomplete",
     "dns",
     "blocked_address",
     "http_status",
@@ -29,7 +30,7 @@ pub struct DeliveryMetrics {
     /// Attempts whose delivery succeeded / will be retried / was dead-lettered.
     outcomes: [AtomicU64; 3],
     /// Attempts by result class (index into `RESULTS`).
-    results: [AtomicU64; 8],
+    results: [AtomicU64; 9],
     buckets: [AtomicU64; 12],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -59,7 +60,10 @@ impl DeliveryMetrics {
             (true, None) => "2xx",
             (true, Some(e)) => e.as_str(),
         };
-        let index = RESULTS.iter().position(|r| *r == result).unwrap_or(7);
+        let index = RESULTS
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(RESULTS.len() - 1);
         self.results[index].fetch_add(1, Ordering::Relaxed);
         let seconds = latency.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
@@ -186,6 +190,13 @@ fn lane_index(lane: Lane) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_error_class_has_its_own_result_label() {
+        for class in AttemptError::ALL {
+            assert!(RESULTS.contains(&class.as_str()), "{class:?}");
+        }
+    }
 
     #[test]
     fn renders_prometheus_text_with_the_documented_prefix() {

@@ -101,6 +101,7 @@ pub async fn assemble(config: &Config) -> Result<Parts, StartError> {
         engine: Arc::new(SimulatorEngine),
         minter: Arc::new(Sha256Minter),
         listener: wakeups.clone(),
+        private_destinations_allowed: config.private_destinations_allowed(),
     };
     Ok(Parts {
         gateway,

@@ -339,6 +339,7 @@ async fn redirects_timeouts_hangups_and_huge_replies_are_classified() {
             (Behaviour::Redirect(target.url()), Some(302), "http_status"),
             (Behaviour::Delay(Duration::from_secs(4)), None, "timeout"),
             (Behaviour::Close, None, "connect"),
+            (Behaviour::Truncated, Some(200), "response_incomplete"),
         ];
         let once = json!({"policy": "constant", "delaySeconds": 1, "attempts": 1});
         for (behaviour, status, error) in cases {
@@ -359,6 +360,7 @@ async fn redirects_timeouts_hangups_and_huge_replies_are_classified() {
                     attempt["durationMs"].as_i64().unwrap() < 3_500,
                     "the deadline is hard"
                 );
+                assert_eq!(attempt["responseBody"], "no answer within 1000 ms");
             }
         }
         assert!(target.received().is_empty(), "redirects are not followed");
@@ -397,21 +399,64 @@ async fn redirects_timeouts_hangups_and_huge_replies_are_classified() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_destinations_are_refused_on_postgres_unless_allowed() {
+async fn literal_private_destinations_are_refused_when_saved_on_both_stores() {
+    for backend in BACKENDS {
+        let server = TestServer::start_with(backend, |c| c.allow_private = Some(false)).await;
+        let token = server.api_key("org_ssrf", "manage").await;
+        for url in [
+            "http://127.0.0.1:9/hook",
+            "http://127.1/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/",
+            "http://localhost:8080/",
+        ] {
+            let reply = server
+                .client
+                .post("/api/v1/webhooks", &token, &json!({"url": url}))
+                .await;
+            assert_eq!(reply.status, 422, "{backend:?} {url}: {:?}", reply.json);
+            assert_eq!(reply.json["error"]["details"]["field"], "url", "{url}");
+        }
+        let webhook =
+            create_webhook(&server, &token, json!({"url": "https://example.com/hook"})).await;
+        let path = format!("/api/v1/webhooks/{webhook}");
+        let reply = server
+            .client
+            .patch(&path, &token, &json!({"url": "http://[::1]:9/"}))
+            .await;
+        assert_eq!(reply.status, 422, "{backend:?}: {:?}", reply.json);
+        let reply = server
+            .client
+            .patch(&path, &token, &json!({"url": "https://example.org/"}))
+            .await;
+        assert_eq!(reply.status, 200, "{backend:?}: {:?}", reply.json);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_refused_at_connect_time_fails_after_one_attempt() {
+    // Postgres refuses private destinations by default. The webhook was saved through a
+    // replica that allows them; the delivering replica refuses the connection.
     let server = TestServer::start_with(Backend::Postgres, |c| c.with_dispatcher = true).await;
+    let mut lenient = server.config.clone();
+    lenient.allow_private = Some(true);
+    lenient.with_dispatcher = false;
+    let saver = TestServer::start_on(server.db.borrow(), lenient).await;
     let token = server.api_key("org_ssrf", "manage").await;
     let receiver = Receiver::start(Behaviour::Ok).await;
-    let webhook = create_webhook(
-        &server,
-        &token,
-        json!({"url": receiver.url(), "retryPolicy": {"policy": "constant", "delaySeconds": 1, "attempts": 1}}),
-    )
-    .await;
+    // The default policy would retry 15 times; a refused destination is not retried.
+    let webhook = create_webhook(&saver, &token, json!({"url": receiver.url()})).await;
     let (_, id) = test_ping(&server, &token, &webhook).await;
     let d = settled(&server, &token, &webhook, &id, "failed").await;
     assert_eq!(d["lastError"], "blocked_address");
+    assert_eq!(d["attempts"], 1, "{d}");
+    assert_eq!(d["attemptLog"].as_array().unwrap().len(), 1, "{d}");
     assert_eq!(d["attemptLog"][0]["statusCode"], Value::Null);
     assert!(receiver.received().is_empty());
+    drop(saver);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
