@@ -23,6 +23,11 @@ bench-api:
 bench-auth:
     RUST_LOG=warn cargo run --release -p herald-bench --bin bench-auth
 
+# The chaos suite against the real herald-api binary on the embedded store: SIGKILL mid-flight with
+# an exact count of accepted vs delivered events, and a hanging-receiver mix (see docs/chaos.md).
+chaos:
+    HERALD_CHAOS=1 cargo test -p herald-api --test chaos -- --nocapture --test-threads=1
+
 # Webhook delivery on Postgres (HERALD_TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test):
 # the real herald-api and herald-dispatcher release binaries, a local keep-alive receiver.
 bench-dispatch:

@@ -322,6 +322,8 @@ struct LaneState {
     /// Webhooks left out of the last ordinary claim because they were at their cap.
     excluded: HashSet<WebhookId>,
     standing: HashMap<WebhookId, (Standing, Instant)>,
+    /// The slow webhooks among them (kept apart so a claim need not scan every standing).
+    slow: HashSet<WebhookId>,
     last_forget: Instant,
     caps: Caps,
 }
@@ -379,12 +381,7 @@ impl LaneState {
             .filter(|w| self.load(w) >= self.cap(w))
             .copied()
             .collect();
-        out.extend(
-            self.standing
-                .iter()
-                .filter(|(_, (standing, _))| *standing == Standing::Slow)
-                .map(|(w, _)| *w),
-        );
+        out.extend(self.slow.iter().copied());
         out.into_iter().collect()
     }
 
@@ -392,10 +389,9 @@ impl LaneState {
     fn slow_openings(&self) -> (Vec<WebhookId>, usize) {
         let mut room = 0;
         let webhooks = self
-            .standing
+            .slow
             .iter()
-            .filter(|(_, (standing, _))| *standing == Standing::Slow)
-            .filter_map(|(w, _)| {
+            .filter_map(|w| {
                 let free = self.caps.slow.saturating_sub(self.running_of(w));
                 room += free;
                 (free > 0).then_some(*w)
@@ -407,7 +403,10 @@ impl LaneState {
     /// Records what an attempt showed; a webhook turning slow gives up its queued extras.
     fn learn(&mut self, webhook: WebhookId, standing: Standing, late: &mut Vec<DeliveryId>) {
         self.standing.insert(webhook, (standing, Instant::now()));
-        if standing == Standing::Slow {
+        if standing != Standing::Slow {
+            self.slow.remove(&webhook);
+        } else {
+            self.slow.insert(webhook);
             if let Some(queue) = self.waiting.remove(&webhook) {
                 self.waiting_total -= queue.len();
                 late.extend(queue.into_iter().map(|item| item.id));
@@ -424,6 +423,8 @@ impl LaneState {
         let running = &self.running_by_webhook;
         self.standing
             .retain(|w, (_, seen)| running.contains_key(w) || seen.elapsed() < STANDING_TTL);
+        let standing = &self.standing;
+        self.slow.retain(|w| standing.contains_key(w));
     }
 }
 
@@ -449,6 +450,7 @@ async fn run_lane(
         waiting_total: 0,
         excluded: HashSet::new(),
         standing: HashMap::new(),
+        slow: HashSet::new(),
         last_forget: Instant::now(),
         caps: Caps {
             fast: config.per_webhook.max(1),
