@@ -721,8 +721,9 @@ async fn two_dispatchers_never_attempt_one_delivery_at_the_same_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_receiver_does_not_hold_up_other_webhooks() {
     for backend in BACKENDS {
-        // Four worker slots, at most two per webhook: the slow webhook's backlog fills its
-        // share and queues the rest, and the other webhook must still get through.
+        // Four worker slots, at most two per webhook: the slow webhook's first attempt runs
+        // past a second, moves it to the slow lane (where it may run two), and the other
+        // webhook must still get through.
         let server = server(backend, |c| {
             c.delivery_workers = 4;
             c.delivery_per_webhook = 2;
@@ -744,7 +745,8 @@ async fn a_slow_receiver_does_not_hold_up_other_webhooks() {
         )
         .await;
         // Twelve events for the slow webhook, committed at once so one claim takes a batch:
-        // two attempts run (its cap), the rest of the batch queues locally.
+        // one attempt runs (a webhook that has not answered yet gets one), the rest queue
+        // locally until it turns slow, and are then given back and claimed by the slow lane.
         let parts = herald::app::assemble(&server.config).await.unwrap();
         let org = herald_domain::OrgId::parse("org_slow").unwrap();
         let events: Vec<_> = (0..12)
