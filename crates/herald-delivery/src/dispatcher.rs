@@ -554,6 +554,14 @@ async fn run_lane(
         if stopping && state.running + state.slow_running == 0 {
             break;
         }
+        // Finished attempts leave their demotion deadline behind; drop those first, so the
+        // timer is set for an attempt still running rather than waking for nothing.
+        while let Some((_, seq)) = state.demotions.front() {
+            if state.attempts.contains_key(seq) {
+                break;
+            }
+            state.demotions.pop_front();
+        }
         let next_demotion = state.demotions.front().map(|(at, _)| *at);
         tokio::select! {
             biased;
