@@ -551,6 +551,10 @@ async fn run_lane(
             }
         }
         state.forget_old();
+        shared
+            .handle
+            .metrics
+            .set_slow(lane, state.slow.len(), state.slow_running);
         if stopping && state.running + state.slow_running == 0 {
             break;
         }

@@ -111,6 +111,19 @@ async fn hanging_receivers_do_not_delay_a_healthy_webhook(backend: Backend) {
         }
     }
 
+    // The dispatcher says so on /metrics: every hanging webhook ends up in the slow lane.
+    eventually(
+        "/metrics to count twelve slow webhooks",
+        PROMPTLY,
+        || async {
+            let metrics = server.client.send("GET", "/metrics", None, None).await;
+            String::from_utf8_lossy(&metrics.body)
+                .contains("herald_delivery_slow_webhooks{lane=\"fresh\"} 12")
+                .then_some(())
+        },
+    )
+    .await;
+
     // Let the held requests go, so the dispatcher stops without waiting for the timeout.
     for (receiver, _) in &hanging {
         receiver.set_behaviour(Behaviour::Ok);
