@@ -23,10 +23,21 @@ bench-api:
 bench-auth:
     RUST_LOG=warn cargo run --release -p herald-bench --bin bench-auth
 
+# The chaos suite against the real herald-api binary on the embedded store: SIGKILL mid-flight with
+# an exact count of accepted vs delivered events, and a hanging-receiver mix (see docs/chaos.md).
+chaos:
+    HERALD_CHAOS=1 cargo test -p herald-api --test chaos -- --nocapture --test-threads=1
+
 # Webhook delivery on Postgres (HERALD_TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test):
 # the real herald-api and herald-dispatcher release binaries, a local keep-alive receiver.
 bench-dispatch:
     cargo build --release -p herald-api -p herald-dispatcher -p herald-bench && target/release/bench-dispatch
+
+# A healthy webhook's 2xx→receiver latency (p50/p99) next to 0, 8 and 50 receivers that never
+# answer, on the embedded SQLite store and on Postgres in two-service mode (HERALD_TEST_DATABASE_URL;
+# HERALD_BENCH_SECONDS, HERALD_BENCH_HEALTHY_RATE, HERALD_BENCH_HANGING_RATE adjust it).
+bench-isolation:
+    cargo build --release -p herald-api -p herald-dispatcher -p herald-bench && target/release/bench-isolation
 
 # Votes/s through the API and 2xx→WebSocket-frame latency with 100 clients, on Postgres
 # (HERALD_TEST_DATABASE_URL). BENCH_BACKEND=sqlite, BENCH_SECONDS, BENCH_WORKERS, BENCH_FANOUT_RATE adjust it.

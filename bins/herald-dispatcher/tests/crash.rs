@@ -57,7 +57,8 @@ fn counts(receiver: &Receiver) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_dispatcher_loses_nothing_and_the_survivor_rides_out_a_postgres_restart() {
-    let server = TestServer::start(Backend::Postgres).await;
+    // The receiver is local: private destinations are allowed (as the dispatchers' are).
+    let server = TestServer::start_with(Backend::Postgres, |c| c.allow_private = Some(true)).await;
     let token = server.api_key("org_crash", "manage").await;
     let receiver = Receiver::start(Behaviour::Delay(Duration::from_millis(250))).await;
     let created = server

@@ -46,6 +46,7 @@ pub trait Transport: Send + Sync {
 /// The ureq transport with the SSRF guard.
 pub struct UreqTransport {
     agent: Agent,
+    timeout: Duration,
 }
 
 impl UreqTransport {
@@ -69,7 +70,12 @@ impl UreqTransport {
             DefaultConnector::default(),
             GuardedResolver::new(allow_private),
         );
-        Self { agent }
+        Self { agent, timeout }
+    }
+
+    /// What the attempt log says about a timeout: Herald's words, not the HTTP client's.
+    fn timed_out(&self) -> String {
+        format!("no answer within {} ms", self.timeout.as_millis())
     }
 }
 
@@ -82,7 +88,19 @@ impl Transport for UreqTransport {
         let https = url.starts_with("https:");
         let mut response = match request.send(body) {
             Ok(response) => response,
-            Err(error) => return failure(classify(&error, https), &error),
+            Err(error) => {
+                let class = classify(&error, https);
+                let body = match class {
+                    AttemptError::Timeout => self.timed_out(),
+                    _ => describe(&error),
+                };
+                return Answer {
+                    status: None,
+                    error: Some(class),
+                    body,
+                    retry_after_ms: None,
+                };
+            }
         };
         let status = response.status().as_u16();
         let retry_after_ms = if status == 429 || status == 503 {
@@ -100,10 +118,18 @@ impl Transport for UreqTransport {
             .as_reader()
             .take(AttemptRecord::MAX_RESPONSE_BODY as u64)
             .read_to_end(&mut kept);
-        let body = truncate_utf8(&kept);
+        let mut body = truncate_utf8(&kept);
         let error = match read {
-            // An answer whose (first 4 KiB of) body did not arrive in time is not a success.
-            Err(e) => Some(classify_io(&e, https)),
+            // An answer whose (first 4 KiB of) body did not arrive is not a success: its status
+            // is kept, and the class says the answer started but did not finish.
+            Err(e) => Some(match classify_io(&e, https) {
+                AttemptError::Timeout => {
+                    body = format!("{}; the reply's body was incomplete", self.timed_out());
+                    AttemptError::Timeout
+                }
+                AttemptError::Tls => AttemptError::Tls,
+                _ => AttemptError::ResponseIncomplete,
+            }),
             Ok(_) if (200..300).contains(&status) => None,
             Ok(_) => Some(AttemptError::HttpStatus),
         };
@@ -113,15 +139,6 @@ impl Transport for UreqTransport {
             body,
             retry_after_ms,
         }
-    }
-}
-
-fn failure(class: AttemptError, error: &ureq::Error) -> Answer {
-    Answer {
-        status: None,
-        error: Some(class),
-        body: describe(error),
-        retry_after_ms: None,
     }
 }
 
@@ -218,6 +235,43 @@ mod tests {
         let t = UreqTransport::new(Duration::from_secs(2), true);
         let a = t.post(&format!("http://127.0.0.1:{port}/"), &[], b"{}");
         assert_eq!(a.error, Some(AttemptError::Connect), "{a:?}");
+    }
+
+    #[test]
+    fn a_timeout_is_described_in_herald_words() {
+        // Accepts the connection and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let t = UreqTransport::new(Duration::from_millis(300), true);
+        let a = t.post(&format!("http://127.0.0.1:{port}/"), &[], b"{}");
+        assert_eq!(a.error, Some(AttemptError::Timeout), "{a:?}");
+        assert_eq!(a.body, "no answer within 300 ms");
+        drop(listener);
+    }
+
+    #[test]
+    fn a_reply_cut_off_mid_body_is_incomplete_and_keeps_its_status() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            // The request: its head and the 2-byte body.
+            while !seen.ends_with(b"\r\n\r\n{}") {
+                let n = stream.read(&mut buf).unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+                .unwrap();
+        });
+        let t = UreqTransport::new(Duration::from_secs(5), true);
+        let a = t.post(&format!("http://127.0.0.1:{port}/"), &[], b"{}");
+        server.join().unwrap();
+        assert_eq!(a.error, Some(AttemptError::ResponseIncomplete), "{a:?}");
+        assert_eq!(a.status, Some(200));
     }
 
     #[test]

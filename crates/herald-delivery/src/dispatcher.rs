@@ -9,9 +9,16 @@
 //!   attempt is only started while at least the timeout + 5 s of the lease remain, and the HTTP
 //!   client enforces the timeout as one hard deadline, so an attempt always ends before its lease
 //!   could lapse: at most one attempt of a delivery is ever in flight.
-//! - **Per-webhook cap.** A lane runs at most `per_webhook` attempts of one webhook at a time;
-//!   claimed extras wait in a local queue, and a webhook at its cap is excluded from the next
-//!   claims, so one slow receiver cannot occupy the pool.
+//! - **Per-webhook cap.** A lane runs at most `per_webhook` attempts of one webhook at a time
+//!   (one while the webhook has not answered yet); claimed extras wait in a local queue, and a
+//!   webhook at its cap is excluded from the next claims.
+//! - **Slow lane.** An attempt still running after `slow_after` leaves the lane's shared
+//!   workers (its slot is freed at once) and counts against the lane's separate slow budget;
+//!   its webhook is then *slow*: left out of the ordinary claims, claimed apart
+//!   ([`DeliveryStore::claim_deliveries_of`]) only while the slow budget has room, at most
+//!   `slow_per_webhook` at a time. A quick answer makes it ordinary again. So hanging or slow
+//!   receivers, however many, wait on capacity of their own, and the shared workers, the
+//!   claims and the local queue stay free for everyone else.
 //! - **Blocking work off the async workers.** Each attempt is a blocking ureq call run with
 //!   `spawn_blocking`; the lane's budget bounds how many run at once. No transaction is open
 //!   during an HTTP call.
@@ -28,7 +35,7 @@ use crate::client::{Answer, Transport};
 use crate::metrics::DeliveryMetrics;
 use crate::sign;
 use herald_domain::delivery::{
-    AttemptOutcome, AttemptRecord, ClaimedDelivery, Lane, Lease, Settlement,
+    AttemptError, AttemptOutcome, AttemptRecord, ClaimedDelivery, Lane, Lease, Settlement,
 };
 use herald_domain::ports::{Clock, DeliveryStore, SecretCipher};
 use herald_domain::{DeliveryId, WebhookId};
@@ -49,6 +56,13 @@ pub struct DispatcherConfig {
     pub retry_workers: usize,
     /// Attempts of one webhook running at once, per lane.
     pub per_webhook: usize,
+    /// An attempt running longer than this (at most half the timeout) moves to the slow
+    /// budget and makes its webhook slow (`HERALD_DELIVERY_SLOW_MS`, default 1 s).
+    pub slow_after: Duration,
+    /// Attempts running at once on each lane's slow budget.
+    pub slow_workers: usize,
+    /// Attempts of one slow webhook running at once, per lane.
+    pub slow_per_webhook: usize,
     /// Most deliveries claimed per query.
     pub batch: usize,
     /// How long finished deliveries and their events are kept (`HERALD_RETENTION_DAYS`).
@@ -66,6 +80,9 @@ impl DispatcherConfig {
             fresh_workers: 64,
             retry_workers: 32,
             per_webhook: 16,
+            slow_after: Duration::from_millis(1_000),
+            slow_workers: 64,
+            slow_per_webhook: 4,
             batch: 64,
             retention: Duration::from_secs(7 * 24 * 3600),
             lease_margin: Duration::from_millis(Lease::MARGIN_MS as u64),
@@ -89,6 +106,14 @@ impl DispatcherConfig {
         }
     }
 
+    /// When a running attempt counts as slow: never later than half the timeout, so a hang
+    /// is noticed long before it ends.
+    fn slow_after(&self) -> Duration {
+        self.slow_after
+            .min(self.timeout / 2)
+            .max(Duration::from_millis(1))
+    }
+
     fn timeout_ms(&self) -> i64 {
         self.timeout.as_millis().min(i64::MAX as u128) as i64
     }
@@ -106,6 +131,10 @@ const MIN_RECHECK: Duration = Duration::from_millis(25);
 const SATURATED_RECHECK: Duration = Duration::from_millis(250);
 /// Most outcomes written in one completion query.
 const COMPLETION_BATCH: usize = 512;
+/// How often the slow lane looks for work when no slow attempt has ended meanwhile.
+const SLOW_RECHECK: Duration = Duration::from_millis(500);
+/// How long a lane remembers a webhook it has not attempted since.
+const STANDING_TTL: Duration = Duration::from_secs(600);
 
 /// Wakes a running dispatcher and reads its metrics; cheap to clone.
 #[derive(Clone)]
@@ -207,6 +236,8 @@ impl Dispatcher {
             fresh_workers = shared.config.workers(Lane::Fresh),
             retry_workers = shared.config.workers(Lane::Retry),
             per_webhook = shared.config.per_webhook,
+            slow_after_ms = shared.config.slow_after().as_millis() as u64,
+            slow_workers = shared.config.slow_workers,
             "dispatcher started"
         );
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -244,35 +275,156 @@ impl Dispatcher {
 
 /// A finished attempt reported back to its lane.
 struct Done {
-    webhook: WebhookId,
+    seq: u64,
     outcome: Option<AttemptOutcome>,
+    elapsed: Duration,
+}
+
+/// What a lane has learned about a webhook from its latest attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// Not attempted yet (or forgotten): one attempt at a time on the shared workers, until it
+    /// answers — so a crowd of new hanging endpoints takes one slot each, not the pool.
+    Unproven,
+    /// Answered within `slow_after`: up to `per_webhook` attempts on the shared workers.
+    Fast,
+    /// Timed out or ran past `slow_after`: claimed apart, run on the slow budget, at most
+    /// `slow_per_webhook` attempts.
+    Slow,
+}
+
+/// One running attempt.
+struct Running {
+    webhook: WebhookId,
+    /// Whether it counts against the slow budget (else the shared workers).
+    slow: bool,
 }
 
 /// One lane's bookkeeping.
 struct LaneState {
     lane: Lane,
+    /// Shared workers.
     capacity: usize,
+    /// The slow budget.
+    slow_capacity: usize,
+    /// Attempts on the shared workers.
     running: usize,
+    /// Attempts on the slow budget.
+    slow_running: usize,
+    attempts: HashMap<u64, Running>,
+    next_seq: u64,
+    /// When each attempt on the shared workers becomes slow, in start order.
+    demotions: VecDeque<(Instant, u64)>,
     running_by_webhook: HashMap<WebhookId, usize>,
+    /// Claimed extras of webhooks at their cap (never of slow webhooks).
     waiting: HashMap<WebhookId, VecDeque<ClaimedDelivery>>,
     waiting_total: usize,
-    /// Webhooks left out of the last claim because they were at their cap.
+    /// Webhooks left out of the last ordinary claim because they were at their cap.
     excluded: HashSet<WebhookId>,
+    standing: HashMap<WebhookId, (Standing, Instant)>,
+    /// The slow webhooks among them (kept apart so a claim need not scan every standing).
+    slow: HashSet<WebhookId>,
+    last_forget: Instant,
+    caps: Caps,
+}
+
+/// Per-webhook caps by standing.
+#[derive(Clone, Copy)]
+struct Caps {
+    fast: usize,
+    slow: usize,
 }
 
 impl LaneState {
-    /// How many more deliveries a claim may take: free worker slots, and no more than the
-    /// local queue of capped webhooks' extras has room for. Queued extras do not occupy worker
-    /// slots, so a webhook at its cap never keeps other webhooks' work from being claimed.
+    /// How many more deliveries an ordinary claim may take: free shared workers, and no more
+    /// than the local queue of capped webhooks' extras has room for. Queued extras do not
+    /// occupy worker slots, so a webhook at its cap never keeps other webhooks' work from
+    /// being claimed; slow attempts occupy none of either.
     fn free(&self) -> usize {
         self.capacity
             .saturating_sub(self.running)
             .min(self.capacity.saturating_sub(self.waiting_total))
     }
 
-    fn load(&self, webhook: &WebhookId) -> usize {
+    fn slow_room(&self) -> usize {
+        self.slow_capacity.saturating_sub(self.slow_running)
+    }
+
+    fn standing_of(&self, webhook: &WebhookId) -> Standing {
+        self.standing
+            .get(webhook)
+            .map_or(Standing::Unproven, |(standing, _)| *standing)
+    }
+
+    fn cap(&self, webhook: &WebhookId) -> usize {
+        match self.standing_of(webhook) {
+            Standing::Unproven => 1,
+            Standing::Fast => self.caps.fast,
+            Standing::Slow => self.caps.slow,
+        }
+    }
+
+    fn running_of(&self, webhook: &WebhookId) -> usize {
         self.running_by_webhook.get(webhook).copied().unwrap_or(0)
-            + self.waiting.get(webhook).map_or(0, VecDeque::len)
+    }
+
+    fn load(&self, webhook: &WebhookId) -> usize {
+        self.running_of(webhook) + self.waiting.get(webhook).map_or(0, VecDeque::len)
+    }
+
+    /// Webhooks the ordinary claim leaves out: those at their cap, and every slow one.
+    fn ordinary_exclusions(&self) -> Vec<WebhookId> {
+        let mut out: HashSet<WebhookId> = self
+            .running_by_webhook
+            .keys()
+            .chain(self.waiting.keys())
+            .filter(|w| self.load(w) >= self.cap(w))
+            .copied()
+            .collect();
+        out.extend(self.slow.iter().copied());
+        out.into_iter().collect()
+    }
+
+    /// Slow webhooks with room under their cap, and how many attempts they may start.
+    fn slow_openings(&self) -> (Vec<WebhookId>, usize) {
+        let mut room = 0;
+        let webhooks = self
+            .slow
+            .iter()
+            .filter_map(|w| {
+                let free = self.caps.slow.saturating_sub(self.running_of(w));
+                room += free;
+                (free > 0).then_some(*w)
+            })
+            .collect();
+        (webhooks, room)
+    }
+
+    /// Records what an attempt showed; a webhook turning slow gives up its queued extras.
+    fn learn(&mut self, webhook: WebhookId, standing: Standing, late: &mut Vec<DeliveryId>) {
+        self.standing.insert(webhook, (standing, Instant::now()));
+        if standing != Standing::Slow {
+            self.slow.remove(&webhook);
+        } else {
+            self.slow.insert(webhook);
+            if let Some(queue) = self.waiting.remove(&webhook) {
+                self.waiting_total -= queue.len();
+                late.extend(queue.into_iter().map(|item| item.id));
+            }
+        }
+    }
+
+    /// Forgets webhooks not attempted for a while, so the memory stays bounded.
+    fn forget_old(&mut self) {
+        if self.last_forget.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        self.last_forget = Instant::now();
+        let running = &self.running_by_webhook;
+        self.standing
+            .retain(|w, (_, seen)| running.contains_key(w) || seen.elapsed() < STANDING_TTL);
+        let standing = &self.standing;
+        self.slow.retain(|w| standing.contains_key(w));
     }
 }
 
@@ -283,16 +435,27 @@ async fn run_lane(
     outcomes: mpsc::UnboundedSender<AttemptOutcome>,
 ) {
     let config = &shared.config;
-    let cap = config.per_webhook.max(1);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut state = LaneState {
         lane,
         capacity: config.workers(lane),
+        slow_capacity: config.slow_workers.max(1),
         running: 0,
+        slow_running: 0,
+        attempts: HashMap::new(),
+        next_seq: 0,
+        demotions: VecDeque::new(),
         running_by_webhook: HashMap::new(),
         waiting: HashMap::new(),
         waiting_total: 0,
         excluded: HashSet::new(),
+        standing: HashMap::new(),
+        slow: HashSet::new(),
+        last_forget: Instant::now(),
+        caps: Caps {
+            fast: config.per_webhook.max(1),
+            slow: config.slow_per_webhook.clamp(1, config.per_webhook.max(1)),
+        },
     };
     let notify = shared.handle.notify(lane).clone();
     let mut claim_now = true;
@@ -300,6 +463,9 @@ async fn run_lane(
     let mut next_check = Instant::now();
     // When the lane last asked the store for its next due time (see below).
     let mut asked_next_at: Option<Instant> = None;
+    // The slow lane looks again when a slow attempt ended, or after `SLOW_RECHECK`.
+    let mut slow_wanted = false;
+    let mut slow_checked = Instant::now();
     let mut failures: u32 = 0;
     let mut stopping = false;
     loop {
@@ -309,15 +475,7 @@ async fn run_lane(
         if !stopping && free > 0 && (claim_now || timer_due || worth_it) {
             claim_now = false;
             let now = shared.clock.now_ms();
-            let excluded: Vec<WebhookId> = state
-                .running_by_webhook
-                .keys()
-                .chain(state.waiting.keys())
-                .filter(|w| state.load(w) >= cap)
-                .copied()
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
+            let excluded = state.ordinary_exclusions();
             let limit = free.min(config.batch.max(1));
             let lease = Lease {
                 owner: shared.owner.clone(),
@@ -334,7 +492,7 @@ async fn run_lane(
                     state.excluded = excluded.into_iter().collect();
                     let mut late = Vec::new();
                     for item in items {
-                        admit(&shared, &mut state, item, cap, &done_tx, &mut late);
+                        admit(&shared, &mut state, item, &done_tx, &mut late);
                     }
                     release(&shared, late).await;
                     // Fresh deliveries are due when created and announced by a wake-up, so
@@ -359,21 +517,69 @@ async fn run_lane(
                 }
             }
         }
-        if stopping && state.running == 0 {
+        if !stopping
+            && failures == 0
+            && state.slow_room() > 0
+            && (slow_wanted || slow_checked.elapsed() >= SLOW_RECHECK)
+        {
+            slow_wanted = false;
+            slow_checked = Instant::now();
+            let (webhooks, room) = state.slow_openings();
+            let limit = room.min(state.slow_room()).min(config.batch.max(1));
+            if limit > 0 {
+                let now = shared.clock.now_ms();
+                let lease = Lease {
+                    owner: shared.owner.clone(),
+                    until: now + config.lease_ms(),
+                };
+                match shared
+                    .store
+                    .claim_deliveries_of(lane, &lease, now, limit, &webhooks)
+                    .await
+                {
+                    Ok(items) => {
+                        let mut late = Vec::new();
+                        for item in items {
+                            admit(&shared, &mut state, item, &done_tx, &mut late);
+                        }
+                        release(&shared, late).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(lane = lane.as_str(), %error, "claiming slow webhooks' deliveries failed");
+                    }
+                }
+            }
+        }
+        state.forget_old();
+        shared
+            .handle
+            .metrics
+            .set_slow(lane, state.slow.len(), state.slow_running);
+        if stopping && state.running + state.slow_running == 0 {
             break;
         }
+        // Finished attempts leave their demotion deadline behind; drop those first, so the
+        // timer is set for an attempt still running rather than waking for nothing.
+        while let Some((_, seq)) = state.demotions.front() {
+            if state.attempts.contains_key(seq) {
+                break;
+            }
+            state.demotions.pop_front();
+        }
+        let next_demotion = state.demotions.front().map(|(at, _)| *at);
         tokio::select! {
             biased;
             Some(done) = done_rx.recv() => {
                 let mut late = Vec::new();
-                if finish(&shared, &mut state, done, cap, &done_tx, &outcomes, &mut late) {
-                    more_due = true;
-                }
+                let mut report = |done: Done, state: &mut LaneState, late: &mut Vec<DeliveryId>| {
+                    let (reopened, slow) = finish(&shared, state, done, &done_tx, &outcomes, late);
+                    more_due |= reopened;
+                    slow_wanted |= slow;
+                };
+                report(done, &mut state, &mut late);
                 // Take every other report that is already waiting before claiming again.
                 while let Ok(done) = done_rx.try_recv() {
-                    if finish(&shared, &mut state, done, cap, &done_tx, &outcomes, &mut late) {
-                        more_due = true;
-                    }
+                    report(done, &mut state, &mut late);
                 }
                 release(&shared, late).await;
             }
@@ -387,35 +593,78 @@ async fn run_lane(
                 state.waiting_total = 0;
                 release(&shared, unstarted).await;
             }
+            _ = tokio::time::sleep_until(next_demotion.unwrap_or(next_check).into()), if next_demotion.is_some() => {
+                let mut late = Vec::new();
+                if demote_overdue(&shared, &mut state, &mut late) {
+                    // Shared workers were freed: whatever waited for them can be claimed now.
+                    claim_now = true;
+                    slow_wanted = true;
+                }
+                release(&shared, late).await;
+            }
             _ = notify.notified(), if !stopping => claim_now = true,
             _ = tokio::time::sleep_until(next_check.into()), if !stopping => {}
         }
     }
 }
 
-/// Takes a claimed delivery: starts it if its webhook is under the cap, else queues it.
+/// Moves attempts that have run past `slow_after` from the shared workers to the slow budget
+/// and marks their webhooks slow. Returns whether any moved.
+fn demote_overdue(shared: &Arc<Shared>, state: &mut LaneState, late: &mut Vec<DeliveryId>) -> bool {
+    let now = Instant::now();
+    let mut moved = false;
+    while let Some(&(at, seq)) = state.demotions.front() {
+        if at > now {
+            break;
+        }
+        state.demotions.pop_front();
+        let Some(attempt) = state.attempts.get_mut(&seq) else {
+            continue; // already finished
+        };
+        if attempt.slow {
+            continue;
+        }
+        attempt.slow = true;
+        let webhook = attempt.webhook;
+        state.running -= 1;
+        state.slow_running += 1;
+        moved = true;
+        if state.standing_of(&webhook) != Standing::Slow {
+            tracing::info!(
+                lane = state.lane.as_str(),
+                %webhook,
+                slow_after_ms = shared.config.slow_after().as_millis() as u64,
+                "webhook answers slowly; its deliveries move to the slow lane"
+            );
+        }
+        state.learn(webhook, Standing::Slow, late);
+    }
+    moved
+}
+
+/// Takes a claimed delivery: starts it if its webhook is under its cap and its budget has
+/// room; else queues it (ordinary webhooks) or gives it back (slow webhooks, which wait on the
+/// store rather than in a queue that would count against everyone's claims).
 fn admit(
     shared: &Arc<Shared>,
     state: &mut LaneState,
     item: ClaimedDelivery,
-    cap: usize,
     done_tx: &mpsc::UnboundedSender<Done>,
     late: &mut Vec<DeliveryId>,
 ) {
-    let running = state
-        .running_by_webhook
-        .get(&item.webhook_id)
-        .copied()
-        .unwrap_or(0);
-    if running < cap {
-        start(shared, state, item, done_tx, late);
+    let webhook = item.webhook_id;
+    let under_cap = state.running_of(&webhook) < state.cap(&webhook);
+    if state.standing_of(&webhook) == Standing::Slow {
+        if under_cap && state.slow_room() > 0 {
+            start(shared, state, item, true, done_tx, late);
+        } else {
+            late.push(item.id);
+        }
+    } else if under_cap && state.running < state.capacity {
+        start(shared, state, item, false, done_tx, late);
     } else {
         state.waiting_total += 1;
-        state
-            .waiting
-            .entry(item.webhook_id)
-            .or_default()
-            .push_back(item);
+        state.waiting.entry(webhook).or_default().push_back(item);
     }
 }
 
@@ -424,6 +673,7 @@ fn start(
     shared: &Arc<Shared>,
     state: &mut LaneState,
     item: ClaimedDelivery,
+    slow: bool,
     done_tx: &mpsc::UnboundedSender<Done>,
     late: &mut Vec<DeliveryId>,
 ) {
@@ -433,13 +683,26 @@ fn start(
         late.push(item.id);
         return;
     }
-    state.running += 1;
-    *state.running_by_webhook.entry(item.webhook_id).or_default() += 1;
+    let seq = state.next_seq;
+    state.next_seq += 1;
+    if slow {
+        state.slow_running += 1;
+    } else {
+        state.running += 1;
+        state
+            .demotions
+            .push_back((Instant::now() + shared.config.slow_after(), seq));
+    }
+    let webhook = item.webhook_id;
+    state.attempts.insert(seq, Running { webhook, slow });
+    *state.running_by_webhook.entry(webhook).or_default() += 1;
+    if let Some((_, seen)) = state.standing.get_mut(&webhook) {
+        *seen = Instant::now();
+    }
     shared.handle.metrics.in_flight(state.lane, 1);
     let shared = shared.clone();
     let done_tx = done_tx.clone();
     tokio::task::spawn_blocking(move || {
-        let webhook = item.webhook_id;
         let began = Instant::now();
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&shared, &item)));
@@ -458,52 +721,75 @@ fn start(
                 None
             }
         };
-        let _ = done_tx.send(Done { webhook, outcome });
+        let _ = done_tx.send(Done {
+            seq,
+            outcome,
+            elapsed: began.elapsed(),
+        });
     });
 }
 
-/// Books a finished attempt; starts the webhook's next queued delivery. Returns whether a
-/// webhook left out of the last claim has room again (so claiming may find work).
+/// Books a finished attempt, learns from it, and starts the webhook's next queued
+/// deliveries. Returns whether a webhook left out of the last claim has room again (so an
+/// ordinary claim may find work), and whether slow capacity was freed.
 fn finish(
     shared: &Arc<Shared>,
     state: &mut LaneState,
     done: Done,
-    cap: usize,
     done_tx: &mpsc::UnboundedSender<Done>,
     outcomes: &mpsc::UnboundedSender<AttemptOutcome>,
     late: &mut Vec<DeliveryId>,
-) -> bool {
-    state.running -= 1;
+) -> (bool, bool) {
+    let Some(Running { webhook, slow }) = state.attempts.remove(&done.seq) else {
+        return (false, false);
+    };
+    if slow {
+        state.slow_running -= 1;
+    } else {
+        state.running -= 1;
+    }
     shared.handle.metrics.in_flight(state.lane, -1);
-    if let Some(count) = state.running_by_webhook.get_mut(&done.webhook) {
+    if let Some(count) = state.running_by_webhook.get_mut(&webhook) {
         *count -= 1;
         if *count == 0 {
-            state.running_by_webhook.remove(&done.webhook);
+            state.running_by_webhook.remove(&webhook);
         }
     }
     if let Some(outcome) = done.outcome {
+        let quick = done.elapsed < shared.config.slow_after()
+            && outcome.record.error != Some(AttemptError::Timeout);
+        let standing = if quick {
+            Standing::Fast
+        } else {
+            Standing::Slow
+        };
+        if standing != state.standing_of(&webhook) && standing == Standing::Fast && slow {
+            tracing::info!(lane = state.lane.as_str(), %webhook, "webhook answers quickly again; its deliveries leave the slow lane");
+        }
+        state.learn(webhook, standing, late);
         let _ = outcomes.send(outcome);
     }
-    while let Some(queue) = state.waiting.get_mut(&done.webhook) {
+    while state.running_of(&webhook) < state.cap(&webhook) && state.running < state.capacity {
+        let Some(queue) = state.waiting.get_mut(&webhook) else {
+            break;
+        };
         let Some(next) = queue.pop_front() else {
-            state.waiting.remove(&done.webhook);
+            state.waiting.remove(&webhook);
             break;
         };
         state.waiting_total -= 1;
         if queue.is_empty() {
-            state.waiting.remove(&done.webhook);
+            state.waiting.remove(&webhook);
         }
-        let before = state.running;
-        start(shared, state, next, done_tx, late);
-        if state.running > before {
-            return false;
-        }
+        start(shared, state, next, false, done_tx, late);
     }
-    if state.excluded.contains(&done.webhook) && state.load(&done.webhook) <= cap / 2 {
-        state.excluded.remove(&done.webhook);
-        return true;
+    let reopened = state.excluded.contains(&webhook)
+        && state.standing_of(&webhook) != Standing::Slow
+        && state.load(&webhook) * 2 <= state.cap(&webhook);
+    if reopened {
+        state.excluded.remove(&webhook);
     }
-    false
+    (reopened, slow)
 }
 
 /// Gives leases back so any dispatcher may take the deliveries at once.
@@ -539,9 +825,12 @@ async fn next_wake(shared: &Arc<Shared>, lane: Lane, saturated: bool) -> Instant
     }
 }
 
+/// The pause after `failures` store errors in a row: 100 ms doubling, at most 500 ms — a store
+/// that is back should be used at once (a reconnected listener also wakes the lanes), and one
+/// query per half second against a store that is down costs nothing.
 fn backoff(failures: u32) -> Duration {
-    let ms = 100u64.saturating_mul(1 << failures.min(6));
-    Duration::from_millis(ms.min(5_000))
+    let ms = 100u64.saturating_mul(1 << failures.saturating_sub(1).min(10));
+    Duration::from_millis(ms.min(500))
 }
 
 /// One attempt, start to classified end. Blocking.

@@ -12,10 +12,11 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-const RESULTS: [&str; 8] = [
+const RESULTS: [&str; 9] = [
     "2xx",
     "timeout",
     "connect",
+    "response_incomplete",
     "dns",
     "blocked_address",
     "http_status",
@@ -29,11 +30,14 @@ pub struct DeliveryMetrics {
     /// Attempts whose delivery succeeded / will be retried / was dead-lettered.
     outcomes: [AtomicU64; 3],
     /// Attempts by result class (index into `RESULTS`).
-    results: [AtomicU64; 8],
+    results: [AtomicU64; 9],
     buckets: [AtomicU64; 12],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
     in_flight: [AtomicI64; 2],
+    /// Per lane: webhooks in the slow lane, and attempts running on its budget.
+    slow_webhooks: [AtomicI64; 2],
+    slow_in_flight: [AtomicI64; 2],
     pending: AtomicU64,
     oldest_due_age_ms: AtomicI64,
     backlog_known: AtomicU64,
@@ -59,7 +63,10 @@ impl DeliveryMetrics {
             (true, None) => "2xx",
             (true, Some(e)) => e.as_str(),
         };
-        let index = RESULTS.iter().position(|r| *r == result).unwrap_or(7);
+        let index = RESULTS
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(RESULTS.len() - 1);
         self.results[index].fetch_add(1, Ordering::Relaxed);
         let seconds = latency.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
@@ -75,6 +82,13 @@ impl DeliveryMetrics {
     /// Adjusts the in-flight gauge of `lane` by `delta`.
     pub fn in_flight(&self, lane: Lane, delta: i64) {
         self.in_flight[lane_index(lane)].fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Records how many webhooks of `lane` are in the slow lane and how many attempts run on
+    /// its budget.
+    pub fn set_slow(&self, lane: Lane, webhooks: usize, in_flight: usize) {
+        self.slow_webhooks[lane_index(lane)].store(webhooks as i64, Ordering::Relaxed);
+        self.slow_in_flight[lane_index(lane)].store(in_flight as i64, Ordering::Relaxed);
     }
 
     /// Attempts running right now, both lanes.
@@ -158,6 +172,26 @@ impl DeliveryMetrics {
                 self.in_flight[lane_index(lane)].load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(out, "# HELP herald_delivery_slow_webhooks Webhooks whose last attempt timed out or ran past HERALD_DELIVERY_SLOW_MS, served apart on the slow budget, by lane.");
+        let _ = writeln!(out, "# TYPE herald_delivery_slow_webhooks gauge");
+        for lane in Lane::ALL {
+            let _ = writeln!(
+                out,
+                "herald_delivery_slow_webhooks{{lane=\"{}\"}} {}",
+                lane.as_str(),
+                self.slow_webhooks[lane_index(lane)].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP herald_delivery_slow_in_flight Attempts running on the slow budget (counted in herald_delivery_in_flight too), by lane.");
+        let _ = writeln!(out, "# TYPE herald_delivery_slow_in_flight gauge");
+        for lane in Lane::ALL {
+            let _ = writeln!(
+                out,
+                "herald_delivery_slow_in_flight{{lane=\"{}\"}} {}",
+                lane.as_str(),
+                self.slow_in_flight[lane_index(lane)].load(Ordering::Relaxed)
+            );
+        }
         if load(&self.backlog_known) == 1 {
             let _ = writeln!(
                 out,
@@ -188,6 +222,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_error_class_has_its_own_result_label() {
+        for class in AttemptError::ALL {
+            assert!(RESULTS.contains(&class.as_str()), "{class:?}");
+        }
+    }
+
+    #[test]
     fn renders_prometheus_text_with_the_documented_prefix() {
         let m = DeliveryMetrics::default();
         m.record_attempt(None, true, Duration::from_millis(3), Settlement::Succeeded);
@@ -197,6 +238,7 @@ mod tests {
             Duration::from_secs(20),
             Settlement::RetryAt(5),
         );
+        m.set_slow(Lane::Fresh, 3, 7);
         m.set_backlog(Backlog {
             pending: 7,
             oldest_due_age_ms: 1500,
@@ -208,6 +250,8 @@ mod tests {
         assert!(out.contains("herald_delivery_attempt_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(out.contains("herald_delivery_attempt_duration_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(out.contains("herald_deliveries_pending 7"));
+        assert!(out.contains("herald_delivery_slow_webhooks{lane=\"fresh\"} 3"));
+        assert!(out.contains("herald_delivery_slow_in_flight{lane=\"fresh\"} 7"));
         assert!(out.contains("herald_delivery_oldest_due_age_seconds 1.5"));
         for line in out.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("herald_deliver"), "{line}");

@@ -51,8 +51,11 @@ impl DeliveryStatus {
 pub enum AttemptError {
     /// No complete answer within the delivery timeout.
     Timeout,
-    /// The connection was refused or broke.
+    /// The connection was refused or broke before an answer's headers arrived.
     Connect,
+    /// The answer's status and headers arrived, then the connection broke before its body
+    /// (or the first 4 KiB of it) did.
+    ResponseIncomplete,
     /// The host name did not resolve.
     Dns,
     /// The destination is a private/loopback/link-local/CGNAT/multicast address.
@@ -65,9 +68,10 @@ pub enum AttemptError {
 
 impl AttemptError {
     /// Every class, as the API documents them (a new class belongs here too).
-    pub const ALL: [AttemptError; 6] = [
+    pub const ALL: [AttemptError; 7] = [
         Self::Timeout,
         Self::Connect,
+        Self::ResponseIncomplete,
         Self::Dns,
         Self::BlockedAddress,
         Self::HttpStatus,
@@ -79,6 +83,7 @@ impl AttemptError {
         match self {
             Self::Timeout => "timeout",
             Self::Connect => "connect",
+            Self::ResponseIncomplete => "response_incomplete",
             Self::Dns => "dns",
             Self::BlockedAddress => "blocked_address",
             Self::HttpStatus => "http_status",
@@ -242,6 +247,10 @@ impl Settlement {
         if record.succeeded() {
             return Self::Succeeded;
         }
+        if record.error == Some(AttemptError::BlockedAddress) {
+            // A refused destination is configuration, not luck: retrying cannot change it.
+            return Self::Failed;
+        }
         let failed_in_budget = claimed_attempt.saturating_sub(budget_base).max(1);
         match policy.next_attempt_at(now, failed_in_budget, retry_after_ms) {
             Some(at) => Self::RetryAt(at),
@@ -389,6 +398,16 @@ mod tests {
         );
         assert_eq!(
             Settlement::after(4, 2, &p, &bad, None, 10),
+            Settlement::Failed
+        );
+    }
+
+    #[test]
+    fn a_refused_destination_fails_at_once_whatever_the_budget() {
+        let p = RetryPolicy::new(Backoff::Exponential, 2, 15).unwrap();
+        let blocked = record(None, Some(AttemptError::BlockedAddress));
+        assert_eq!(
+            Settlement::after(1, 0, &p, &blocked, None, 0),
             Settlement::Failed
         );
     }

@@ -11,7 +11,7 @@ use crate::ports::{
     seal_change, ChangeListener, Clock, Engine, KeyMinter, SecretCipher, StatusReport, Store,
 };
 use crate::session::Session;
-use crate::webhook::{SecretChange, Webhook, WebhookFields};
+use crate::webhook::{SecretChange, Webhook, WebhookFields, WebhookUrl};
 use std::sync::Arc;
 
 /// Everything the use cases need, wired once at start-up and shared by every request.
@@ -29,6 +29,10 @@ pub struct Gateway {
     pub minter: Arc<dyn KeyMinter>,
     /// Told when events are committed.
     pub listener: Arc<dyn ChangeListener>,
+    /// Whether webhooks may point at private destinations (`HERALD_DELIVERY_ALLOW_PRIVATE`, or
+    /// the embedded store's default); when not, a literal private address or `localhost` is a
+    /// 422 when a webhook is saved.
+    pub private_destinations_allowed: bool,
 }
 
 type Result<T> = std::result::Result<T, DomainError>;
@@ -54,6 +58,7 @@ impl Gateway {
             caller.organization.clone(),
             self.clock.now_ms(),
         )?;
+        self.check_destination(&change.webhook.url)?;
         self.check_session_scope(caller, &change.webhook).await?;
         let sealed = match &change.secret {
             SecretChange::Set(secret) => Some(self.cipher.seal(secret.expose())),
@@ -79,6 +84,16 @@ impl Gateway {
         fields: WebhookFields,
     ) -> Result<Webhook> {
         caller.require(Capability::Manage)?;
+        // A new URL is checked before the lookup (422 comes before 404); an unchanged one is
+        // not checked again, so a webhook saved while private destinations were allowed can
+        // still be edited.
+        if let Some(url) = fields
+            .url
+            .as_deref()
+            .and_then(|u| WebhookUrl::parse(u).ok())
+        {
+            self.check_destination(&url)?;
+        }
         let current = self.find_webhook(&caller.organization, id).await?;
         let change = fields.apply(current, self.clock.now_ms())?;
         self.check_session_scope(caller, &change.webhook).await?;
@@ -98,6 +113,14 @@ impl Gateway {
         } else {
             Err(DomainError::NotFound("webhook"))
         }
+    }
+
+    /// Refuses a literal private destination (422 on `url`) unless those are allowed.
+    fn check_destination(&self, url: &WebhookUrl) -> Result<()> {
+        if self.private_destinations_allowed {
+            return Ok(());
+        }
+        crate::destination::check_public(url.url())
     }
 
     /// Looks a webhook up by its textual id within `org`; malformed and foreign ids are 404.

@@ -12,6 +12,7 @@ pub mod api_key;
 pub mod capability;
 pub mod deliveries;
 pub mod delivery;
+pub mod destination;
 pub mod error;
 pub mod event;
 pub mod events_log;

@@ -286,6 +286,17 @@ pub trait DeliveryStore: Send + Sync {
         limit: usize,
         excluded: &[WebhookId],
     ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Like [`Self::claim_deliveries`], but only deliveries of the `only` webhooks: the slow
+    /// lane claims the work of endpoints that answer slowly apart from everyone else's, so
+    /// their backlog never stands ahead of other webhooks' work in a claim.
+    async fn claim_deliveries_of(
+        &self,
+        lane: Lane,
+        lease: &Lease,
+        now: Millis,
+        limit: usize,
+        only: &[WebhookId],
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Writes attempt outcomes for deliveries still leased to `owner`: the attempt row, the
     /// delivery's new state, the lease cleared. Deliveries no longer leased to `owner` are
     /// skipped (their outcome is stale). Returns how many were written.
@@ -298,6 +309,10 @@ pub trait DeliveryStore: Send + Sync {
     /// Gives back `owner`'s leases on `ids` (all of them when `ids` is empty) without an
     /// attempt, so any dispatcher may claim them at once.
     async fn release_leases(&self, owner: &str, ids: &[DeliveryId]) -> StoreResult<usize>;
+    /// Gives back every lease, whoever holds it, and returns how many. Only for a store that
+    /// one process owns (the embedded file), where any lease found at start-up belongs to a
+    /// predecessor that is gone; never on a shared database, whose other replicas are alive.
+    async fn release_all_leases(&self) -> StoreResult<usize>;
     /// When `lane` next has claimable work after `now`: the earliest due time of an unleased
     /// pending delivery, or the earliest lapse of a lease.
     async fn next_claimable_at(&self, lane: Lane, now: Millis) -> StoreResult<Option<Millis>>;

@@ -432,6 +432,18 @@ impl Inner {
     }
 }
 
+/// Resolves at the next wake-up; never, without a wake-up source (or once it is gone).
+async fn woken(wake: &mut Option<watch::Receiver<u64>>) {
+    match wake.as_mut() {
+        Some(wake) => {
+            if wake.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// The tailer: reads settled events after the hub's cursor and fans them out, until the hub
 /// is closed or dropped.
 async fn tail(hub: Weak<Inner>, mut wake: Option<watch::Receiver<u64>>) {
@@ -469,27 +481,19 @@ async fn tail(hub: Weak<Inner>, mut wake: Option<watch::Receiver<u64>>) {
             Err(error) => {
                 tracing::warn!(%error, "live events: reading the log failed; retrying");
                 drop(inner);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                // Wake-ups do not cut a backoff short: the store is what is failing.
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+                // A wake-up cuts the backoff short: something committed, or the Postgres
+                // listener reconnected, so the store is back.
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => continue,
+                    _ = woken(&mut wake) => continue,
                     _ = closed.wait_for(|c| *c) => return,
                 }
             }
         };
         drop(inner);
-        let woken = async {
-            match wake.as_mut() {
-                Some(wake) => {
-                    if wake.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = woken => {}
+            _ = woken(&mut wake) => {}
             _ = tokio::time::sleep(pause) => {}
             _ = closed.wait_for(|c| *c) => return,
         }

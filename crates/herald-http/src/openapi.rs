@@ -580,7 +580,7 @@ fn webhook_input(url_required: bool) -> Value {
         // A path (at least `/`) and no `'` in the query: the URL is stored as written, so the
         // length limit holds for what is stored.
         "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://(?:[a-z0-9-]+\\.)+[a-z][a-z0-9-]*(?::[1-9][0-9]{0,3})?/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*(?:\\?[A-Za-z0-9._~!$&()*+,;=:@%/?-]*)?$",
-        "description": "An absolute http or https URL with a host name."});
+        "description": "An absolute http or https URL with a host name. While private destinations are not allowed, a literal private, loopback, link-local, CGNAT or multicast address (in any spelling) or localhost is refused with 422."});
     let mut object = json!({"type": "object", "properties": {
         "url": if url_required { url } else { nullable(url) },
         "events": nullable(json!({"type": "array", "minItems": 1,

@@ -244,24 +244,27 @@ macro_rules! delivery_store_impl {
         use herald_domain::webhook::Webhook;
         use herald_domain::{DeliveryId, Millis, OrgId, WebhookId};
 
-        #[async_trait]
-        impl DeliveryStore for $store {
-            async fn claim_deliveries(
+        impl $store {
+            /// Claims for either port method: `webhooks` are left out, or (`only`) the only
+            /// ones taken.
+            async fn claim_filtered(
                 &self,
                 lane: Lane,
                 lease: &Lease,
                 now: Millis,
                 limit: usize,
-                excluded: &[WebhookId],
+                webhooks: &[WebhookId],
+                only: bool,
             ) -> StoreResult<Vec<ClaimedDelivery>> {
                 if limit == 0 {
                     return Ok(Vec::new());
                 }
                 let mut conn = self.writer().await?;
-                let excluded: Vec<String> = excluded.iter().map(|w| w.to_string()).collect();
-                let rows = $backend::claim(&mut conn, lane, lease, now, limit as i64, &excluded)
-                    .await
-                    .map_err(db_error)?;
+                let webhooks: Vec<String> = webhooks.iter().map(|w| w.to_string()).collect();
+                let rows =
+                    $backend::claim(&mut conn, lane, lease, now, limit as i64, &webhooks, only)
+                        .await
+                        .map_err(db_error)?;
                 let mut claimed = Vec::with_capacity(rows.len());
                 for row in rows {
                     match row.into_domain() {
@@ -272,6 +275,34 @@ macro_rules! delivery_store_impl {
                     }
                 }
                 Ok(claimed)
+            }
+        }
+
+        #[async_trait]
+        impl DeliveryStore for $store {
+            async fn claim_deliveries(
+                &self,
+                lane: Lane,
+                lease: &Lease,
+                now: Millis,
+                limit: usize,
+                excluded: &[WebhookId],
+            ) -> StoreResult<Vec<ClaimedDelivery>> {
+                self.claim_filtered(lane, lease, now, limit, excluded, false).await
+            }
+
+            async fn claim_deliveries_of(
+                &self,
+                lane: Lane,
+                lease: &Lease,
+                now: Millis,
+                limit: usize,
+                only: &[WebhookId],
+            ) -> StoreResult<Vec<ClaimedDelivery>> {
+                if only.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.claim_filtered(lane, lease, now, limit, only, true).await
             }
 
             async fn complete_attempts(
@@ -299,6 +330,19 @@ macro_rules! delivery_store_impl {
                     query = query.filter(deliveries::id.eq_any(ids));
                 }
                 query
+                    .set((
+                        deliveries::lease_owner.eq(None::<String>),
+                        deliveries::lease_until.eq(None::<i64>),
+                    ))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db_error)
+            }
+
+            async fn release_all_leases(&self) -> StoreResult<usize> {
+                let mut conn = self.writer().await?;
+                diesel::update(deliveries::table)
+                    .filter(deliveries::lease_owner.is_not_null())
                     .set((
                         deliveries::lease_owner.eq(None::<String>),
                         deliveries::lease_until.eq(None::<i64>),

@@ -328,7 +328,8 @@ pub(crate) mod backend {
         lease: &herald_domain::delivery::Lease,
         now: i64,
         limit: i64,
-        excluded: &[String],
+        webhooks: &[String],
+        only: bool,
     ) -> diesel::QueryResult<Vec<crate::deliveries::ClaimRow>> {
         use diesel::sql_types::{Array, BigInt, Text};
         let sql = format!(
@@ -338,7 +339,7 @@ pub(crate) mod backend {
                  SELECT id FROM deliveries \
                  WHERE {lane} AND next_attempt_at <= $3 \
                    AND (lease_until IS NULL OR lease_until < $3) \
-                   AND webhook_id <> ALL($4) \
+                   AND {webhooks} \
                  ORDER BY next_attempt_at LIMIT $5 \
                  FOR UPDATE SKIP LOCKED) \
                RETURNING id, webhook_id, event_id, attempts, budget_base, lease_until) \
@@ -347,12 +348,17 @@ pub(crate) mod backend {
              LEFT JOIN events e ON e.id = d.event_id",
             lane = crate::deliveries::lane_condition(lane),
             columns = crate::deliveries::CLAIM_COLUMNS,
+            webhooks = if only {
+                "webhook_id = ANY($4)"
+            } else {
+                "webhook_id <> ALL($4)"
+            },
         );
         diesel::sql_query(sql)
             .bind::<Text, _>(&lease.owner)
             .bind::<BigInt, _>(lease.until)
             .bind::<BigInt, _>(now)
-            .bind::<Array<Text>, _>(excluded)
+            .bind::<Array<Text>, _>(webhooks)
             .bind::<BigInt, _>(limit)
             .load(conn)
             .await

@@ -264,19 +264,21 @@ pub(crate) mod backend {
         lease: &herald_domain::delivery::Lease,
         now: i64,
         limit: i64,
-        excluded: &[String],
+        webhooks: &[String],
+        only: bool,
     ) -> diesel::QueryResult<Vec<crate::deliveries::ClaimRow>> {
         use diesel::sql_types::{BigInt, Text};
         use diesel::sqlite::Sqlite;
         use diesel_async::AsyncConnection;
-        let placeholders = vec!["?"; excluded.len()].join(", ");
+        let placeholders = vec!["?"; webhooks.len()].join(", ");
+        let matching = if only { "IN" } else { "NOT IN" };
         let pick = format!(
             "UPDATE deliveries SET lease_owner = ?, lease_until = ? \
              WHERE id IN ( \
                SELECT id FROM deliveries \
                WHERE {lane} AND next_attempt_at <= ? \
                  AND (lease_until IS NULL OR lease_until < ?) \
-                 AND webhook_id NOT IN ({placeholders}) \
+                 AND webhook_id {matching} ({placeholders}) \
                ORDER BY next_attempt_at LIMIT ?) \
              RETURNING id",
             lane = crate::deliveries::lane_condition(lane),
@@ -293,7 +295,7 @@ pub(crate) mod backend {
                 .bind::<BigInt, _>(lease.until)
                 .bind::<BigInt, _>(now)
                 .bind::<BigInt, _>(now);
-            for webhook in excluded {
+            for webhook in webhooks {
                 query = query.bind::<Text, _>(webhook.clone());
             }
             let ids: Vec<Id> = query.bind::<BigInt, _>(limit).load(conn).await?;

@@ -317,6 +317,28 @@ impl Client {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Reply {
+        self.try_send_raw(method, path, token, body, headers)
+            .await
+            .unwrap_or_else(|error| panic!("the server answers: {error}"))
+    }
+
+    /// POSTs JSON; `None` when no answer came (the server is gone or cut the connection).
+    pub async fn try_post(&self, path: &str, token: &str, body: &Value) -> Option<Reply> {
+        let body = serde_json::to_vec(body).expect("json");
+        self.try_send_raw("POST", path, Some(token), Some(body), &[])
+            .await
+            .ok()
+    }
+
+    /// [`Self::send_raw`], with a transport failure returned instead of panicking.
+    pub async fn try_send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
         let mut builder = http::Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
@@ -336,22 +358,22 @@ impl Client {
             .inner
             .request(request)
             .await
-            .expect("the server answers");
+            .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
             .await
-            .expect("body")
+            .map_err(|e| e.to_string())?
             .to_bytes();
         let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Reply {
+        Ok(Reply {
             status,
             headers,
             json,
             body,
-        }
+        })
     }
 
     /// Sends JSON.

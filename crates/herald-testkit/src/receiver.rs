@@ -30,6 +30,13 @@ pub enum Behaviour {
     Body(u16, &'static str),
     /// Reads the request, then closes the connection without answering.
     Close,
+    /// Reads the request, then answers nothing and keeps the connection open for as long as
+    /// the behaviour stays `Hang`; once it is changed, the held requests are answered by the
+    /// new behaviour (so a test can release what hangs before it ends).
+    Hang,
+    /// Sends the status line, headers announcing a body of 1,000 bytes and only 10 of them,
+    /// then closes the connection.
+    Truncated,
 }
 
 /// One request as received.
@@ -49,6 +56,7 @@ pub struct Receiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Receiver {
@@ -60,19 +68,24 @@ impl Receiver {
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(behaviour));
-        let (rec, beh) = (received.clone(), behaviour.clone());
+        let (changed, _) = tokio::sync::watch::channel(0u64);
+        let (rec, beh, chg) = (received.clone(), behaviour.clone(), changed.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (rec, beh) = (rec.clone(), beh.clone());
+                if matches!(*beh.lock().expect("lock"), Behaviour::Truncated) {
+                    tokio::spawn(truncated(stream, rec.clone()));
+                    continue;
+                }
+                let (rec, beh, chg) = (rec.clone(), beh.clone(), chg.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                        let (rec, beh) = (rec.clone(), beh.clone());
+                        let (rec, beh, chg) = (rec.clone(), beh.clone(), chg.subscribe());
                         async move {
                             // An error from the service makes hyper drop the connection unanswered.
-                            answer(request, rec, beh).await.ok_or(Hangup)
+                            answer(request, rec, beh, chg).await.ok_or(Hangup)
                         }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -85,6 +98,7 @@ impl Receiver {
             addr,
             received,
             behaviour,
+            changed,
         }
     }
 
@@ -101,6 +115,7 @@ impl Receiver {
     /// Changes how later requests are answered.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         *self.behaviour.lock().expect("lock") = behaviour;
+        self.changed.send_modify(|generation| *generation += 1);
     }
 }
 
@@ -120,6 +135,7 @@ async fn answer(
     request: Request<Incoming>,
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    mut changed: tokio::sync::watch::Receiver<u64>,
 ) -> Option<Response<Full<Bytes>>> {
     let headers = request.headers().clone();
     let body = request
@@ -137,14 +153,23 @@ async fn answer(
         });
         all.len()
     };
-    let behaviour = behaviour.lock().expect("lock").clone();
+    let behaviour = loop {
+        let current = behaviour.lock().expect("lock").clone();
+        if !matches!(current, Behaviour::Hang) {
+            break current;
+        }
+        if changed.changed().await.is_err() {
+            return None;
+        }
+    };
     let reply = |status: u16, body: Bytes| {
         let mut r = Response::new(Full::new(body));
         *r.status_mut() = http::StatusCode::from_u16(status).expect("status");
         r
     };
     Some(match behaviour {
-        Behaviour::Close => return None,
+        Behaviour::Close | Behaviour::Truncated => return None,
+        Behaviour::Hang => unreachable!("waited above until it changed"),
         Behaviour::Ok => reply(200, Bytes::from_static(b"ok")),
         Behaviour::Status(s) => reply(s, Bytes::from_static(b"nope")),
         Behaviour::FailTimes(n) => {
@@ -173,4 +198,47 @@ async fn answer(
         Behaviour::BigBody(n) => reply(200, Bytes::from(vec![b'x'; n])),
         Behaviour::Body(status, body) => reply(status, Bytes::from_static(body.as_bytes())),
     })
+}
+
+/// [`Behaviour::Truncated`]: reads one request head and body by hand (hyper would not send a
+/// short body), answers with headers promising more body than it sends, then closes.
+async fn truncated(mut stream: tokio::net::TcpStream, received: Arc<Mutex<Vec<Received>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Enough of the request to know it arrived: the end of its head.
+    let head_end = loop {
+        if let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    };
+    // Read the whole body too: closing with unread input would reset the connection and could
+    // destroy the answer before the client reads it.
+    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while seen.len() < head_end + length {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    received.lock().expect("lock").push(Received {
+        headers: http::HeaderMap::new(),
+        body: Bytes::new(),
+        at: Instant::now(),
+    });
+    let _ = stream
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly-a-bit")
+        .await;
+    let _ = stream.flush().await;
+    // Let the client read what was sent before the connection goes away.
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }

@@ -109,6 +109,7 @@ pub async fn assemble_with(
         engine: engine.unwrap_or_else(|| Arc::new(SimulatorEngine)),
         minter: Arc::new(Sha256Minter),
         listener: wakeups.clone(),
+        private_destinations_allowed: config.private_destinations_allowed(),
     };
     Ok(Parts {
         gateway,

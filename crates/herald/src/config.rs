@@ -57,6 +57,9 @@ pub struct Config {
     /// Concurrent attempts to one webhook per dispatcher lane (`HERALD_DELIVERY_PER_WEBHOOK`,
     /// default 16).
     pub delivery_per_webhook: usize,
+    /// How long an attempt may run before its webhook counts as slow and moves to the slow
+    /// lane (`HERALD_DELIVERY_SLOW_MS`, default 1000; at most half the delivery timeout).
+    pub delivery_slow_after: Duration,
     /// How much longer than the timeout a delivery lease lasts
     /// (`HERALD_DELIVERY_LEASE_MARGIN_MS`, default 55 s so that, with a 5 s re-check, a dead
     /// dispatcher's work is attempted again within timeout + 60 s; only tests shorten it).
@@ -117,6 +120,7 @@ impl Default for Config {
             with_dispatcher: false,
             delivery_workers: 64,
             delivery_per_webhook: 16,
+            delivery_slow_after: Duration::from_millis(1_000),
             delivery_lease_margin: Duration::from_secs(55),
             log_format: LogFormat::Text,
             http_limits: ConnectionLimits::default(),
@@ -199,6 +203,9 @@ impl Config {
             delivery_workers: parse_num("HERALD_DELIVERY_WORKERS", 64)?.clamp(1, 1024) as usize,
             delivery_per_webhook: parse_num("HERALD_DELIVERY_PER_WEBHOOK", 16)?.clamp(1, 1024)
                 as usize,
+            delivery_slow_after: Duration::from_millis(
+                parse_num("HERALD_DELIVERY_SLOW_MS", 1_000)?.max(1),
+            ),
             delivery_lease_margin: Duration::from_millis(
                 parse_num("HERALD_DELIVERY_LEASE_MARGIN_MS", 55_000)?.max(1_000),
             ),

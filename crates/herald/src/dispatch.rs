@@ -38,6 +38,7 @@ pub fn dispatcher_config(config: &Config) -> DispatcherConfig {
     settings.fresh_workers = config.delivery_workers;
     settings.retry_workers = (config.delivery_workers / 2).max(1);
     settings.per_webhook = config.delivery_per_webhook;
+    settings.slow_after = config.delivery_slow_after;
     settings.retention = Duration::from_secs(u64::from(config.retention_days) * 24 * 3600);
     settings.lease_margin = config.delivery_lease_margin;
     settings

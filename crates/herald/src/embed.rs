@@ -84,6 +84,22 @@ impl HeraldBuilder {
                 .push(Arc::new(JwksReadiness(verifier.clone())));
             state.metrics.push(Arc::new(JwksReadiness(verifier)));
         }
+        if config.database.is_embedded() {
+            // One process owns the embedded file, so a lease found in it at start-up belongs
+            // to a predecessor that died mid-attempt: its deliveries are attempted again now
+            // rather than when the lease lapses. (Never on Postgres: other replicas live.)
+            match parts.store.release_all_leases().await {
+                Ok(0) => {}
+                Ok(released) => tracing::info!(
+                    released,
+                    "released the delivery leases a previous process left; attempting them again now"
+                ),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "could not release the leases a previous process left; they lapse on their own"
+                ),
+            }
+        }
         let in_process = match self.delivery {
             Delivery::Auto => config.database.is_embedded() || config.with_dispatcher,
             Delivery::InProcess => true,

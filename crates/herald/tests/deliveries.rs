@@ -339,6 +339,7 @@ async fn redirects_timeouts_hangups_and_huge_replies_are_classified() {
             (Behaviour::Redirect(target.url()), Some(302), "http_status"),
             (Behaviour::Delay(Duration::from_secs(4)), None, "timeout"),
             (Behaviour::Close, None, "connect"),
+            (Behaviour::Truncated, Some(200), "response_incomplete"),
         ];
         let once = json!({"policy": "constant", "delaySeconds": 1, "attempts": 1});
         for (behaviour, status, error) in cases {
@@ -359,6 +360,7 @@ async fn redirects_timeouts_hangups_and_huge_replies_are_classified() {
                     attempt["durationMs"].as_i64().unwrap() < 3_500,
                     "the deadline is hard"
                 );
+                assert_eq!(attempt["responseBody"], "no answer within 1000 ms");
             }
         }
         assert!(target.received().is_empty(), "redirects are not followed");
@@ -397,21 +399,64 @@ async fn redirects_timeouts_hangups_and_huge_replies_are_classified() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_destinations_are_refused_on_postgres_unless_allowed() {
+async fn literal_private_destinations_are_refused_when_saved_on_both_stores() {
+    for backend in BACKENDS {
+        let server = TestServer::start_with(backend, |c| c.allow_private = Some(false)).await;
+        let token = server.api_key("org_ssrf", "manage").await;
+        for url in [
+            "http://127.0.0.1:9/hook",
+            "http://127.1/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/",
+            "http://localhost:8080/",
+        ] {
+            let reply = server
+                .client
+                .post("/api/v1/webhooks", &token, &json!({"url": url}))
+                .await;
+            assert_eq!(reply.status, 422, "{backend:?} {url}: {:?}", reply.json);
+            assert_eq!(reply.json["error"]["details"]["field"], "url", "{url}");
+        }
+        let webhook =
+            create_webhook(&server, &token, json!({"url": "https://example.com/hook"})).await;
+        let path = format!("/api/v1/webhooks/{webhook}");
+        let reply = server
+            .client
+            .patch(&path, &token, &json!({"url": "http://[::1]:9/"}))
+            .await;
+        assert_eq!(reply.status, 422, "{backend:?}: {:?}", reply.json);
+        let reply = server
+            .client
+            .patch(&path, &token, &json!({"url": "https://example.org/"}))
+            .await;
+        assert_eq!(reply.status, 200, "{backend:?}: {:?}", reply.json);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_refused_at_connect_time_fails_after_one_attempt() {
+    // Postgres refuses private destinations by default. The webhook was saved through a
+    // replica that allows them; the delivering replica refuses the connection.
     let server = TestServer::start_with(Backend::Postgres, |c| c.with_dispatcher = true).await;
+    let mut lenient = server.config.clone();
+    lenient.allow_private = Some(true);
+    lenient.with_dispatcher = false;
+    let saver = TestServer::start_on(server.db.borrow(), lenient).await;
     let token = server.api_key("org_ssrf", "manage").await;
     let receiver = Receiver::start(Behaviour::Ok).await;
-    let webhook = create_webhook(
-        &server,
-        &token,
-        json!({"url": receiver.url(), "retryPolicy": {"policy": "constant", "delaySeconds": 1, "attempts": 1}}),
-    )
-    .await;
+    // The default policy would retry 15 times; a refused destination is not retried.
+    let webhook = create_webhook(&saver, &token, json!({"url": receiver.url()})).await;
     let (_, id) = test_ping(&server, &token, &webhook).await;
     let d = settled(&server, &token, &webhook, &id, "failed").await;
     assert_eq!(d["lastError"], "blocked_address");
+    assert_eq!(d["attempts"], 1, "{d}");
+    assert_eq!(d["attemptLog"].as_array().unwrap().len(), 1, "{d}");
     assert_eq!(d["attemptLog"][0]["statusCode"], Value::Null);
     assert!(receiver.received().is_empty());
+    drop(saver);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,8 +721,9 @@ async fn two_dispatchers_never_attempt_one_delivery_at_the_same_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_receiver_does_not_hold_up_other_webhooks() {
     for backend in BACKENDS {
-        // Four worker slots, at most two per webhook: the slow webhook's backlog fills its
-        // share and queues the rest, and the other webhook must still get through.
+        // Four worker slots, at most two per webhook: the slow webhook's first attempt runs
+        // past a second, moves it to the slow lane (where it may run two), and the other
+        // webhook must still get through.
         let server = server(backend, |c| {
             c.delivery_workers = 4;
             c.delivery_per_webhook = 2;
@@ -699,7 +745,8 @@ async fn a_slow_receiver_does_not_hold_up_other_webhooks() {
         )
         .await;
         // Twelve events for the slow webhook, committed at once so one claim takes a batch:
-        // two attempts run (its cap), the rest of the batch queues locally.
+        // one attempt runs (a webhook that has not answered yet gets one), the rest queue
+        // locally until it turns slow, and are then given back and claimed by the slow lane.
         let parts = herald::app::assemble(&server.config).await.unwrap();
         let org = herald_domain::OrgId::parse("org_slow").unwrap();
         let events: Vec<_> = (0..12)
@@ -730,4 +777,65 @@ async fn a_slow_receiver_does_not_hold_up_other_webhooks() {
             "{backend:?}: the other webhook waited until the slow one's queue moved"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_restart_takes_back_its_dead_predecessors_leases_at_once() {
+    // A lease that outlives the test by far, held by a process that is gone: the restarted
+    // embedded process must attempt the delivery at once, not when the lease lapses.
+    let mut first = server(Backend::Sqlite, |_| {}).await;
+    let token = first.api_key("org_restart", "manage").await;
+    let receiver = Receiver::start(Behaviour::Ok).await;
+    let webhook = create_webhook(&first, &token, json!({"url": receiver.url()})).await;
+    first.stop().await;
+
+    let parts = herald::app::assemble(&first.config).await.unwrap();
+    let org = herald_domain::OrgId::parse("org_restart").unwrap();
+    let event = herald_domain::event::Envelope::new(
+        herald_domain::event::EventType::SessionStatus,
+        org,
+        None,
+        None,
+        now_ms(),
+        json!({"status": "WORKING", "me": null}),
+    );
+    parts
+        .gateway
+        .emit(std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    let lease = herald_domain::delivery::Lease {
+        owner: "dsp_dead_predecessor".to_owned(),
+        until: now_ms() + 3_600_000,
+    };
+    let claimed = parts
+        .store
+        .claim_deliveries(
+            herald_domain::delivery::Lane::Fresh,
+            &lease,
+            now_ms(),
+            10,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    drop(parts);
+
+    let second = first.start_replica().await;
+    eventually("the orphaned delivery to be sent", WAIT, || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+    let got = receiver.received();
+    assert_eq!(
+        header(&got[0].headers, "x-webhook-request-id"),
+        event.id.to_string()
+    );
+    let page = second
+        .client
+        .get(&format!("/api/v1/webhooks/{webhook}/deliveries"), &token)
+        .await;
+    assert_eq!(page.json["data"].as_array().unwrap().len(), 1);
+    drop(second);
 }

@@ -13,156 +13,15 @@
 //! Sizes can be scaled down with `HERALD_BENCH_SCALE` (e.g. `0.1`) for a quick look.
 
 use anyhow::{bail, Context, Result};
+use herald_bench::delivery::{
+    dispatcher, free_port, percentile, rss_kib, start_sink, terminate, wait_for, Env,
+};
 use herald_domain::{Capabilities, OrgId};
 use herald_testkit::{Backend, Client, TestDb};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The local receiver: counts requests and notes each event's first arrival.
-#[derive(Default)]
-struct Sink {
-    count: AtomicU64,
-    arrivals: Mutex<HashMap<String, Instant>>,
-    delay_ms: AtomicU64,
-}
-
-async fn start_sink() -> Result<(Arc<Sink>, SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let sink = Arc::new(Sink::default());
-    let shared = sink.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let sink = shared.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let sink = sink.clone();
-                    async move {
-                        let at = Instant::now();
-                        let id = request
-                            .headers()
-                            .get("x-webhook-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        let _ = request.into_body().collect().await;
-                        sink.arrivals.lock().unwrap().entry(id).or_insert(at);
-                        sink.count.fetch_add(1, Ordering::Relaxed);
-                        let delay = sink.delay_ms.load(Ordering::Relaxed);
-                        if delay > 0 {
-                            tokio::time::sleep(Duration::from_millis(delay)).await;
-                        }
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok((sink, addr))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn binary(name: &str) -> Result<PathBuf> {
-    let dir = std::env::current_exe()?
-        .parent()
-        .context("the bench binary has a directory")?
-        .to_owned();
-    let path = dir.join(name);
-    if !path.exists() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p {name}`",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-struct Env {
-    database_url: String,
-    secrets_key: String,
-}
-
-impl Env {
-    fn command(&self, name: &str) -> Result<Command> {
-        let mut command = Command::new(binary(name)?);
-        command
-            .env("DATABASE_URL", &self.database_url)
-            .env("HERALD_SECRETS_KEY", &self.secrets_key)
-            .env("HERALD_DELIVERY_ALLOW_PRIVATE", "true")
-            .env(
-                "HERALD_DB_POOL_SIZE",
-                std::env::var("HERALD_DB_POOL_SIZE").unwrap_or_else(|_| "32".into()),
-            )
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        Ok(command)
-    }
-}
-
-fn dispatcher(env: &Env) -> Result<Child> {
-    Ok(env
-        .command("herald-dispatcher")?
-        .env(
-            "HERALD_DISPATCHER_LISTEN",
-            format!("127.0.0.1:{}", free_port()?),
-        )
-        .spawn()?)
-}
-
-fn terminate(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    Ok(())
-}
 
 /// POSTs `path` `n` times from `concurrency` keep-alive clients; returns the event ids.
 async fn push(
@@ -205,14 +64,6 @@ async fn push(
         ids.extend(task.await??);
     }
     Ok(ids)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
