@@ -51,6 +51,20 @@ pub struct Parts {
     pub wakeups: Arc<Wakeups>,
     /// The secret cipher.
     pub cipher: Arc<XChaChaCipher>,
+    /// Counts of the engine's calls.
+    pub engine_metrics: Arc<crate::engine::EngineMetrics>,
+}
+
+/// The configured engine, counted.
+fn engine(config: &crate::config::EngineConfig) -> crate::engine::MeteredEngine {
+    use crate::config::EngineConfig;
+    let inner: Arc<dyn herald_domain::ports::Engine> = match config {
+        EngineConfig::Simulator => Arc::new(SimulatorEngine),
+        EngineConfig::Waha(waha) => Arc::new(herald_engine_waha::WahaEngine::new(
+            herald_engine_waha::WahaClient::new(waha.clone()),
+        )),
+    };
+    crate::engine::MeteredEngine::new(inner)
 }
 
 /// Where the embedded store keeps its generated secrets key: beside the database file.
@@ -94,11 +108,13 @@ pub async fn assemble(config: &Config) -> Result<Parts, StartError> {
     .await?;
     let wakeups = Arc::new(Wakeups::default());
     let cipher = Arc::new(XChaChaCipher::new(&key));
+    let engine = engine(&config.engine);
+    let engine_metrics = engine.metrics();
     let gateway = Gateway {
         store: store.clone(),
         cipher: cipher.clone(),
         clock: Arc::new(SystemClock),
-        engine: Arc::new(SimulatorEngine),
+        engine: Arc::new(engine),
         minter: Arc::new(Sha256Minter),
         listener: wakeups.clone(),
     };
@@ -107,6 +123,7 @@ pub async fn assemble(config: &Config) -> Result<Parts, StartError> {
         store,
         wakeups,
         cipher,
+        engine_metrics,
     })
 }
 
@@ -153,6 +170,14 @@ impl App {
         let mut state = AppState::new(parts.gateway.clone(), auth);
         state.cors_origins = config.cors_origins.clone();
         state.limits = config.http_limits;
+        state.metrics.push(parts.engine_metrics.clone());
+        if let crate::config::EngineConfig::Waha(waha) = &config.engine {
+            let intake = Arc::new(herald_http::engine_events::WahaIntake::new(
+                waha.webhook_key().clone(),
+            ));
+            state.metrics.push(intake.metrics());
+            state.waha = Some(intake);
+        }
         if let Some(verifier) = jwt {
             state
                 .readiness
@@ -206,7 +231,7 @@ impl App {
             })
             .await
         });
-        tracing::info!(addr = %local_addr, store = %config.database.describe(), engine = "simulator", "Herald is serving");
+        tracing::info!(addr = %local_addr, store = %config.database.describe(), engine = config.engine.name(), "Herald is serving");
         Ok(Self {
             local_addr,
             stop: Some(stop),

@@ -7,10 +7,12 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod engine;
 pub mod wake;
 
 pub use app::App;
 pub use config::Config;
 pub use herald_domain as domain;
+pub use herald_engine_waha as waha;
 pub use herald_http as http;
 pub use herald_store as store;
