@@ -231,6 +231,15 @@ impl TestServer {
     /// public URL its own address (so the double's webhooks reach it), a 1 s engine timeout
     /// and deliveries allowed to loopback receivers.
     pub async fn start_waha(backend: Backend, waha_url: &str) -> Self {
+        Self::start_waha_with(backend, waha_url, |_| {}).await
+    }
+
+    /// [`Self::start_waha`], after `adjust` edits the configuration.
+    pub async fn start_waha_with(
+        backend: Backend,
+        waha_url: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         use herald::waha::{Secret, WahaConfig};
         let db = TestDb::new(backend).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -245,6 +254,7 @@ impl TestServer {
         config.engine = herald::config::EngineConfig::Waha(waha);
         // Receivers and the double live on loopback, on Postgres too.
         config.allow_private = Some(true);
+        adjust(&mut config);
         Self::start_on_listener(db, config, listener).await
     }
 

@@ -14,7 +14,10 @@
 //!    (default 32) keep-alive senders, each sending its next when the last is answered;
 //! 2. **steady**: 500 requests per second for 5 s; the latency from sending to the `200`.
 //!
-//! `BENCH_BACKEND=sqlite` or `postgres` runs one store only.
+//! `BENCH_BASELINE=1` first sends the same number of messages through Herald's own inbound API,
+//! for comparison. `BENCH_BACKEND=sqlite` or `postgres` runs one store only; `BENCH_WEBHOOK=0` leaves the
+//! webhook out (events stored, nothing to deliver). The server runs on a runtime of
+//! its own (2 worker threads, a pool of 32 connections); the double and the senders on another.
 
 use herald_testkit::waha::{BatchPlan, Pacing, WahaDouble};
 use herald_testkit::{Backend, Behaviour, Receiver, TestServer};
@@ -28,20 +31,28 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-async fn run(backend: Backend) {
+async fn run(backend: Backend, server_runtime: &tokio::runtime::Handle) {
     let waha = WahaDouble::start().await;
-    let server = TestServer::start_waha(backend, &waha.url()).await;
+    let url = waha.url();
+    let server = server_runtime
+        .spawn(async move {
+            TestServer::start_waha_with(backend, &url, |config| config.pool_size = 32).await
+        })
+        .await
+        .expect("the server starts");
     let token = server.api_key("org_bench", "read,send,manage").await;
     let receiver = Receiver::start(Behaviour::Ok).await;
-    let hook = server
-        .client
-        .post(
-            "/api/v1/webhooks",
-            &token,
-            &json!({"url": receiver.url(), "events": ["message"]}),
-        )
-        .await;
-    assert_eq!(hook.status, 201, "{:?}", hook.json);
+    if env_num("BENCH_WEBHOOK", 1) == 1 {
+        let hook = server
+            .client
+            .post(
+                "/api/v1/webhooks",
+                &token,
+                &json!({"url": receiver.url(), "events": ["message"]}),
+            )
+            .await;
+        assert_eq!(hook.status, 201, "{:?}", hook.json);
+    }
     let created = server
         .client
         .post("/api/v1/sessions", &token, &json!({"name": "bench"}))
@@ -61,6 +72,9 @@ async fn run(backend: Backend) {
 
     let count = env_num("BENCH_EVENTS", 5000) as usize;
     let connections = env_num("BENCH_CONNECTIONS", 32) as usize;
+    if env_num("BENCH_BASELINE", 0) == 1 {
+        baseline(&server, &session, count, connections).await;
+    }
     let report = waha
         .emitter()
         .run_batch(&plan(count, Pacing::ClosedLoop { connections }))
@@ -97,18 +111,63 @@ async fn run(backend: Backend) {
     );
 }
 
+/// The same load through Herald's own inbound API (`POST /sessions/{id}/inbound`, an `ingest`
+/// key), for comparison: what the WAHA route adds on top of the use case and the store.
+async fn baseline(server: &TestServer, session: &str, count: usize, connections: usize) {
+    let token = server.api_key("org_bench", "ingest").await;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, token, next) = (server.client.clone(), token.clone(), next.clone());
+            let path = format!("/api/v1/sessions/{session}/inbound");
+            tokio::spawn(async move {
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
+                    let id = ulid::Ulid::new().to_string();
+                    let reply = client
+                        .post(
+                            &path,
+                            &token,
+                            &json!({"event": "message", "id": id, "payload": {"id": id,
+                                "chat": "2@c.us", "sender": "2@c.us", "type": "text", "body": "bench"}}),
+                        )
+                        .await;
+                    assert_eq!(reply.status, 202);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("a sender");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "  baseline, the inbound API: {count} messages in {secs:.2} s = {:.0} events/s",
+        count as f64 / secs
+    );
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     let backends = match std::env::var("BENCH_BACKEND").as_deref() {
         Ok("sqlite") => vec![Backend::Sqlite],
         Ok("postgres") => vec![Backend::Postgres],
         _ => vec![Backend::Sqlite, Backend::Postgres],
     };
+    let runtime = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    };
+    let server_runtime = runtime("herald");
+    let load_runtime = runtime("load");
     for backend in backends {
-        run(backend).await;
+        load_runtime.block_on(run(backend, server_runtime.handle()));
     }
 }
