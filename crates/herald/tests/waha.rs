@@ -611,6 +611,32 @@ async fn engine_failures_are_never_half_applied(backend: Backend) {
         .await;
     assert_eq!(bad.status, 422);
     assert_eq!(bad.json["error"]["details"]["field"], "engineSession");
+
+    // A WORKING report that names no account: Herald asks WAHA (`GET /api/sessions/{name}/me`).
+    waha.set_fault(
+        Route::Me,
+        Fault::Raw {
+            status: 200,
+            body: r#"{"id":"33333333333@c.us","pushName":"Ops"}"#.into(),
+        },
+    );
+    let body = serde_json::to_vec(&herald_testkit::waha::envelope(
+        &later,
+        "session.status",
+        json!({"name": later, "status": "WORKING"}),
+        None,
+        false,
+    ))
+    .unwrap();
+    let signature = herald_testkit::waha::sign(WAHA_WEBHOOK_KEY, &body);
+    let accepted = post_event(&server, &body, Some(&signature)).await;
+    assert_eq!(accepted.status, 200, "{:?}", accepted.json);
+    let working = session(&server, &token, &later).await;
+    assert_eq!(
+        (&working["status"], &working["me"]["id"]),
+        (&json!("WORKING"), &json!("33333333333@c.us"))
+    );
+    assert_eq!(waha.calls_to(Route::Me).len(), 1);
 }
 
 async fn waha_cores_default_session_is_taken_over(backend: Backend) {
