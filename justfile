@@ -44,6 +44,12 @@ bench-isolation:
 bench-events:
     cargo run --release -p herald --example bench_events
 
+# WAHA events accepted/s through POST /api/v1/engines/waha/events (signed by the WAHA double's
+# emitter, 10% duplicates) and send→200 latency at 500/s, on SQLite and Postgres
+# (HERALD_TEST_DATABASE_URL). BENCH_BACKEND, BENCH_EVENTS, BENCH_CONNECTIONS adjust it.
+bench-engine:
+    RUST_LOG=warn cargo run --release -p herald --example bench_engine
+
 # Fuzz the release herald-api against its own OpenAPI document with schemathesis (installed from
 # PyPI into target/fuzz-venv on first use; extra arguments go to `schemathesis run`).
 fuzz-openapi *ARGS:

@@ -297,3 +297,46 @@ async fn json_logs_are_one_object_per_line_with_the_request_id_route_and_organiz
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_waha_engine_without_its_required_settings_refuses_to_start_and_says_which() {
+    let required = [
+        ("HERALD_WAHA_URL", "http://127.0.0.1:9"),
+        ("HERALD_WAHA_WEBHOOK_KEY", "hook-secret"),
+        ("HERALD_PUBLIC_URL", "http://127.0.0.1:8080"),
+    ];
+    for (missing, _) in required {
+        let dir = temp_dir(&format!("waha-{}", missing.to_lowercase()));
+        let mut command = Command::new(BIN);
+        command
+            .current_dir(&dir)
+            .env_remove("DATABASE_URL")
+            .env("HERALD_LISTEN", "127.0.0.1:0")
+            .env("HERALD_ENGINE", "waha");
+        for (name, value) in required {
+            if name == missing {
+                command.env_remove(name);
+            } else {
+                command.env(name, value);
+            }
+        }
+        let out = command.output().expect("run herald-api");
+        assert!(!out.status.success(), "started without {missing}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{missing} is required when HERALD_ENGINE=waha")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("hook-secret"), "{stderr}");
+        let created: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(created.is_empty(), "nothing is created: {created:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    let out = Command::new(BIN)
+        .env("HERALD_ENGINE", "carrier-pigeon")
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be simulator or waha"));
+}

@@ -52,3 +52,17 @@ fn help_version_and_bad_arguments_touch_nothing() {
         assert!(created.is_empty(), "{args:?} created {created:?}");
     }
 }
+
+#[test]
+fn an_incomplete_waha_configuration_is_refused_here_too() {
+    // The dispatcher never calls the engine, but it reads the same environment as the API: a
+    // deployment whose WAHA settings are incomplete is told so by every process.
+    let out = Command::new(env!("CARGO_BIN_EXE_herald-dispatcher"))
+        .env("HERALD_ENGINE", "waha")
+        .env_remove("HERALD_WAHA_URL")
+        .env("HERALD_DISPATCHER_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run herald-dispatcher");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_WAHA_URL is required"));
+}

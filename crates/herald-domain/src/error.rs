@@ -31,6 +31,10 @@ pub enum DomainError {
     /// succeed if tried again later. The cause is for the log, never the client.
     #[error("the store is unavailable")]
     Unavailable(#[source] StoreError),
+    /// The messaging engine could not do what was asked (503 when unreachable, 502 when it
+    /// refused, 409 when it does not do that); nothing was stored.
+    #[error(transparent)]
+    Engine(#[from] crate::ports::EngineError),
     /// Something underneath failed (500); the cause is for the log, never the client.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -14,6 +14,9 @@ pub enum EventType {
     /// Every message, including the ones sent from this session.
     #[serde(rename = "message.any")]
     MessageAny,
+    /// A delivery or read receipt for a message.
+    #[serde(rename = "message.ack")]
+    MessageAck,
     /// A vote on a poll (someone else's, or this session's).
     #[serde(rename = "poll.vote")]
     PollVote,
@@ -30,9 +33,10 @@ pub enum EventType {
 
 impl EventType {
     /// The whole catalogue, as `GET /event-types` lists it.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         Self::Message,
         Self::MessageAny,
+        Self::MessageAck,
         Self::PollVote,
         Self::PollVoteFailed,
         Self::SessionStatus,
@@ -44,6 +48,7 @@ impl EventType {
         match self {
             Self::Message => "message",
             Self::MessageAny => "message.any",
+            Self::MessageAck => "message.ack",
             Self::PollVote => "poll.vote",
             Self::PollVoteFailed => "poll.vote.failed",
             Self::SessionStatus => "session.status",
@@ -61,6 +66,7 @@ impl EventType {
         match self {
             Self::Message => "An inbound message from someone else.",
             Self::MessageAny => "Any message, including those sent from the session.",
+            Self::MessageAck => "A message was delivered, read or played (a receipt).",
             Self::PollVote => "A vote on a poll, cast by anyone including the session.",
             Self::PollVoteFailed => "A poll vote the engine could not apply.",
             Self::SessionStatus => "A session changed status.",

@@ -8,9 +8,10 @@ use crate::error::DomainError;
 use crate::event::{Envelope, EventType};
 use crate::ids::{ApiKeyId, OrgId, SessionId, WebhookId};
 use crate::ports::{
-    seal_change, ChangeListener, Clock, Engine, KeyMinter, SecretCipher, StatusReport, Store,
+    seal_change, ChangeListener, Clock, Engine, EngineError, KeyMinter, SecretCipher, StatusReport,
+    Store,
 };
-use crate::session::Session;
+use crate::session::{Session, SessionStatus};
 use crate::webhook::{SecretChange, Webhook, WebhookFields, WebhookUrl};
 use std::sync::Arc;
 
@@ -169,75 +170,141 @@ impl Gateway {
             .ok_or(DomainError::NotFound("session"))
     }
 
-    /// Creates a session and asks the engine to connect it; every status change it reports at
-    /// once is applied (and emitted as `session.status`) before this returns.
-    pub async fn create_session(&self, caller: &Principal, name: &str) -> Result<Session> {
+    /// Creates a session bound to the engine's session `engine_session` (its own id when
+    /// `None`) and asks the engine to connect it. The session is stored `STARTING` (with its
+    /// `session.status` event) before the engine is called; every status change the engine
+    /// reports at once is then applied. When the engine fails, the session is kept `FAILED` with
+    /// the reason in its `session.status` event, for [`Self::restart_session`] to try again.
+    /// 409 when another session already binds that engine session.
+    pub async fn create_session(
+        &self,
+        caller: &Principal,
+        name: &str,
+        engine_session: Option<&str>,
+    ) -> Result<Session> {
         caller.require(Capability::Manage)?;
         let mut session = Session::new(caller.organization.clone(), name, self.clock.now_ms())?;
-        let started = self.status_event(&session);
-        self.store
+        if let Some(engine_session) = engine_session {
+            session = session.with_engine_session(engine_session)?;
+        }
+        let started = self.status_event(&session, None);
+        if !self
+            .store
             .insert_session(&session, std::slice::from_ref(&started))
-            .await?;
+            .await?
+        {
+            return Err(DomainError::Conflict(format!(
+                "engine session `{}` is already bound to another session",
+                session.engine_session
+            )));
+        }
         self.listener.events_committed(&session.organization_id);
-        let reports = match self.engine.start(&session).await {
-            Ok(reports) => reports,
-            Err(error) => {
-                tracing::warn!(session = %session.id, %error, "engine failed to start the session");
-                vec![StatusReport {
-                    status: crate::session::SessionStatus::Failed,
+        match self.engine.start(&session).await {
+            Ok(reports) => self.apply_reports(session, reports).await,
+            Err(error) => self.mark_failed(session, &error).await,
+        }
+    }
+
+    /// Asks the engine to start a session again (after a failure, or to take over its engine
+    /// session anew). On success the session is `STARTING` (with its event) and then follows the
+    /// engine; when the engine fails, the error is returned and the session is left as it was.
+    pub async fn restart_session(&self, caller: &Principal, id: &str) -> Result<Session> {
+        caller.require(Capability::Manage)?;
+        let session = self.find_session(&caller.organization, id).await?;
+        let reports = self.engine.start(&session).await?;
+        let session = self
+            .apply_status(
+                session,
+                StatusReport {
+                    status: SessionStatus::Starting,
                     me: None,
-                }]
-            }
-        };
+                },
+            )
+            .await?;
+        self.apply_reports(session, reports).await
+    }
+
+    /// The QR code text that pairs a session, while it is `SCAN_QR` (409 otherwise, and with
+    /// an engine that never needs one).
+    pub async fn session_qr(&self, caller: &Principal, id: &str) -> Result<String> {
+        caller.require(Capability::Read)?;
+        let session = self.find_session(&caller.organization, id).await?;
+        if session.status != SessionStatus::ScanQr {
+            return Err(DomainError::Conflict(format!(
+                "session is {}, not SCAN_QR: there is no QR code to show",
+                session.status.as_str()
+            )));
+        }
+        Ok(self.engine.qr(&session).await?)
+    }
+
+    async fn apply_reports(
+        &self,
+        mut session: Session,
+        reports: Vec<StatusReport>,
+    ) -> Result<Session> {
         for report in reports {
             session = self.apply_status(session, report).await?;
         }
         Ok(session)
     }
 
+    async fn mark_failed(&self, mut session: Session, error: &EngineError) -> Result<Session> {
+        tracing::warn!(session = %session.id, %error, "engine failed to start the session");
+        session.status = SessionStatus::Failed;
+        session.updated_at = self.clock.now_ms().max(session.updated_at);
+        let reason = error.to_string();
+        let event = self.status_event(&session, Some((None, Some(&reason))));
+        self.write_status(&session, event).await?;
+        Ok(session)
+    }
+
     /// Applies an engine's status report to a session: the new state and its `session.status`
     /// event are written together.
-    pub async fn apply_status(
-        &self,
-        mut session: Session,
-        report: StatusReport,
-    ) -> Result<Session> {
-        session.status = report.status;
-        if report.me.is_some() {
-            session.me = report.me;
-        }
-        session.updated_at = self.clock.now_ms().max(session.updated_at);
-        let event = self.status_event(&session);
+    pub async fn apply_status(&self, session: Session, report: StatusReport) -> Result<Session> {
+        let session = session.after_report(report, self.clock.now_ms());
+        let event = self.status_event(&session, None);
+        self.write_status(&session, event).await?;
+        Ok(session)
+    }
+
+    async fn write_status(&self, session: &Session, event: Envelope) -> Result<()> {
         if !self
             .store
-            .update_session(&session, std::slice::from_ref(&event))
+            .update_session(session, std::slice::from_ref(&event))
             .await?
         {
             return Err(DomainError::NotFound("session"));
         }
         self.listener.events_committed(&session.organization_id);
-        Ok(session)
+        Ok(())
     }
 
-    fn status_event(&self, session: &Session) -> Envelope {
+    /// The `session.status` event for the session's current state, with the engine's status
+    /// name and a failure reason when given.
+    fn status_event(
+        &self,
+        session: &Session,
+        extra: Option<(Option<&str>, Option<&str>)>,
+    ) -> Envelope {
+        let (engine_status, reason) = extra.unwrap_or_default();
         Envelope::new(
             EventType::SessionStatus,
             session.organization_id.clone(),
             Some(session.id),
             session.me.clone(),
             self.clock.now_ms(),
-            session.status_payload(),
+            session.status_payload_with(engine_status, reason),
         )
     }
 
-    /// Deletes a session, its messages and votes, after telling the engine to let it go.
+    /// Deletes a session, its messages and votes, once the engine has let its session go (an
+    /// engine session the engine no longer knows counts as gone). When the engine fails, nothing
+    /// is deleted and the error is returned, so no engine session is left behind unseen.
     pub async fn delete_session(&self, caller: &Principal, id: &str) -> Result<()> {
         caller.require(Capability::Manage)?;
         let session = self.find_session(&caller.organization, id).await?;
-        // The engine failing to disconnect must not keep a user from deleting their session.
-        if let Err(error) = self.engine.stop(&session).await {
-            tracing::warn!(session = %session.id, %error, "engine failed to stop the session");
-        }
+        self.engine.stop(&session).await?;
         if self
             .store
             .delete_session(&caller.organization, &session.id)

@@ -1,5 +1,5 @@
-//! The messaging use cases: send a poll, vote on one, read its tally, and ingest what an engine
-//! reports from the network. Each checks capability, then the request's values, then the
+//! The messaging use cases: send text or a poll, vote on one, read its tally, and accept what an
+//! engine reports from the network (through the inbound API, or its own webhook). Each checks capability, then the request's values, then the
 //! resources it names (404 before 400 before 409, as the API's error table orders them), asks
 //! the engine to act, and only then commits the state change with its events in one
 //! transaction, so a `2xx` always means both are durable.
@@ -14,8 +14,8 @@ use crate::message::{
     MessageContent, MessageRef, Mutation, PollTally, SendResult,
 };
 use crate::poll::{Poll, PollVotes, VoteChange};
-use crate::ports::{EngineError, StatusReport};
-use crate::session::Session;
+use crate::ports::StatusReport;
+use crate::session::{Session, SessionStatus};
 use crate::Millis;
 use serde_json::Value;
 
@@ -90,11 +90,130 @@ pub struct Inbound {
     pub event: InboundEvent,
 }
 
-fn engine_failed(error: EngineError) -> DomainError {
-    DomainError::Internal(Box::new(error))
+/// Longest text message, in characters.
+pub const MAX_TEXT: usize = 65_536;
+
+/// What an engine reports through its own webhook (the WAHA route), in Herald's terms.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineReport {
+    /// Someone else's message: events `message` and `message.any`.
+    Message(IncomingMessage),
+    /// The session's own message (sent from the phone, or through Herald and echoed back):
+    /// `message.any`, unless Herald already stored that message.
+    OwnMessage(IncomingMessage),
+    /// A receipt: `message.ack` with this payload (`{"id","chat","ack","ackName"}`).
+    Ack(Value),
+    /// Someone's vote: it updates the tally when Herald knows the poll and the choices, and is
+    /// published as `poll.vote` either way.
+    PollVote(IncomingVote),
+    /// A vote the engine could not decrypt: `poll.vote.failed` with this payload.
+    PollVoteFailed(Value),
+    /// The session's status changed; `engine_status` is the engine's own name when Herald has
+    /// no status of that name.
+    SessionStatus {
+        /// Herald's status and the account.
+        report: StatusReport,
+        /// The engine's name for it, when it is not one of Herald's.
+        engine_status: Option<String>,
+    },
+}
+
+/// What became of an engine's report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineAnswer {
+    /// Stored with its events; the first event's id.
+    Accepted(EventId),
+    /// The same report was accepted before (its key was recorded); that answer's event id.
+    Duplicate(EventId),
+    /// Nothing to do, and why (`unknown session`, `already stored`).
+    Ignored(&'static str),
 }
 
 impl Gateway {
+    /// Sends text from the session to `chat` (as an answer to `reply_to` when given); stores it
+    /// together with its `message.any` event once the engine has accepted it.
+    pub async fn send_text(
+        &self,
+        caller: &Principal,
+        session_id: &str,
+        chat: &str,
+        text: &str,
+        reply_to: Option<&str>,
+    ) -> Result<SendResult> {
+        caller.require(Capability::Send)?;
+        if chat.trim().is_empty() {
+            return Err(DomainError::invalid("chat", "chat must not be empty"));
+        }
+        let length = text.chars().count();
+        if length == 0 || length > MAX_TEXT {
+            return Err(DomainError::invalid(
+                "text",
+                format!("text must be 1 to {MAX_TEXT} characters"),
+            ));
+        }
+        if reply_to.is_some_and(str::is_empty) {
+            return Err(DomainError::invalid("replyTo", "replyTo must not be empty"));
+        }
+        let session = self.find_session(&caller.organization, session_id).await?;
+        let me = sending_as(&session)?.clone();
+        let id = self
+            .engine
+            .send_text(&session, chat, text, reply_to)
+            .await?;
+        let content = MessageContent::Text {
+            body: Some(text.to_owned()),
+        };
+        self.store_sent(caller, &session, &me, chat, id, content)
+            .await
+    }
+
+    /// Stores a message the session just sent, with its `message.any` event.
+    async fn store_sent(
+        &self,
+        caller: &Principal,
+        session: &Session,
+        me: &crate::event::Me,
+        chat: &str,
+        id: String,
+        content: MessageContent,
+    ) -> Result<SendResult> {
+        let now = self.clock.now_ms();
+        let message = Message {
+            organization_id: caller.organization.clone(),
+            key: MessageRef {
+                session: session.id,
+                chat: chat.to_owned(),
+                sender: me.id.clone(),
+                id: id.clone(),
+            },
+            from_me: true,
+            timestamp: now,
+            content,
+        };
+        let event = self.session_event(session, EventType::MessageAny, now, message.payload());
+        let change = Change {
+            organization_id: caller.organization.clone(),
+            mutation: Mutation::InsertMessage(message),
+            events: vec![event],
+            inbound: None,
+        };
+        match self.commit_change(&change, "session").await {
+            // The engine's echo of this very message arrived (and was stored, with its
+            // `message.any`) before the engine's answer did: it is published once, as it should.
+            Err(DomainError::Conflict(_)) => {}
+            other => {
+                other?;
+            }
+        }
+        Ok(SendResult {
+            id,
+            session_id: session.id,
+            chat: chat.to_owned(),
+            timestamp: now,
+            status: "sent",
+        })
+    }
+
     /// Sends a poll from the session to `chat`; stores it (so votes can find it) together with
     /// its `message.any` event.
     pub async fn send_poll(
@@ -110,39 +229,9 @@ impl Gateway {
         }
         let session = self.find_session(&caller.organization, session_id).await?;
         let me = sending_as(&session)?.clone();
-        let id = self
-            .engine
-            .send_poll(&session, chat, &poll)
+        let id = self.engine.send_poll(&session, chat, &poll).await?;
+        self.store_sent(caller, &session, &me, chat, id, MessageContent::Poll(poll))
             .await
-            .map_err(engine_failed)?;
-        let now = self.clock.now_ms();
-        let message = Message {
-            organization_id: caller.organization.clone(),
-            key: MessageRef {
-                session: session.id,
-                chat: chat.to_owned(),
-                sender: me.id.clone(),
-                id: id.clone(),
-            },
-            from_me: true,
-            timestamp: now,
-            content: MessageContent::Poll(poll),
-        };
-        let event = self.session_event(&session, EventType::MessageAny, now, message.payload());
-        let change = Change {
-            organization_id: caller.organization.clone(),
-            mutation: Mutation::InsertMessage(message),
-            events: vec![event],
-            inbound: None,
-        };
-        self.commit_change(&change, "session").await?;
-        Ok(SendResult {
-            id,
-            session_id: session.id,
-            chat: chat.to_owned(),
-            timestamp: now,
-            status: "sent",
-        })
     }
 
     /// Casts the session's vote on a poll message. The selection is complete: it replaces the
@@ -171,8 +260,7 @@ impl Gateway {
         let vote_id = self
             .engine
             .send_vote(&session, &key.chat, &key.id, &request.options)
-            .await
-            .map_err(engine_failed)?;
+            .await?;
         let now = self.clock.now_ms();
         let payload = vote_payload(&key, &vote_id, &me.id, true, &request.options, now);
         let event = self.session_event(&session, EventType::PollVote, now, payload);
@@ -264,7 +352,7 @@ impl Gateway {
         let now = self.clock.now_ms();
         let (mutation, events, missing) = match inbound.event {
             InboundEvent::Message(m) => self.incoming_message(&session, m, now),
-            InboundEvent::PollVote(v) => self.incoming_vote(&session, v, now).await?,
+            InboundEvent::PollVote(v) => self.incoming_vote(&session, v, now, false).await?,
             InboundEvent::PollVoteFailed(payload) => (
                 Mutation::EventsOnly,
                 vec![self.session_event(&session, EventType::PollVoteFailed, now, payload)],
@@ -325,11 +413,15 @@ impl Gateway {
         (Mutation::InsertMessage(message), events, "session")
     }
 
+    /// A vote as a change. Strict (the inbound API): an unknown poll is 404 and a selection
+    /// the poll refuses is 400. Lenient (an engine's webhook, which reports what already
+    /// happened on the network): such a vote is still published, but changes no tally.
     async fn incoming_vote(
         &self,
         session: &Session,
         v: IncomingVote,
         now: Millis,
+        lenient: bool,
     ) -> Result<(Mutation, Vec<Envelope>, &'static str)> {
         let key = MessageRef {
             session: session.id,
@@ -341,13 +433,21 @@ impl Gateway {
             .store
             .find_message(&session.organization_id, &key)
             .await?;
-        let poll = locate_poll(&session.organization_id, found.as_ref())?;
-        poll.check_selection(&v.selected)?;
+        let counted = match locate_poll(&session.organization_id, found.as_ref())
+            .and_then(|poll| poll.check_selection(&v.selected))
+        {
+            Ok(()) => true,
+            Err(refusal) if !lenient => return Err(refusal),
+            Err(_) => false,
+        };
         let from_me = session.me.as_ref().is_some_and(|me| me.id == v.voter);
         let at = v.timestamp.unwrap_or(now);
         let vote_id = v.vote_id.unwrap_or_else(|| ulid::Ulid::new().to_string());
         let payload = vote_payload(&key, &vote_id, &v.voter, from_me, &v.selected, at);
         let event = self.session_event(session, EventType::PollVote, now, payload);
+        if !counted {
+            return Ok((Mutation::EventsOnly, vec![event], "session"));
+        }
         let mutation = Mutation::Vote {
             poll: key,
             voter: v.voter,
@@ -355,6 +455,105 @@ impl Gateway {
             at,
         };
         Ok((mutation, vec![event], "poll message"))
+    }
+
+    /// Accepts what an engine reports through its own webhook about its session
+    /// `engine_session`. The caller has already authenticated the engine (a signature), so no
+    /// principal is involved: the session found by its engine name says whose it is. A report
+    /// whose `key` was accepted before is a [`EngineAnswer::Duplicate`] and writes nothing;
+    /// otherwise the state change, its events and the key commit together.
+    pub async fn accept_engine_report(
+        &self,
+        engine_session: &str,
+        key: Option<String>,
+        report: EngineReport,
+    ) -> Result<EngineAnswer> {
+        let Some(session) = self.store.find_session_by_engine(engine_session).await? else {
+            return Ok(EngineAnswer::Ignored("unknown session"));
+        };
+        let key = key.map(|id| InboundKey {
+            session: session.id,
+            id,
+        });
+        if let Some(key) = &key {
+            if let Some(first) = self.store.find_ingested(key).await? {
+                return Ok(EngineAnswer::Duplicate(first));
+            }
+        }
+        let now = self.clock.now_ms();
+        let (mutation, events, _) = match report {
+            EngineReport::Message(m) => self.incoming_message(&session, m, now),
+            EngineReport::OwnMessage(m) => {
+                let place = MessageRef {
+                    session: session.id,
+                    chat: m.chat.clone(),
+                    sender: m.sender.clone(),
+                    id: m.id.clone(),
+                };
+                // A message sent through Herald comes back from the engine: already published.
+                if self
+                    .store
+                    .find_message(&session.organization_id, &place)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(EngineAnswer::Ignored("already stored"));
+                }
+                self.incoming_message(&session, m, now)
+            }
+            EngineReport::Ack(payload) => (
+                Mutation::EventsOnly,
+                vec![self.session_event(&session, EventType::MessageAck, now, payload)],
+                "session",
+            ),
+            EngineReport::PollVote(v) => self.incoming_vote(&session, v, now, true).await?,
+            EngineReport::PollVoteFailed(payload) => (
+                Mutation::EventsOnly,
+                vec![self.session_event(&session, EventType::PollVoteFailed, now, payload)],
+                "session",
+            ),
+            EngineReport::SessionStatus {
+                mut report,
+                engine_status,
+            } => {
+                if report.status == SessionStatus::Working
+                    && report.me.is_none()
+                    && session.me.is_none()
+                {
+                    // The account is worth one extra call; without it the session still works
+                    // for receiving, and the next status report may name it.
+                    match self.engine.me(&session).await {
+                        Ok(me) => report.me = me,
+                        Err(error) => {
+                            tracing::warn!(session = %session.id, %error, "engine did not say which account the session is")
+                        }
+                    }
+                }
+                let changed = session.after_report(report, now);
+                let payload = changed.status_payload_with(engine_status.as_deref(), None);
+                let event = self.session_event(&changed, EventType::SessionStatus, now, payload);
+                (Mutation::SessionStatus(changed), vec![event], "session")
+            }
+        };
+        let answer = events[0].id;
+        let change = Change {
+            organization_id: session.organization_id.clone(),
+            mutation,
+            events,
+            inbound: key.map(|key| Ingested {
+                key,
+                event_id: answer,
+            }),
+        };
+        Ok(match self.store.apply_change(&change).await? {
+            ChangeOutcome::Applied => {
+                self.listener.events_committed(&change.organization_id);
+                EngineAnswer::Accepted(answer)
+            }
+            ChangeOutcome::AlreadyIngested(first) => EngineAnswer::Duplicate(first),
+            ChangeOutcome::TargetMissing => EngineAnswer::Ignored("session or poll deleted"),
+            ChangeOutcome::MessageExists => EngineAnswer::Ignored("already stored"),
+        })
     }
 
     /// `org`'s session (404 when malformed, unknown or foreign) and the message at

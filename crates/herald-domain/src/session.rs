@@ -60,6 +60,9 @@ pub struct Session {
     pub organization_id: OrgId,
     /// A human label.
     pub name: String,
+    /// The name the engine knows the session by (for WAHA, its session name); the session's
+    /// own id unless chosen at creation. No two sessions bind the same one.
+    pub engine_session: String,
     /// Current state.
     pub status: SessionStatus,
     /// The connected account, once known.
@@ -86,10 +89,12 @@ impl Session {
                 "name must be 1 to 200 printable characters",
             ));
         }
+        let id = SessionId::generate();
         Ok(Self {
-            id: SessionId::generate(),
+            id,
             organization_id,
             name: name.to_owned(),
+            engine_session: id.to_string(),
             status: SessionStatus::Starting,
             me: None,
             created_at: now,
@@ -97,9 +102,47 @@ impl Session {
         })
     }
 
-    /// The `session.status` payload for the current state.
+    /// Longest engine session name.
+    pub const MAX_ENGINE_SESSION: usize = 64;
+
+    /// Binds the session to the engine's session `name` (422 on `engineSession` unless it is 1
+    /// to 64 letters, digits, `-`, `_` or `.`: it travels in the engine's URLs).
+    pub fn with_engine_session(mut self, name: &str) -> Result<Self, DomainError> {
+        let valid = !name.is_empty()
+            && name.len() <= Self::MAX_ENGINE_SESSION
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid {
+            return Err(DomainError::invalid(
+                "engineSession",
+                "engineSession must be 1 to 64 letters, digits, '-', '_' or '.'",
+            ));
+        }
+        self.engine_session = name.to_owned();
+        Ok(self)
+    }
+
+    /// The `session.status` payload for the current state: `{"status","me"}`.
     pub fn status_payload(&self) -> serde_json::Value {
         serde_json::json!({ "status": self.status, "me": self.me })
+    }
+
+    /// The `session.status` payload with what the engine added: its own status name when Herald
+    /// has none of that name (`engineStatus`), or why it failed (`reason`).
+    pub fn status_payload_with(
+        &self,
+        engine_status: Option<&str>,
+        reason: Option<&str>,
+    ) -> serde_json::Value {
+        let mut payload = self.status_payload();
+        if let Some(name) = engine_status {
+            payload["engineStatus"] = serde_json::json!(name);
+        }
+        if let Some(reason) = reason {
+            payload["reason"] = serde_json::json!(reason);
+        }
+        payload
     }
 }
 
@@ -116,7 +159,17 @@ mod tests {
             (SessionStatus::Starting, "sales")
         );
         assert!(Session::new(org.clone(), "  ", 1).is_err());
-        assert!(Session::new(org, &"x".repeat(201), 1).is_err());
+        assert!(Session::new(org.clone(), &"x".repeat(201), 1).is_err());
+        assert_eq!(s.engine_session, s.id.to_string());
+        let bound = s.clone().with_engine_session("default").unwrap();
+        assert_eq!(bound.engine_session, "default");
+        for bad in ["", "a b", "a/b", &"x".repeat(65)] {
+            assert!(s.clone().with_engine_session(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            s.status_payload_with(Some("PASSKEY_REQUIRED"), None)["engineStatus"],
+            "PASSKEY_REQUIRED"
+        );
         assert_eq!(
             serde_json::to_value(SessionStatus::ScanQr).unwrap(),
             "SCAN_QR"

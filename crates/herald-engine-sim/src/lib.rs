@@ -1,6 +1,7 @@
 //! The built-in **simulated** messaging engine. It connects to no network: a new session goes
-//! straight to `WORKING` with a made-up phone-number id (`1555…@c.us`), and sending a poll or a
-//! vote just invents a message id. It exists so Herald runs end to end out of the box and in
+//! straight to `WORKING` with a made-up phone-number id (`1555…@c.us`), and sending text, a
+//! poll or a vote just invents a message id. It never needs a QR code (asking for one is a
+//! conflict) and knows no account beyond what Herald stored. It exists so Herald runs end to end out of the box and in
 //! tests; a real engine implements the same `Engine` port and reports what happens on the
 //! network through the inbound API.
 
@@ -49,6 +50,26 @@ impl Engine for SimulatorEngine {
         Ok(())
     }
 
+    async fn qr(&self, _session: &Session) -> Result<String, EngineError> {
+        Err(EngineError::Unsupported(
+            "the simulator engine never needs a QR code".into(),
+        ))
+    }
+
+    async fn me(&self, session: &Session) -> Result<Option<Me>, EngineError> {
+        Ok(session.me.clone())
+    }
+
+    async fn send_text(
+        &self,
+        _session: &Session,
+        _chat: &str,
+        _text: &str,
+        _reply_to: Option<&str>,
+    ) -> Result<String, EngineError> {
+        Ok(Self::message_id())
+    }
+
     async fn send_poll(
         &self,
         _session: &Session,
@@ -82,5 +103,14 @@ mod tests {
         let me = reports[0].me.as_ref().unwrap();
         assert!(me.id.starts_with("1555") && me.id.ends_with("@c.us"));
         assert_ne!(SimulatorEngine::message_id(), SimulatorEngine::message_id());
+        assert!(matches!(
+            SimulatorEngine.qr(&session).await,
+            Err(EngineError::Unsupported(_))
+        ));
+        let sent = SimulatorEngine
+            .send_text(&session, "1@c.us", "hi", None)
+            .await
+            .unwrap();
+        assert!(sent.starts_with("3EB0"));
     }
 }

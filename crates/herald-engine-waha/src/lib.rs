@@ -91,12 +91,14 @@
 pub mod api;
 mod client;
 mod config;
+mod engine;
 mod events;
 mod signature;
 mod status;
 
 pub use client::{Operation, Unavailable, WahaClient, WahaError};
 pub use config::{ConfigError, Secret, WahaConfig, EVENTS_PATH};
+pub use engine::WahaEngine;
 pub use events::{
     to_millis, translate, EngineEvent, EventError, Ignored, MessageAck, Outcome, StatusChange,
     Translation, MAX_DEDUP_KEY, MILLIS_THRESHOLD,

@@ -98,6 +98,41 @@ impl ApiError {
         )
     }
 
+    /// An engine failure: 503 `engine_unavailable` when it could not be reached in time, 502
+    /// `engine_error` (with the engine's status and message in `details`) when it refused,
+    /// 409 when it does not do that.
+    pub fn engine(error: &herald_domain::ports::EngineError) -> Self {
+        use herald_domain::ports::EngineError;
+        tracing::warn!(%error, "engine call failed");
+        match error {
+            EngineError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "engine_unavailable",
+                "the messaging engine is unavailable; nothing was done, try again shortly",
+            ),
+            EngineError::Rejected { status, message } => {
+                let mut e = Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "engine_error",
+                    match message {
+                        Some(m) => format!("the messaging engine refused: {m}"),
+                        None => "the messaging engine refused".to_owned(),
+                    },
+                );
+                if let Some(status) = status {
+                    e.details.insert("engineStatus".into(), json!(status));
+                }
+                if let Some(message) = message {
+                    e.details.insert("engineMessage".into(), json!(message));
+                }
+                e
+            }
+            EngineError::Unsupported(message) => {
+                Self::new(StatusCode::CONFLICT, "conflict", message.clone())
+            }
+        }
+    }
+
     /// A store failure: 503 for an outage, 500 otherwise.
     pub fn store(error: &herald_domain::StoreError) -> Self {
         if error.is_unavailable() {
@@ -141,6 +176,7 @@ impl From<DomainError> for ApiError {
             }
             DomainError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             DomainError::Unavailable(cause) => Self::unavailable(&cause),
+            DomainError::Engine(engine) => Self::engine(&engine),
             DomainError::Internal(cause) => Self::internal(&DisplayChain(cause.as_ref())),
         }
     }

@@ -94,9 +94,26 @@ pub(crate) async fn dispatch(
         Op::CreateSession => {
             let (body, caller) = call.json_body(false).await?;
             let name = body.required_str("name")?;
-            let session = gateway.create_session(&caller, &name).await?;
+            let engine_session = body.opt_str("engineSession")?;
+            let session = gateway
+                .create_session(&caller, &name, engine_session.as_deref())
+                .await?;
             Ok(json_response(StatusCode::CREATED, &session))
         }
+        Op::RestartSession => ok(json!(
+            gateway
+                .restart_session(call.caller(), call.param(0))
+                .await?
+        )),
+        Op::SessionQr => ok(json!({
+            "value": gateway.session_qr(call.caller(), call.param(0)).await?
+        })),
+        Op::SendText => {
+            let id = call.param(0).to_owned();
+            let (body, caller) = call.json_body(false).await?;
+            crate::messaging::send_text(gateway, &caller, &id, &body).await
+        }
+        Op::WahaEvents => crate::engine_events::receive(state, call.request).await,
         Op::GetSession => ok(json!(
             gateway.get_session(call.caller(), call.param(0)).await?
         )),

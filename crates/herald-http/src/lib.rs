@@ -10,6 +10,7 @@
 pub mod body;
 mod console;
 mod deliveries;
+pub mod engine_events;
 pub mod error;
 mod events;
 mod handlers;
@@ -122,6 +123,8 @@ pub struct AppState {
     pub limits: ConnectionLimits,
     /// Connection counters.
     pub connections: Arc<ConnectionStats>,
+    /// WAHA's webhook intake, when the engine is WAHA (`None` answers its route 404).
+    pub waha: Option<Arc<engine_events::WahaIntake>>,
 }
 
 impl AppState {
@@ -140,6 +143,7 @@ impl AppState {
             http_metrics: HttpMetrics::default(),
             limits: ConnectionLimits::default(),
             connections: Arc::default(),
+            waha: None,
         }
     }
 }

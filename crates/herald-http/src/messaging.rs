@@ -1,4 +1,4 @@
-//! Handlers for polls, votes, tallies and inbound engine reports: read the body or query into
+//! Handlers for text, polls, votes, tallies and inbound engine reports: read the body or query into
 //! the domain's inputs (422s name the field, nested ones as `payload.poll.options`), call the
 //! use case, shape the reply.
 
@@ -63,6 +63,22 @@ pub(crate) async fn send_poll(
     let chat = body.required_str("chat")?;
     let poll = poll_fields(body)?;
     let sent = gateway.send_poll(caller, session_id, &chat, poll).await?;
+    Ok(json_response(StatusCode::OK, &sent))
+}
+
+/// `POST /sessions/{id}/messages/text`.
+pub(crate) async fn send_text(
+    gateway: &Gateway,
+    caller: &Principal,
+    session_id: &str,
+    body: &JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let chat = body.required_str("chat")?;
+    let text = body.required_str("text")?;
+    let reply_to = body.opt_str("replyTo")?;
+    let sent = gateway
+        .send_text(caller, session_id, &chat, &text, reply_to.as_deref())
+        .await?;
     Ok(json_response(StatusCode::OK, &sent))
 }
 

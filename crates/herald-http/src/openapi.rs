@@ -177,11 +177,43 @@ pub fn describe(op: Op) -> OperationDoc {
             doc.body = Some((schema_ref("WebhookPatch"), false));
             doc.success = Success::Json(schema_ref("Webhook"));
         }
-        Op::DeleteWebhook | Op::DeleteSession | Op::DeleteApiKey => {}
+        Op::DeleteWebhook | Op::DeleteApiKey => {}
+        Op::DeleteSession => {
+            // The engine could not delete its session: nothing was deleted.
+            doc.errors = &[502];
+        }
+        Op::RestartSession => {
+            doc.success = Success::Json(schema_ref("Session"));
+            doc.errors = &[502];
+        }
+        Op::SessionQr => {
+            doc.success = Success::Json(schema_ref("QrCode"));
+            // 409: the session is not SCAN_QR (or the engine never needs a QR code).
+            doc.errors = &[409, 502];
+        }
+        Op::SendText => {
+            doc.body = json_body(schema_ref("TextCreate"));
+            doc.success = Success::Json(schema_ref("SendResult"));
+            doc.errors = &[409, 502];
+        }
+        Op::WahaEvents => {
+            doc.body = json_body(json!({"type": "object",
+                "description": "A WAHA webhook envelope `{id?, timestamp?, event, session, me?, payload}`, signed."}));
+            doc.query = vec![
+                json!({"name": "X-Webhook-Hmac", "in": "header", "required": true,
+                "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{128}$"},
+                "description": "Lowercase hex HMAC-SHA512 of the raw body with HERALD_WAHA_WEBHOOK_KEY."}),
+            ];
+            doc.success = Success::Json(schema_ref("EngineEventAnswer"));
+            // 401: missing or wrong signature; 404: the engine is not WAHA.
+            doc.errors = &[401, 404];
+        }
         Op::ListSessions => doc.success = Success::Json(list_of("Session")),
         Op::CreateSession => {
             doc.body = json_body(schema_ref("SessionCreate"));
             doc.success = Success::Json(schema_ref("Session"));
+            // Another session already binds the engine session.
+            doc.errors = &[409];
         }
         Op::GetSession => doc.success = Success::Json(schema_ref("Session")),
         Op::ListApiKeys => doc.success = Success::Json(list_of("ApiKey")),
@@ -229,14 +261,14 @@ pub fn describe(op: Op) -> OperationDoc {
         Op::SendPoll => {
             doc.body = json_body(schema_ref("PollCreate"));
             doc.success = Success::Json(schema_ref("SendResult"));
-            // The session is not connected.
-            doc.errors = &[409];
+            // 409: the session is not connected; 502: the engine refused.
+            doc.errors = &[409, 502];
         }
         Op::Vote => {
             doc.body = json_body(schema_ref("VoteRequest"));
             doc.success = Success::Json(schema_ref("SendResult"));
             // 400: not a poll, or options the poll does not have; 409: session not connected.
-            doc.errors = &[400, 409];
+            doc.errors = &[400, 409, 502];
         }
         Op::GetPoll => {
             doc.query = vec![
@@ -383,6 +415,8 @@ pub fn statuses(route: &Route) -> Vec<(u16, &'static str)> {
                 308 => "Moved: `/console/` answers with a redirect to `/console`.",
                 422 => "A parameter is malformed or out of range.",
                 426 => "This endpoint only answers WebSocket upgrade requests.",
+                401 => "The X-Webhook-Hmac signature is missing or wrong.",
+                502 => "The messaging engine refused (`engine_error`; `details.engineStatus` is its status code). Nothing was stored.",
                 _ => "Error.",
             },
         );
@@ -392,7 +426,7 @@ pub fn statuses(route: &Route) -> Vec<(u16, &'static str)> {
     } else if doc.uses_store || route.access != Access::Public {
         add(
             503,
-            "The store is unavailable or cannot take writes; retry after `Retry-After` seconds.",
+            "The store, or the messaging engine (`engine_unavailable`), is unavailable; nothing was done; retry after `Retry-After` seconds.",
         );
         add(500, "An internal error.");
     }
@@ -519,7 +553,7 @@ fn build() -> Value {
                 "WwwAuthenticate": {"description": "The authentication scheme.", "required": true,
                     "schema": {"type": "string", "const": "Bearer"}},
             },
-            "schemas": merged(schemas(), delivery_schemas()),
+            "schemas": merged(merged(schemas(), delivery_schemas()), engine_schemas()),
         }
     })
 }
@@ -643,7 +677,7 @@ fn schemas() -> Value {
             "required": ["code", "message", "details"], "properties": {
                 "code": {"type": "string", "enum": ["validation_error", "unauthorized", "forbidden",
                     "not_found", "method_not_allowed", "conflict", "payload_too_large", "internal",
-                    "unavailable", "upgrade_required"]},
+                    "unavailable", "upgrade_required", "engine_unavailable", "engine_error"]},
                 "message": {"type": "string"}, "details": {"type": "object"}}}}},
         "Me": {"type": "object", "required": ["organizationId", "capabilities", "credential", "expiresAt"], "properties": {
             "organizationId": {"type": "string"},
@@ -672,14 +706,18 @@ fn schemas() -> Value {
                 "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"}}},
         "WebhookCreate": webhook_input(true),
         "WebhookPatch": webhook_input(false),
-        "Session": {"type": "object", "required": ["id", "organizationId", "name", "status", "me", "createdAt", "updatedAt"],
+        "Session": {"type": "object", "required": ["id", "organizationId", "name", "engineSession", "status", "me", "createdAt", "updatedAt"],
             "properties": {
                 "id": {"type": "string", "pattern": id_pattern("")}, "organizationId": {"type": "string"},
                 "name": {"type": "string"},
+                "engineSession": {"type": "string",
+                    "description": "The engine's name for the session (WAHA's session name); the session id unless chosen at creation."},
                 "status": {"type": "string", "enum": statuses},
                 "me": me,
                 "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"}}},
-        "SessionCreate": {"type": "object", "required": ["name"], "properties": {"name": label(Session::MAX_NAME)}},
+        "SessionCreate": {"type": "object", "required": ["name"], "properties": {"name": label(Session::MAX_NAME),
+            "engineSession": nullable(json!({"type": "string", "pattern": format!("^[A-Za-z0-9._-]{{1,{}}}$", Session::MAX_ENGINE_SESSION),
+                "description": "The engine session to bind (WAHA: `default` for WAHA Core's single session); default: the new session's id. Already bound → 409."}))}},
         "ApiKey": {"type": "object", "required": ["id", "name", "capabilities", "createdAt", "lastUsedAt"], "properties": {
             "id": {"type": "string", "pattern": id_pattern("key_")}, "name": {"type": "string"},
             "capabilities": {"type": "array", "items": {"type": "string", "enum": capabilities}},
@@ -743,6 +781,22 @@ fn schemas() -> Value {
             "event": {"type": "string", "enum": event_type_names(false)},
             "session": {"type": ["string", "null"]}, "organizationId": {"type": "string"},
             "me": me, "payload": {"type": "object"}}},
+    })
+}
+
+/// Component schemas of the engine's routes (QR code, text, WAHA's webhook).
+fn engine_schemas() -> Value {
+    json!({
+        "QrCode": {"type": "object", "required": ["value"], "properties": {"value": {"type": "string",
+            "description": "The QR code's text, to render as a QR code and scan with the phone."}}},
+        "TextCreate": {"type": "object", "required": ["chat", "text"], "properties": {
+            "chat": not_blank(),
+            "text": {"type": "string", "minLength": 1, "maxLength": herald_domain::messaging::MAX_TEXT},
+            "replyTo": nullable(json!({"type": "string", "minLength": 1, "description": "The id of the message this answers."}))}},
+        "EngineEventAnswer": {"type": "object", "properties": {
+            "eventId": {"type": "string", "pattern": id_pattern("evt_"), "description": "The event it became (the first one's id when it was a duplicate)."},
+            "duplicate": {"type": "boolean", "description": "true when this event was accepted before."},
+            "ignored": {"type": "string", "description": "Why nothing was done: `unknown session`, the event's name, …"}}},
     })
 }
 

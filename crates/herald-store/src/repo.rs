@@ -206,20 +206,55 @@ macro_rules! store_impl {
                 &self,
                 session: &Session,
                 events: &[Envelope],
-            ) -> StoreResult<()> {
+            ) -> StoreResult<bool> {
                 let mut conn = self.writer().await?;
                 let row = SessionRow::new(session);
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    diesel::insert_into(sessions::table)
-                        .values(&row)
-                        .execute(conn)
-                        .await?;
-                    append_in_tx(conn, events).await
-                })
-                .await
-                .map_err(db_error)?;
-                self.events_committed();
-                Ok(())
+                let inserted = conn
+                    .transaction::<_, diesel::result::Error, _>(async |conn| {
+                        let bound: i64 = sessions::table
+                            .filter(sessions::engine_session.eq(&row.engine_session))
+                            .count()
+                            .get_result(conn)
+                            .await?;
+                        if bound > 0 {
+                            return Ok(false);
+                        }
+                        diesel::insert_into(sessions::table)
+                            .values(&row)
+                            .execute(conn)
+                            .await?;
+                        append_in_tx(conn, events).await?;
+                        Ok(true)
+                    })
+                    .await;
+                match inserted {
+                    Ok(true) => {
+                        self.events_committed();
+                        Ok(true)
+                    }
+                    Ok(false) => Ok(false),
+                    // Two creations racing for one engine session: the unique index decides.
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => Ok(false),
+                    Err(e) => Err(db_error(e)),
+                }
+            }
+
+            async fn find_session_by_engine(
+                &self,
+                engine_session: &str,
+            ) -> StoreResult<Option<Session>> {
+                let mut conn = self.reader().await?;
+                let row: Option<SessionRow> = sessions::table
+                    .filter(sessions::engine_session.eq(engine_session))
+                    .select(SessionRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                row.map(SessionRow::into_domain).transpose()
             }
 
             async fn list_sessions(&self, org: &OrgId) -> StoreResult<Vec<Session>> {

@@ -67,6 +67,7 @@ pub struct SessionRow {
     pub me_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub engine_session: String,
 }
 
 impl SessionRow {
@@ -79,6 +80,7 @@ impl SessionRow {
             me_id: s.me.as_ref().map(|m| m.id.clone()),
             created_at: s.created_at,
             updated_at: s.updated_at,
+            engine_session: s.engine_session.clone(),
         }
     }
 
@@ -90,6 +92,7 @@ impl SessionRow {
             status: SessionStatus::parse(&self.status).ok_or_else(bad)?,
             me: self.me_id.map(|id| Me { id }),
             name: self.name,
+            engine_session: self.engine_session,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })

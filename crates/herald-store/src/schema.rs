@@ -23,6 +23,7 @@ diesel::table! {
         me_id -> Nullable<Text>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        engine_session -> Text,
     }
 }
 

@@ -114,7 +114,25 @@ async fn sessions_change_state_together_with_their_events() {
             1_000,
             session.status_payload(),
         );
-        store.insert_session(&session, &[started]).await.unwrap();
+        assert!(store.insert_session(&session, &[started]).await.unwrap());
+
+        // One engine session binds one Herald session, across organizations; the refused
+        // creation writes nothing.
+        let rival = Session::new(org("org_b"), "rival", 1_000)
+            .unwrap()
+            .with_engine_session(&session.engine_session)
+            .unwrap();
+        assert!(!store.insert_session(&rival, &[]).await.unwrap());
+        assert!(store.list_sessions(&org("org_b")).await.unwrap().is_empty());
+        assert_eq!(
+            store
+                .find_session_by_engine(&session.engine_session)
+                .await
+                .unwrap()
+                .map(|s| s.id),
+            Some(session.id)
+        );
+        assert_eq!(store.find_session_by_engine("nope").await.unwrap(), None);
 
         session.status = SessionStatus::Working;
         session.me = Some(Me {

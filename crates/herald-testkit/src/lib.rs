@@ -184,6 +184,12 @@ impl Drop for TestDb {
     }
 }
 
+/// The WAHA API key [`TestServer::start_waha`] configures.
+pub const WAHA_API_KEY: &str = "waha-test-api-key";
+
+/// The WAHA webhook key [`TestServer::start_waha`] configures.
+pub const WAHA_WEBHOOK_KEY: &str = "waha-test-webhook-key";
+
 /// The real server, serving on `127.0.0.1:0`, with its database.
 pub struct TestServer {
     /// The running app.
@@ -217,6 +223,47 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        Self::start_on_listener(db, config, listener).await
+    }
+
+    /// Starts a server on a fresh database of `backend` with the WAHA engine calling the WAHA
+    /// (double) at `waha_url` with [`WAHA_API_KEY`], signing with [`WAHA_WEBHOOK_KEY`], its
+    /// public URL its own address (so the double's webhooks reach it), a 1 s engine timeout
+    /// and deliveries allowed to loopback receivers.
+    pub async fn start_waha(backend: Backend, waha_url: &str) -> Self {
+        Self::start_waha_with(backend, waha_url, |_| {}).await
+    }
+
+    /// [`Self::start_waha`], after `adjust` edits the configuration.
+    pub async fn start_waha_with(
+        backend: Backend,
+        waha_url: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        use herald::waha::{Secret, WahaConfig};
+        let db = TestDb::new(backend).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let public = format!("http://{}", listener.local_addr().expect("addr"));
+        let waha = WahaConfig::new(waha_url, &public, Secret::new(WAHA_WEBHOOK_KEY))
+            .and_then(|c| c.with_api_key(Secret::new(WAHA_API_KEY)))
+            .and_then(|c| c.with_timeout(Duration::from_secs(1)))
+            .expect("WAHA settings");
+        let mut config = db.config();
+        config.engine = herald::config::EngineConfig::Waha(waha);
+        // Receivers and the double live on loopback, on Postgres too.
+        config.allow_private = Some(true);
+        adjust(&mut config);
+        Self::start_on_listener(db, config, listener).await
+    }
+
+    /// Starts a server with `config` on `db`, serving on `listener`.
+    pub async fn start_on_listener(
+        db: TestDb,
+        config: Config,
+        listener: tokio::net::TcpListener,
+    ) -> Self {
         let app = App::start_on(config.clone(), listener)
             .await
             .expect("server starts");

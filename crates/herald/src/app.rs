@@ -51,6 +51,24 @@ pub struct Parts {
     pub wakeups: Arc<Wakeups>,
     /// The secret cipher.
     pub cipher: Arc<XChaChaCipher>,
+    /// Counts of the engine's calls.
+    pub engine_metrics: Arc<crate::engine::EngineMetrics>,
+}
+
+/// The engine `chosen` by an embedding host, else the configured one; counted either way.
+fn choose_engine(
+    config: &crate::config::EngineConfig,
+    chosen: Option<Arc<dyn Engine>>,
+) -> crate::engine::MeteredEngine {
+    use crate::config::EngineConfig;
+    let inner: Arc<dyn herald_domain::ports::Engine> = match (chosen, config) {
+        (Some(chosen), _) => chosen,
+        (None, EngineConfig::Simulator) => Arc::new(SimulatorEngine),
+        (None, EngineConfig::Waha(waha)) => Arc::new(herald_engine_waha::WahaEngine::new(
+            herald_engine_waha::WahaClient::new(waha.clone()),
+        )),
+    };
+    crate::engine::MeteredEngine::new(inner)
 }
 
 /// Where the embedded store keeps its generated secrets key: beside the database file.
@@ -87,7 +105,8 @@ pub async fn assemble(config: &Config) -> Result<Parts, StartError> {
     assemble_with(config, None).await
 }
 
-/// [`assemble`] with `engine` as the messaging network, when given, instead of the simulator.
+/// [`assemble`] with `engine` as the messaging network, when given, instead of the configured
+/// one.
 pub async fn assemble_with(
     config: &Config,
     engine: Option<Arc<dyn Engine>>,
@@ -102,11 +121,13 @@ pub async fn assemble_with(
     .await?;
     let wakeups = Arc::new(Wakeups::default());
     let cipher = Arc::new(XChaChaCipher::new(&key));
+    let engine = choose_engine(&config.engine, engine);
+    let engine_metrics = engine.metrics();
     let gateway = Gateway {
         store: store.clone(),
         cipher: cipher.clone(),
         clock: Arc::new(SystemClock),
-        engine: engine.unwrap_or_else(|| Arc::new(SimulatorEngine)),
+        engine: Arc::new(engine),
         minter: Arc::new(Sha256Minter),
         listener: wakeups.clone(),
         private_destinations_allowed: config.private_destinations_allowed(),
@@ -116,6 +137,7 @@ pub async fn assemble_with(
         store,
         wakeups,
         cipher,
+        engine_metrics,
     })
 }
 

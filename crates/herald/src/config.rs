@@ -68,6 +68,77 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Connection limits of the HTTP servers (`HERALD_HTTP_*`).
     pub http_limits: ConnectionLimits,
+    /// The messaging engine (`HERALD_ENGINE`: `simulator`, the default, or `waha`).
+    pub engine: EngineConfig,
+}
+
+/// Which messaging engine sessions run on.
+#[derive(Clone, Debug, Default)]
+pub enum EngineConfig {
+    /// The built-in simulator (no network).
+    #[default]
+    Simulator,
+    /// A WAHA server: `HERALD_WAHA_URL`, `HERALD_WAHA_API_KEY`, `HERALD_WAHA_WEBHOOK_KEY`,
+    /// `HERALD_PUBLIC_URL`, `HERALD_ENGINE_TIMEOUT_MS` (its `Debug` never shows the keys).
+    Waha(herald_engine_waha::WahaConfig),
+}
+
+impl EngineConfig {
+    /// The engine's name (`simulator` or `waha`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Simulator => "simulator",
+            Self::Waha(_) => "waha",
+        }
+    }
+
+    /// Reads `HERALD_ENGINE` and, when it is `waha`, the WAHA settings (only then).
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        use herald_engine_waha::{Secret, WahaConfig};
+        match get("HERALD_ENGINE").as_deref() {
+            None | Some("simulator") => Ok(Self::Simulator),
+            Some("waha") => {
+                let required = |name: &str, what: &str| {
+                    get(name).ok_or_else(|| {
+                        ConfigError(format!(
+                            "{name} is required when HERALD_ENGINE=waha ({what})"
+                        ))
+                    })
+                };
+                let url = required(
+                    "HERALD_WAHA_URL",
+                    "WAHA's base URL, e.g. http://127.0.0.1:3000",
+                )?;
+                let key = required(
+                    "HERALD_WAHA_WEBHOOK_KEY",
+                    "the HMAC key of WAHA's webhooks to Herald",
+                )?;
+                let public = required(
+                    "HERALD_PUBLIC_URL",
+                    "the base URL at which WAHA reaches Herald, e.g. http://herald:8080",
+                )?;
+                let invalid = |e: herald_engine_waha::ConfigError| ConfigError(e.to_string());
+                let mut waha = WahaConfig::new(&url, &public, Secret::new(key)).map_err(invalid)?;
+                if let Some(api_key) = get("HERALD_WAHA_API_KEY") {
+                    waha = waha.with_api_key(Secret::new(api_key)).map_err(invalid)?;
+                }
+                if let Some(ms) = get("HERALD_ENGINE_TIMEOUT_MS") {
+                    let ms: u64 = ms.parse().map_err(|_| {
+                        ConfigError(format!(
+                            "HERALD_ENGINE_TIMEOUT_MS={ms} is not a whole number"
+                        ))
+                    })?;
+                    waha = waha
+                        .with_timeout(Duration::from_millis(ms))
+                        .map_err(invalid)?;
+                }
+                Ok(Self::Waha(waha))
+            }
+            Some(other) => Err(ConfigError(format!(
+                "HERALD_ENGINE={other} must be simulator or waha"
+            ))),
+        }
+    }
 }
 
 /// How log lines are written.
@@ -124,6 +195,7 @@ impl Default for Config {
             delivery_lease_margin: Duration::from_secs(55),
             log_format: LogFormat::Text,
             http_limits: ConnectionLimits::default(),
+            engine: EngineConfig::Simulator,
         }
     }
 }
@@ -173,6 +245,7 @@ impl Config {
             }
         }
         Ok(Self {
+            engine: EngineConfig::from_lookup(get)?,
             jwks_url,
             jwt_issuer: get("HERALD_JWT_ISSUER"),
             jwt_audience: get("HERALD_JWT_AUDIENCE"),
@@ -293,6 +366,48 @@ mod tests {
             .0
             .contains("HERALD_LOG_FORMAT"));
         assert!(config(&[("HERALD_HTTP_MAX_CONNECTIONS", "many")]).is_err());
+    }
+
+    #[test]
+    fn the_engine_is_the_simulator_unless_waha_is_configured_completely() {
+        assert_eq!(config(&[]).unwrap().engine.name(), "simulator");
+        assert!(config(&[("HERALD_ENGINE", "carrier-pigeon")]).is_err());
+        let waha = [
+            ("HERALD_ENGINE", "waha"),
+            ("HERALD_WAHA_URL", "http://waha:3000"),
+            ("HERALD_WAHA_API_KEY", "api-secret"),
+            ("HERALD_WAHA_WEBHOOK_KEY", "hook-secret"),
+            ("HERALD_PUBLIC_URL", "http://herald:8080"),
+            ("HERALD_ENGINE_TIMEOUT_MS", "2500"),
+        ];
+        let EngineConfig::Waha(c) = config(&waha).unwrap().engine else {
+            panic!("not waha")
+        };
+        assert_eq!(c.timeout(), Duration::from_millis(2500));
+        assert_eq!(
+            c.events_url(),
+            "http://herald:8080/api/v1/engines/waha/events"
+        );
+        let shown = format!("{:?}", config(&waha).unwrap());
+        assert!(
+            !shown.contains("api-secret") && !shown.contains("hook-secret"),
+            "{shown}"
+        );
+        for missing in [
+            "HERALD_WAHA_URL",
+            "HERALD_WAHA_WEBHOOK_KEY",
+            "HERALD_PUBLIC_URL",
+        ] {
+            let partial: Vec<_> = waha
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let error = config(&partial).unwrap_err().0;
+            assert!(error.contains(missing), "{error}");
+        }
+        // The WAHA settings are not read for the simulator.
+        assert!(config(&[("HERALD_WAHA_URL", "nonsense")]).is_ok());
     }
 
     #[test]

@@ -78,6 +78,14 @@ impl HeraldBuilder {
         let mut state = AppState::new(parts.gateway.clone(), Arc::new(bearer));
         state.cors_origins = config.cors_origins.clone();
         state.limits = config.http_limits;
+        state.metrics.push(parts.engine_metrics.clone());
+        if let crate::config::EngineConfig::Waha(waha) = &config.engine {
+            let intake = Arc::new(herald_http::engine_events::WahaIntake::new(
+                waha.webhook_key().clone(),
+            ));
+            state.metrics.push(intake.metrics());
+            state.waha = Some(intake);
+        }
         if let Some(verifier) = jwt {
             state
                 .readiness

@@ -20,7 +20,7 @@
 //!
 //! // Use cases, called directly as an organization the host authenticated itself.
 //! let caller = Principal::trusted(OrgId::parse("org_acme").unwrap(), Capabilities::ALL);
-//! let session = herald.gateway().create_session(&caller, "support").await?;
+//! let session = herald.gateway().create_session(&caller, "support", None).await?;
 //! println!("session {} is {:?}", session.id, session.status);
 //!
 //! // The organization's events in-process, resumable from any event id.
@@ -55,6 +55,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod embed;
+pub mod engine;
 pub mod wake;
 
 pub use app::App;
@@ -64,5 +65,6 @@ pub use embed::{
 };
 pub use herald_domain as domain;
 pub use herald_domain::{Capabilities, Capability, Principal};
+pub use herald_engine_waha as waha;
 pub use herald_http as http;
 pub use herald_store as store;

@@ -227,6 +227,17 @@ fn recipes() -> Vec<(&'static str, Recipe)> {
         ("DELETE /api/v1/sessions/{id}", |w| {
             Req::new(format!("/api/v1/sessions/{}", w.session))
         }),
+        ("POST /api/v1/sessions/{id}/restart", |w| {
+            Req::new(format!("/api/v1/sessions/{}/restart", w.session))
+        }),
+        // The simulator never needs a QR code: the owner is told 409 (a state of the session).
+        ("GET /api/v1/sessions/{id}/qr", |w| {
+            Req::new(format!("/api/v1/sessions/{}/qr", w.session)).success(409)
+        }),
+        ("POST /api/v1/sessions/{id}/messages/text", |w| {
+            Req::new(format!("/api/v1/sessions/{}/messages/text", w.session))
+                .body(json!({"chat": POLL_CHAT, "text": "hello"}))
+        }),
         ("GET /api/v1/api-keys", |_| Req::new("/api/v1/api-keys")),
         ("POST /api/v1/api-keys", |_| {
             // `manage` may grant `manage`: the key holding only manage succeeds.

@@ -477,6 +477,7 @@ async fn catalogue_health_and_openapi_answer() {
         [
             "message",
             "message.any",
+            "message.ack",
             "poll.vote",
             "poll.vote.failed",
             "session.status",

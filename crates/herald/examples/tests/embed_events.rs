@@ -7,7 +7,11 @@ use herald_testkit::{Backend, TestDb};
 
 async fn make_events(herald: &Herald, caller: &Principal, names: &[&str]) {
     for name in names {
-        herald.gateway().create_session(caller, name).await.unwrap();
+        herald
+            .gateway()
+            .create_session(caller, name, None)
+            .await
+            .unwrap();
     }
 }
 

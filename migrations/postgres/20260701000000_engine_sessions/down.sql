@@ -1,0 +1,2 @@
+DROP INDEX sessions_by_engine;
+ALTER TABLE sessions DROP COLUMN engine_session;
