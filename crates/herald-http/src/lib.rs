@@ -1,6 +1,7 @@
 //! Herald's HTTP transport on hyper 1: the route table, bearer authentication with per-route
 //! capability checks, the 1 MiB body limit, JSON request/response shapes, the error table,
-//! CORS, health, metrics, the OpenAPI document and the web console's files.
+//! CORS, health, metrics, the OpenAPI document, the web console's files, and WAHA's signed
+//! webhook into Herald ([`engine_events`]) when the engine is WAHA.
 //!
 //! The entry point is [`run`]: it takes a bound listener, the shared [`AppState`] and a shutdown
 //! future, so a binary serves on its configured address and a test on `127.0.0.1:0`. Only this
