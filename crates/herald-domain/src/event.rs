@@ -87,6 +87,12 @@ pub struct Me {
     pub id: String,
 }
 
+impl From<&str> for Me {
+    fn from(id: &str) -> Self {
+        Self { id: id.to_owned() }
+    }
+}
+
 /// An event as delivered everywhere.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -194,6 +194,13 @@ pub struct StatusReport {
     pub me: Option<Me>,
 }
 
+impl StatusReport {
+    /// The session is now `status`, connected as `me` when known.
+    pub fn new(status: SessionStatus, me: Option<Me>) -> Self {
+        Self { status, me }
+    }
+}
+
 /// Why an engine could not do what was asked. Herald answers each kind differently, and in
 /// every case nothing is stored and no event is emitted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -241,7 +248,10 @@ pub trait Engine: Send + Sync {
     /// happened at once, in order (an engine that reports later returns none).
     async fn start(&self, session: &Session) -> Result<Vec<StatusReport>, EngineError>;
     /// Stops and deletes the engine's session (one the engine does not know counts as deleted).
-    async fn stop(&self, session: &Session) -> Result<(), EngineError>;
+    /// By default there is nothing to stop: an engine that keeps per-session state overrides it.
+    async fn stop(&self, _session: &Session) -> Result<(), EngineError> {
+        Ok(())
+    }
     /// The account the session is connected as, when the engine knows it.
     async fn me(&self, _session: &Session) -> Result<Option<Me>, EngineError> {
         Ok(None)
@@ -270,19 +280,29 @@ pub trait Engine: Send + Sync {
     /// Sends a poll to `chat`; returns the new message's id.
     async fn send_poll(
         &self,
-        session: &Session,
-        chat: &str,
-        poll: &crate::poll::Poll,
-    ) -> Result<String, EngineError>;
+        _session: &Session,
+        _chat: &str,
+        _poll: &crate::poll::Poll,
+    ) -> Result<String, EngineError> {
+        Err(EngineError::Unsupported(format!(
+            "the {} engine cannot send polls",
+            self.name()
+        )))
+    }
     /// Casts this session's vote (the complete selection) on a poll message; returns the vote's
     /// id.
     async fn send_vote(
         &self,
-        session: &Session,
-        chat: &str,
-        poll_message_id: &str,
-        options: &[String],
-    ) -> Result<String, EngineError>;
+        _session: &Session,
+        _chat: &str,
+        _poll_message_id: &str,
+        _options: &[String],
+    ) -> Result<String, EngineError> {
+        Err(EngineError::Unsupported(format!(
+            "the {} engine cannot vote",
+            self.name()
+        )))
+    }
 }
 
 /// Told after events are durably appended, so dispatchers and live streams wake at once instead

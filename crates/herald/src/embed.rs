@@ -229,8 +229,12 @@ impl Herald {
         })
     }
 
-    /// Serves the HTTP API on `listener` until `signal` resolves, then shuts down gracefully.
-    pub async fn serve(self, listener: TcpListener, signal: impl Future<Output = ()>) {
+    /// Serves the HTTP API on `listener` until `signal` resolves (whatever it resolves to, so
+    /// `tokio::signal::ctrl_c()` can be passed as is), then shuts down gracefully.
+    pub async fn serve(self, listener: TcpListener, signal: impl Future) {
+        let signal = async {
+            signal.await;
+        };
         herald_http::run(listener, self.state.clone(), signal).await;
         self.shutdown().await;
     }

@@ -32,7 +32,7 @@
 //! # let _ = service;
 //! // …or served on a port of its own until Ctrl-C.
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! herald.serve(listener, async { tokio::signal::ctrl_c().await.unwrap_or(()) }).await;
+//! herald.serve(listener, tokio::signal::ctrl_c()).await;
 //! # Ok(())
 //! # }
 //! ```
