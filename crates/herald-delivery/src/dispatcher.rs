@@ -557,14 +557,7 @@ fn attempt(shared: &Shared, item: &ClaimedDelivery) -> (AttemptOutcome, bool) {
             false,
         )
     } else {
-        let signature = match &item.secret {
-            None => Ok(None),
-            Some(sealed) => shared
-                .cipher
-                .open(sealed)
-                .map(|key| Some(sign::signature(&key, item.envelope.as_bytes()))),
-        };
-        match signature {
+        match signing_keys(shared.cipher.as_ref(), item, started_at) {
             Err(error) => {
                 tracing::error!(
                     delivery = %item.id,
@@ -577,11 +570,13 @@ fn attempt(shared: &Shared, item: &ClaimedDelivery) -> (AttemptOutcome, bool) {
                     false,
                 )
             }
-            Ok(signature) => {
+            Ok(keys) => {
                 let headers = sign::delivery_headers(
                     &item.event_id.to_string(),
                     started_at,
-                    signature.as_deref(),
+                    item.signing,
+                    &keys,
+                    item.envelope.as_bytes(),
                     item.custom_headers.iter(),
                 );
                 let answer =
@@ -623,6 +618,32 @@ fn attempt(shared: &Shared, item: &ClaimedDelivery) -> (AttemptOutcome, bool) {
         },
         sent,
     )
+}
+
+/// The HMAC keys a delivery is signed with at `now`: the current secret's, then those of the
+/// earlier secrets whose grace has not ended. Any secret that cannot be opened (or does not suit
+/// the scheme) fails the attempt rather than sending it with fewer signatures.
+fn signing_keys(
+    cipher: &dyn SecretCipher,
+    item: &ClaimedDelivery,
+    now: i64,
+) -> Result<Vec<Vec<u8>>, herald_domain::ports::CipherError> {
+    let Some(current) = &item.secret else {
+        return Ok(Vec::new());
+    };
+    let in_grace = item.previous_secrets.iter().filter(|p| p.until > now);
+    std::iter::once(current)
+        .chain(in_grace.map(|p| &p.sealed))
+        .map(|sealed| {
+            let text = cipher.open(sealed)?;
+            item.signing.key(&text).ok_or_else(|| {
+                herald_domain::ports::CipherError(format!(
+                    "the secret is not a {} secret",
+                    item.signing.as_str()
+                ))
+            })
+        })
+        .collect()
 }
 
 fn not_sent(reason: &str) -> Answer {

@@ -210,6 +210,10 @@ pub struct ClaimedDelivery {
     pub retry_policy: crate::retry::RetryPolicy,
     /// The sealed signing secret, if the webhook has one.
     pub secret: Option<crate::ports::SealedSecret>,
+    /// Earlier secrets still in (or past: the dispatcher skips those) their grace period.
+    pub previous_secrets: Vec<crate::ports::PreviousSecret>,
+    /// How the delivery is signed.
+    pub signing: crate::webhook::SigningScheme,
     /// The exact envelope bytes to send and sign, as stored with the event.
     pub envelope: String,
     /// When this claim lapses.

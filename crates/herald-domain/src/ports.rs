@@ -16,7 +16,8 @@ use async_trait::async_trait;
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A sealed (encrypted, authenticated) secret as stored: opaque text.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct SealedSecret(pub String);
 
 /// The secret as the store should write it.
@@ -28,6 +29,61 @@ pub enum SealedSecretChange {
     Remove,
     /// Store this sealed secret.
     Set(SealedSecret),
+}
+
+/// A secret replaced by a rotation that still signs deliveries until `until`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PreviousSecret {
+    /// The sealed secret.
+    pub sealed: SealedSecret,
+    /// When it stops signing (epoch ms).
+    pub until: Millis,
+}
+
+/// Every secret of a webhook, sealed: the current one and those still in their grace period,
+/// oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredSecrets {
+    /// The current secret (`None`: deliveries go unsigned).
+    pub current: Option<SealedSecret>,
+    /// Earlier secrets, oldest first.
+    pub previous: Vec<PreviousSecret>,
+}
+
+impl StoredSecrets {
+    /// Most earlier secrets kept; a rotation beyond it drops the oldest.
+    pub const MAX_PREVIOUS: usize = 5;
+
+    /// The secrets after rotating to `new` at `now`: the current one signs on for `grace_ms`
+    /// (not at all when 0), earlier ones keep their own end, expired ones are erased and at most
+    /// [`Self::MAX_PREVIOUS`] are kept.
+    pub fn rotated(&self, new: SealedSecret, now: Millis, grace_ms: Millis) -> Self {
+        let mut previous: Vec<PreviousSecret> = self
+            .previous
+            .iter()
+            .filter(|p| p.until > now)
+            .cloned()
+            .collect();
+        if let Some(current) = &self.current {
+            if grace_ms > 0 {
+                previous.push(PreviousSecret {
+                    sealed: current.clone(),
+                    until: now.saturating_add(grace_ms),
+                });
+            }
+        }
+        let excess = previous.len().saturating_sub(Self::MAX_PREVIOUS);
+        previous.drain(..excess);
+        Self {
+            current: Some(new),
+            previous,
+        }
+    }
+
+    /// When the last earlier secret stops signing.
+    pub fn valid_until(&self) -> Option<Millis> {
+        self.previous.iter().map(|p| p.until).max()
+    }
 }
 
 /// Webhook configuration.
@@ -44,7 +100,8 @@ pub trait WebhookStore: Send + Sync {
     /// One webhook of the organization.
     async fn find_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<Option<Webhook>>;
     /// Writes a changed webhook; when it is now inactive its pending deliveries are cancelled in
-    /// the same transaction. `false` if it no longer exists.
+    /// the same transaction, and when its `previous_secrets_valid_until` is `None` the secrets
+    /// in grace are erased. `false` if it no longer exists.
     async fn update_webhook(
         &self,
         webhook: &Webhook,
@@ -52,6 +109,22 @@ pub trait WebhookStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Deletes a webhook and cancels its pending deliveries. `false` if it did not exist.
     async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<bool>;
+    /// A webhook's sealed secrets (`None` if it does not exist).
+    async fn webhook_secrets(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+    ) -> StoreResult<Option<StoredSecrets>>;
+    /// Replaces a webhook's secrets if its current one is still `expected` (compare and set, so
+    /// concurrent rotations cannot lose a secret); `false` otherwise or if it is gone.
+    async fn replace_webhook_secrets(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+        expected: Option<&SealedSecret>,
+        secrets: &StoredSecrets,
+        now: Millis,
+    ) -> StoreResult<bool>;
 }
 
 /// Messaging sessions. Every state change is written together with its events.
@@ -159,6 +232,8 @@ pub trait KeyMinter: Send + Sync {
     fn mint_token(&self) -> String;
     /// The stored form of a token.
     fn hash_token(&self, token: &str) -> String;
+    /// Fresh random bytes for a generated webhook secret.
+    fn secret_bytes(&self) -> [u8; crate::webhook::WebhookSecret::GENERATED_BYTES];
 }
 
 /// Why a bearer token was refused (always a 401).

@@ -71,10 +71,15 @@ pub(crate) async fn dispatch(
         Op::ListWebhooks => ok_json(&page(gateway.list_webhooks(call.caller()).await?)),
         Op::CreateWebhook => {
             let (body, caller) = call.json_body(false).await?;
-            let webhook = gateway
+            let created = gateway
                 .create_webhook(&caller, webhook_fields(&body)?)
                 .await?;
-            Ok(json_response(StatusCode::CREATED, &webhook))
+            let mut answer = json!(created.webhook);
+            if let Some(secret) = &created.generated_secret {
+                // The one time a generated secret is shown.
+                answer["secret"] = json!(secret.reveal());
+            }
+            Ok(json_response(StatusCode::CREATED, &answer))
         }
         Op::GetWebhook => ok(json!(
             gateway.get_webhook(call.caller(), call.param(0)).await?
@@ -84,6 +89,17 @@ pub(crate) async fn dispatch(
             let (body, caller) = call.json_body(true).await?;
             let fields = webhook_fields(&body)?;
             ok_json(&gateway.update_webhook(&caller, &id, fields).await?)
+        }
+        Op::RotateSecret => {
+            let id = call.param(0).to_owned();
+            let (body, caller) = call.json_body(true).await?;
+            let secret = body.opt_str("secret")?;
+            let grace = body.opt_int("graceSeconds")?;
+            let rotated = gateway.rotate_secret(&caller, &id, secret, grace).await?;
+            ok(json!({
+                "secret": rotated.secret.reveal(),
+                "previousValidUntil": rotated.previous_valid_until,
+            }))
         }
         Op::DeleteWebhook => {
             gateway.delete_webhook(call.caller(), call.param(0)).await?;
@@ -255,6 +271,7 @@ fn webhook_fields(body: &JsonObject) -> Result<WebhookFields, ApiError> {
         custom_headers: body.opt_string_map("customHeaders")?,
         retry_policy,
         active: body.opt_bool("active")?,
+        signing: body.opt_str("signing")?,
     })
 }
 

@@ -14,7 +14,7 @@ use herald_domain::delivery::{AttemptError, DeliveryStatus};
 use herald_domain::event::EventType;
 use herald_domain::retry::RetryPolicy;
 use herald_domain::session::{Session, SessionStatus};
-use herald_domain::webhook::WebhookUrl;
+use herald_domain::webhook::{SigningScheme, WebhookUrl};
 use herald_domain::Capability;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
@@ -167,7 +167,7 @@ pub fn describe(op: Op) -> OperationDoc {
         Op::ListWebhooks => doc.success = Success::Json(list_of("Webhook")),
         Op::CreateWebhook => {
             doc.body = json_body(schema_ref("WebhookCreate"));
-            doc.success = Success::Json(schema_ref("Webhook"));
+            doc.success = Success::Json(schema_ref("WebhookCreated"));
             // A `sessionId` the caller's organization does not have.
             doc.errors = &[404];
         }
@@ -176,6 +176,13 @@ pub fn describe(op: Op) -> OperationDoc {
             // An empty body changes nothing.
             doc.body = Some((schema_ref("WebhookPatch"), false));
             doc.success = Success::Json(schema_ref("Webhook"));
+        }
+        Op::RotateSecret => {
+            // Every field is optional: an empty body generates a secret with a day's grace.
+            doc.body = Some((schema_ref("SecretRotate"), false));
+            doc.success = Success::Json(schema_ref("SecretRotated"));
+            // Rotations of the same webhook kept racing this one.
+            doc.errors = &[409];
         }
         Op::DeleteWebhook | Op::DeleteSession | Op::DeleteApiKey => {}
         Op::ListSessions => doc.success = Success::Json(list_of("Session")),
@@ -519,7 +526,7 @@ fn build() -> Value {
                 "WwwAuthenticate": {"description": "The authentication scheme.", "required": true,
                     "schema": {"type": "string", "const": "Bearer"}},
             },
-            "schemas": merged(schemas(), delivery_schemas()),
+            "schemas": merged(merged(schemas(), delivery_schemas()), secret_schemas()),
         }
     })
 }
@@ -589,7 +596,9 @@ fn webhook_input(url_required: bool) -> Value {
         "sessionId": nullable(json!({"type": "string",
             "description": "Only this session's events; null = all sessions. A session the organization does not have → 404."})),
         "secret": nullable(json!({"type": "string", "minLength": 16, "maxLength": 256, "writeOnly": true,
-            "description": "Signs deliveries (HMAC-SHA512); never returned. null removes it."})),
+            "description": "Signs deliveries; never returned. With `standard` signing: `whsec_` and the base64 of 24 to 64 bytes. Omitted on create: Herald generates one and shows it once. null removes it (`waha` only)."})),
+        "signing": nullable(json!({"type": "string", "enum": SigningScheme::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "description": "`waha` (HMAC-SHA512 in X-Webhook-Hmac; the default) or `standard` (Standard Webhooks v1)."})),
         "customHeaders": nullable(json!({"type": "object",
             "maxProperties": herald_domain::webhook::CustomHeaders::MAX_HEADERS,
             "propertyNames": {"minLength": 1, "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
@@ -632,6 +641,7 @@ fn poll_input(extra_required: &[&str], extra: Value) -> Value {
 }
 
 fn schemas() -> Value {
+    let signing: Vec<&str> = SigningScheme::ALL.iter().map(|s| s.as_str()).collect();
     let capabilities: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
     let statuses: Vec<&str> = SessionStatus::ALL.iter().map(|s| s.as_str()).collect();
     let me = json!({"type": ["object", "null"], "required": ["id"], "properties": {"id": {"type": "string"}}});
@@ -661,7 +671,8 @@ fn schemas() -> Value {
             "policy": {"type": "string", "enum": ["exponential", "linear", "constant"]},
             "delaySeconds": {"type": "integer"}, "attempts": {"type": "integer"}}},
         "Webhook": {"type": "object", "required": ["id", "organizationId", "url", "events", "sessionId",
-                "active", "customHeaders", "retryPolicy", "createdAt", "updatedAt"],
+                "active", "customHeaders", "retryPolicy", "signing", "previousSecretsValidUntil",
+                "createdAt", "updatedAt"],
             "properties": {
                 "id": {"type": "string", "pattern": id_pattern("wh_")}, "organizationId": {"type": "string"},
                 "url": {"type": "string"},
@@ -669,6 +680,9 @@ fn schemas() -> Value {
                 "sessionId": {"type": ["string", "null"]}, "active": {"type": "boolean"},
                 "customHeaders": {"type": "object", "additionalProperties": {"type": "string"}},
                 "retryPolicy": schema_ref("RetryPolicy"),
+                "signing": {"type": "string", "enum": signing},
+                "previousSecretsValidUntil": {"type": ["integer", "null"],
+                    "description": "Until when secrets replaced by a rotation still sign deliveries (epoch ms); null when none do."},
                 "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"}}},
         "WebhookCreate": webhook_input(true),
         "WebhookPatch": webhook_input(false),
@@ -743,6 +757,25 @@ fn schemas() -> Value {
             "event": {"type": "string", "enum": event_type_names(false)},
             "session": {"type": ["string", "null"]}, "organizationId": {"type": "string"},
             "me": me, "payload": {"type": "object"}}},
+    })
+}
+
+/// Component schemas of generated and rotated secrets.
+fn secret_schemas() -> Value {
+    json!({
+        "WebhookCreated": {"allOf": [schema_ref("Webhook"), {"type": "object", "properties": {
+            "secret": {"type": "string", "description": "The secret Herald generated because none was given: shown this once, never again."}}}]},
+        "SecretRotate": {"type": "object", "properties": {
+            "secret": nullable(json!({"type": "string", "minLength": 16, "maxLength": 256,
+                "description": "The new secret, in the webhook's scheme's form; omitted = generated."})),
+            "graceSeconds": nullable(json!({"type": "integer",
+                "minimum": herald_domain::gateway::GRACE_SECONDS.start(),
+                "maximum": herald_domain::gateway::GRACE_SECONDS.end(),
+                "default": herald_domain::gateway::DEFAULT_GRACE_SECONDS,
+                "description": "How long the replaced secret keeps signing beside the new one."}))}},
+        "SecretRotated": {"type": "object", "required": ["secret", "previousValidUntil"], "properties": {
+            "secret": {"type": "string", "description": "The new secret: shown this once."},
+            "previousValidUntil": {"type": "integer", "description": "Until when the replaced secret still signs (epoch ms)."}}},
     })
 }
 

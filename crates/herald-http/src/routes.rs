@@ -19,6 +19,7 @@ pub enum Op {
     GetWebhook,
     UpdateWebhook,
     DeleteWebhook,
+    RotateSecret,
     ListSessions,
     CreateSession,
     GetSession,
@@ -172,6 +173,14 @@ pub static ROUTES: &[Route] = &[
         Requires(Manage),
         204,
         "Delete a webhook.",
+    ),
+    route(
+        Method::POST,
+        "/api/v1/webhooks/{id}/secret/rotate",
+        Op::RotateSecret,
+        Requires(Manage),
+        200,
+        "Rotate a webhook's secret; the replaced one keeps signing during a grace period.",
     ),
     route(
         Method::GET,

@@ -139,6 +139,10 @@ pub struct ClaimRow {
     pub secret_sealed: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub envelope: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub signing: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub previous_secrets: Option<String>,
 }
 
 /// The columns a claim returns, in [`ClaimRow`]'s names; `d`, `w`, `e` alias deliveries,
@@ -148,7 +152,7 @@ pub(crate) const CLAIM_COLUMNS: &str = "d.id AS id, d.webhook_id AS webhook_id, 
      d.lease_until AS lease_until, w.url AS url, w.custom_headers AS custom_headers, \
      w.retry_policy AS retry_policy, w.retry_delay_seconds AS retry_delay_seconds, \
      w.retry_attempts AS retry_attempts, w.secret_sealed AS secret_sealed, \
-     e.envelope AS envelope";
+     e.envelope AS envelope, w.signing AS signing, w.previous_secrets AS previous_secrets";
 
 impl ClaimRow {
     /// The claimed delivery; `None` when the event is gone (it cannot be sent).
@@ -173,6 +177,9 @@ impl ClaimRow {
             )
             .map_err(|_| bad())?,
             secret: self.secret_sealed.map(SealedSecret),
+            previous_secrets: crate::rows::previous_secrets(self.previous_secrets.as_deref())
+                .ok_or_else(bad)?,
+            signing: herald_domain::webhook::SigningScheme::parse(&self.signing).ok_or_else(bad)?,
             envelope: self.envelope.unwrap_or_default(),
             lease_until: self.lease_until.unwrap_or(0),
         })

@@ -7,7 +7,7 @@ use herald_domain::api_key::ApiKey;
 use herald_domain::event::{Envelope, Me};
 use herald_domain::retry::{Backoff, RetryPolicy};
 use herald_domain::session::{Session, SessionStatus};
-use herald_domain::webhook::{CustomHeaders, EventFilter, Webhook, WebhookUrl};
+use herald_domain::webhook::{CustomHeaders, EventFilter, SigningScheme, Webhook, WebhookUrl};
 use herald_domain::{ApiKeyId, Capabilities, OrgId, SessionId, StoreError, WebhookId};
 
 fn corrupt(what: &str, id: &str) -> StoreError {
@@ -112,6 +112,10 @@ pub struct WebhookRow {
     pub retry_attempts: i32,
     pub created_at: i64,
     pub updated_at: i64,
+    pub signing: String,
+    /// Written only with the secrets themselves (rotation, removal), never by a plain update.
+    #[diesel(skip_update)]
+    pub previous_valid_until: Option<i64>,
 }
 
 impl WebhookRow {
@@ -129,6 +133,8 @@ impl WebhookRow {
             retry_attempts: w.retry_policy.attempts() as i32,
             created_at: w.created_at,
             updated_at: w.updated_at,
+            signing: w.signing.as_str().to_owned(),
+            previous_valid_until: w.previous_secrets_valid_until,
         }
     }
 
@@ -156,6 +162,8 @@ impl WebhookRow {
             custom_headers: CustomHeaders::parse(headers.into_iter().collect())
                 .map_err(|_| bad())?,
             retry_policy: policy,
+            signing: SigningScheme::parse(&self.signing).ok_or_else(bad)?,
+            previous_secrets_valid_until: self.previous_valid_until,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -219,5 +227,13 @@ impl NewDeliveryRow {
             created_at: now,
             updated_at: now,
         }
+    }
+}
+
+/// Reads the stored list of secrets in grace: `None` when it is corrupt.
+pub fn previous_secrets(stored: Option<&str>) -> Option<Vec<herald_domain::ports::PreviousSecret>> {
+    match stored {
+        None => Some(Vec::new()),
+        Some(text) => serde_json::from_str(text).ok(),
     }
 }

@@ -41,6 +41,9 @@ diesel::table! {
         secret_sealed -> Nullable<Text>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        signing -> Text,
+        previous_secrets -> Nullable<Text>,
+        previous_valid_until -> Nullable<BigInt>,
     }
 }
 

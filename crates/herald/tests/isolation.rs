@@ -217,6 +217,10 @@ fn recipes() -> Vec<(&'static str, Recipe)> {
         ("DELETE /api/v1/webhooks/{id}", |w| {
             Req::new(format!("/api/v1/webhooks/{}", w.webhook))
         }),
+        ("POST /api/v1/webhooks/{id}/secret/rotate", |w| {
+            Req::new(format!("/api/v1/webhooks/{}/secret/rotate", w.webhook))
+                .body(json!({"graceSeconds": 60}))
+        }),
         ("GET /api/v1/sessions", |_| Req::new("/api/v1/sessions")),
         ("POST /api/v1/sessions", |_| {
             Req::new("/api/v1/sessions").body(json!({"name": "new"}))
