@@ -341,8 +341,8 @@ pub fn seal_change(cipher: &dyn SecretCipher, change: &SecretChange) -> SealedSe
 }
 
 use crate::delivery::{
-    AttemptOutcome, Backlog, ClaimedDelivery, DeliveryDetail, DeliveryPage, DeliveryStatus, Lane,
-    Lease, Pruned, RetryAnswer,
+    AttemptOutcome, Backlog, ClaimedDelivery, DeliveryDetail, DeliveryPage, Lane, Lease, Pruned,
+    RetryAnswer,
 };
 use crate::ids::DeliveryId;
 
@@ -376,15 +376,21 @@ pub trait DeliveryStore: Send + Sync {
     /// When `lane` next has claimable work after `now`: the earliest due time of an unleased
     /// pending delivery, or the earliest lapse of a lease.
     async fn next_claimable_at(&self, lane: Lane, now: Millis) -> StoreResult<Option<Millis>>;
-    /// One page of a webhook's deliveries, newest first, starting after `cursor`.
+    /// One page of the organization's deliveries (of `webhook` only, when given) that pass the
+    /// query's filters, newest first, starting after its cursor.
     async fn list_deliveries(
         &self,
         org: &OrgId,
-        webhook: &WebhookId,
-        status: Option<DeliveryStatus>,
-        cursor: Option<&DeliveryId>,
-        limit: usize,
+        webhook: Option<&WebhookId>,
+        query: &crate::deliveries::DeliveryQuery,
     ) -> StoreResult<DeliveryPage>;
+    /// A webhook's attempts started at or after `since`, counted, and its pending deliveries.
+    async fn attempt_tally(
+        &self,
+        org: &OrgId,
+        webhook: &WebhookId,
+        since: Millis,
+    ) -> StoreResult<crate::deliveries::AttemptTally>;
     /// One delivery of a webhook with its envelope and attempt log.
     async fn find_delivery(
         &self,

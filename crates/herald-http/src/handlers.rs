@@ -149,6 +149,14 @@ pub(crate) async fn dispatch(
             let query = call.request.uri().query().map(str::to_owned);
             crate::deliveries::list(gateway, call.caller(), call.param(0), query.as_deref()).await
         }
+        Op::ListOrgDeliveries => {
+            let query = call.request.uri().query().map(str::to_owned);
+            crate::deliveries::list_org(gateway, call.caller(), query.as_deref()).await
+        }
+        Op::WebhookStats => {
+            let query = call.request.uri().query().map(str::to_owned);
+            crate::deliveries::stats(gateway, call.caller(), call.param(0), query.as_deref()).await
+        }
         Op::GetDelivery => {
             crate::deliveries::get(gateway, call.caller(), call.param(0), call.param(1)).await
         }

@@ -136,6 +136,43 @@ fn event_type_list() -> Value {
            "pattern": format!("^[\\s,]*(?:(?:{names})(?:\\s*,[\\s,]*(?:{names}))*[\\s,]*)?$")})
 }
 
+/// The filters and paging of both delivery lists.
+fn delivery_filters() -> Vec<Value> {
+    let millis = json!({"type": "integer", "minimum": 0});
+    vec![
+        optional_query(
+            "status",
+            json!({"type": "string",
+                "enum": DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}),
+            "Only deliveries in this status.",
+        ),
+        optional_query(
+            "event",
+            json!({"type": "string", "enum": event_type_names(false)}),
+            "Only deliveries of this event type.",
+        ),
+        optional_query(
+            "since",
+            millis.clone(),
+            "Only deliveries created at or after this time (epoch ms).",
+        ),
+        optional_query(
+            "until",
+            millis,
+            "Only deliveries created at or before this time (epoch ms).",
+        ),
+        limit_parameter(
+            herald_domain::deliveries::DeliveryQuery::MAX_LIMIT,
+            herald_domain::deliveries::DeliveryQuery::DEFAULT_LIMIT,
+        ),
+        optional_query(
+            "cursor",
+            json!({"type": "string", "pattern": id_pattern("dlv_")}),
+            "The nextCursor of the previous page.",
+        ),
+    ]
+}
+
 /// How the route and its description determine its answers.
 pub fn describe(op: Op) -> OperationDoc {
     let mut doc = OperationDoc {
@@ -197,24 +234,28 @@ pub fn describe(op: Op) -> OperationDoc {
             doc.success = Success::Json(schema_ref("ApiKeyCreated"));
         }
         Op::ListDeliveries => {
-            doc.query = vec![
-                optional_query(
-                    "status",
-                    json!({"type": "string",
-                        "enum": DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}),
-                    "Only deliveries in this status.",
-                ),
-                limit_parameter(
-                    herald_domain::deliveries::DeliveryQuery::MAX_LIMIT,
-                    herald_domain::deliveries::DeliveryQuery::DEFAULT_LIMIT,
-                ),
-                optional_query(
-                    "cursor",
-                    json!({"type": "string", "pattern": id_pattern("dlv_")}),
-                    "The nextCursor of the previous page.",
-                ),
-            ];
+            doc.query = delivery_filters();
             doc.success = Success::Json(list_of("Delivery"));
+            doc.errors = &[422];
+        }
+        Op::ListOrgDeliveries => {
+            doc.query = delivery_filters();
+            doc.query.push(optional_query(
+                "webhookId",
+                json!({"type": "string", "pattern": id_pattern("wh_")}),
+                "Only this webhook's deliveries; a webhook the organization does not have → 404.",
+            ));
+            doc.success = Success::Json(list_of("Delivery"));
+            doc.errors = &[404, 422];
+        }
+        Op::WebhookStats => {
+            doc.query = vec![optional_query(
+                "window",
+                json!({"type": "string", "enum": herald_domain::deliveries::StatsWindow::ALL
+                    .iter().map(|w| w.as_str()).collect::<Vec<_>>(), "default": "24h"}),
+                "How far back to count attempts.",
+            )];
+            doc.success = Success::Json(schema_ref("WebhookStats"));
             doc.errors = &[422];
         }
         Op::GetDelivery => doc.success = Success::Json(schema_ref("DeliveryDetail")),
@@ -835,6 +876,21 @@ fn delivery_schemas() -> Value {
             "until": nullable(json!({"type": "integer", "minimum": 0, "maximum": i64::MAX,
                 "description": "Epoch ms, inclusive; default now. Before since = an empty window."}))}},
         "Recovered": {"type": "object", "required": ["requeued"], "properties": {"requeued": {"type": "integer", "minimum": 0}}},
+        "WebhookStats": {"type": "object",
+            "required": ["window", "attempts", "succeeded", "failed", "successRate", "latencyMs", "byStatusCode", "pending"],
+            "properties": {
+                "window": {"type": "string", "enum": ["1h", "24h", "7d"]},
+                "attempts": {"type": "integer", "minimum": 0},
+                "succeeded": {"type": "integer", "minimum": 0, "description": "Attempts that got a 2xx."},
+                "failed": {"type": "integer", "minimum": 0, "description": "Every other attempt."},
+                "successRate": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                    "description": "succeeded / attempts; null without attempts."},
+                "latencyMs": {"type": ["object", "null"], "required": ["p50", "p95", "p99"], "properties": {
+                    "p50": {"type": "integer"}, "p95": {"type": "integer"}, "p99": {"type": "integer"}},
+                    "description": "Nearest-rank percentiles of attempt durations; null without attempts."},
+                "byStatusCode": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                    "description": "Attempts per HTTP status received."},
+                "pending": {"type": "integer", "minimum": 0, "description": "Deliveries pending now."}}},
         "TestPing": {"type": "object", "required": ["eventId", "deliveryId"], "properties": {
             "eventId": {"type": "string", "pattern": id_pattern("evt_")},
             "deliveryId": {"type": "string", "pattern": id_pattern("dlv_")}}},

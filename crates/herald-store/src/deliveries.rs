@@ -350,22 +350,32 @@ macro_rules! delivery_store_impl {
             async fn list_deliveries(
                 &self,
                 org: &OrgId,
-                webhook: &WebhookId,
-                status: Option<DeliveryStatus>,
-                cursor: Option<&DeliveryId>,
-                limit: usize,
+                webhook: Option<&WebhookId>,
+                q: &herald_domain::deliveries::DeliveryQuery,
             ) -> StoreResult<DeliveryPage> {
                 let mut conn = self.reader().await?;
                 let mut query = deliveries::table
                     .filter(deliveries::organization_id.eq(org.as_str().to_owned()))
-                    .filter(deliveries::webhook_id.eq(webhook.to_string()))
                     .into_boxed();
-                if let Some(status) = status {
+                if let Some(webhook) = webhook {
+                    query = query.filter(deliveries::webhook_id.eq(webhook.to_string()));
+                }
+                if let Some(status) = q.status {
                     query = query.filter(deliveries::status.eq(status.as_str()));
                 }
-                if let Some(cursor) = cursor {
+                if let Some(event) = q.event {
+                    query = query.filter(deliveries::event_type.eq(event.as_str()));
+                }
+                if let Some(since) = q.since {
+                    query = query.filter(deliveries::created_at.ge(since));
+                }
+                if let Some(until) = q.until {
+                    query = query.filter(deliveries::created_at.le(until));
+                }
+                if let Some(cursor) = &q.cursor {
                     query = query.filter(deliveries::id.lt(cursor.to_string()));
                 }
+                let limit = q.limit;
                 let rows: Vec<DeliveryRow> = query
                     .order(deliveries::id.desc())
                     .limit(limit as i64 + 1)
@@ -381,6 +391,77 @@ macro_rules! delivery_store_impl {
                     .collect::<Result<Vec<_>, _>>()?;
                 let next_cursor = if more { data.last().map(|d| d.id) } else { None };
                 Ok(DeliveryPage { data, next_cursor })
+            }
+
+            async fn attempt_tally(
+                &self,
+                org: &OrgId,
+                webhook: &WebhookId,
+                since: Millis,
+            ) -> StoreResult<herald_domain::deliveries::AttemptTally> {
+                use herald_domain::deliveries::{nearest_rank, AttemptTally, LATENCY_PERCENTILES};
+                let mut conn = self.reader().await?;
+                // Every delivery with an attempt in the window was attempted last within it.
+                let in_window = || {
+                    delivery_attempts::table
+                        .filter(
+                            delivery_attempts::delivery_id.eq_any(
+                                deliveries::table
+                                    .filter(deliveries::organization_id.eq(org.as_str().to_owned()))
+                                    .filter(deliveries::webhook_id.eq(webhook.to_string()))
+                                    .filter(deliveries::last_attempt_at.ge(since))
+                                    .select(deliveries::id),
+                            ),
+                        )
+                        .filter(delivery_attempts::started_at.ge(since))
+                };
+                let groups: Vec<(Option<i32>, Option<String>, i64)> = in_window()
+                    .group_by((delivery_attempts::status_code, delivery_attempts::error))
+                    .select((
+                        delivery_attempts::status_code,
+                        delivery_attempts::error,
+                        diesel::dsl::count_star(),
+                    ))
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                let mut tally = AttemptTally::default();
+                for (code, error, n) in groups {
+                    let n = n.max(0) as u64;
+                    let code = code.and_then(|c| u16::try_from(c).ok());
+                    if error.is_none() && code.is_some_and(|c| (200..300).contains(&c)) {
+                        tally.succeeded += n;
+                    } else {
+                        tally.failed += n;
+                    }
+                    if let Some(code) = code {
+                        *tally.by_status_code.entry(code).or_default() += n;
+                    }
+                }
+                let total = tally.succeeded + tally.failed;
+                if total > 0 {
+                    let mut latency = [0i64; 3];
+                    for (slot, p) in latency.iter_mut().zip(LATENCY_PERCENTILES) {
+                        *slot = in_window()
+                            .order(delivery_attempts::duration_ms.asc())
+                            .select(delivery_attempts::duration_ms)
+                            .offset(nearest_rank(p, total) as i64)
+                            .first(&mut conn)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    tally.latency_ms = Some(latency);
+                }
+                let pending: i64 = deliveries::table
+                    .filter(deliveries::organization_id.eq(org.as_str().to_owned()))
+                    .filter(deliveries::webhook_id.eq(webhook.to_string()))
+                    .filter(sql::<Bool>("status = 'pending'"))
+                    .count()
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                tally.pending = pending.max(0) as u64;
+                Ok(tally)
             }
 
             async fn find_delivery(

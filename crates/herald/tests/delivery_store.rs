@@ -254,7 +254,12 @@ async fn dead_letters_recover_and_retention_keeps_what_is_pending() {
         store.release_leases("me", &[]).await.unwrap();
 
         let page = store
-            .list_deliveries(&org(), &hook.id, Some(DeliveryStatus::Failed), None, 10)
+            .list_deliveries(
+                &org(),
+                Some(&hook.id),
+                &herald_domain::deliveries::DeliveryQuery::parse(Some("failed"), Some("10"), None)
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(page.data.len(), 1, "{backend:?}");
