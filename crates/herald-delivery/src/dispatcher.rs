@@ -56,6 +56,8 @@ pub struct DispatcherConfig {
     /// How much longer than the timeout a lease lasts ([`Lease::MARGIN_MS`], 55 s). Only tests
     /// shorten it (to see a killed dispatcher's work come back quickly).
     pub lease_margin: Duration,
+    /// When endpoints are disabled and their breakers open.
+    pub health: herald_domain::health::HealthPolicy,
 }
 
 impl DispatcherConfig {
@@ -69,6 +71,7 @@ impl DispatcherConfig {
             batch: 64,
             retention: Duration::from_secs(7 * 24 * 3600),
             lease_margin: Duration::from_millis(Lease::MARGIN_MS as u64),
+            health: herald_domain::health::HealthPolicy::default(),
         }
     }
 
@@ -438,8 +441,22 @@ fn start(
     shared.handle.metrics.in_flight(state.lane, 1);
     let shared = shared.clone();
     let done_tx = done_tx.clone();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let webhook = item.webhook_id;
+        if let Some(until) = rate_limited(&shared, &runtime, &item) {
+            // Not attempted: the delivery waits for the next second's slots, spending nothing.
+            if let Err(error) =
+                runtime.block_on(shared.store.defer_delivery(&shared.owner, &item.id, until))
+            {
+                tracing::warn!(%error, delivery = %item.id, "could not defer a rate-limited delivery; its lease lapses on its own");
+            }
+            let _ = done_tx.send(Done {
+                webhook,
+                outcome: None,
+            });
+            return;
+        }
         let began = Instant::now();
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&shared, &item)));
@@ -544,6 +561,25 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(ms.min(5_000))
 }
 
+/// When a rate-limited webhook has no slot left this second: the start of the next second, when
+/// the delivery is due again. A store that cannot be asked does not hold deliveries back.
+fn rate_limited(
+    shared: &Shared,
+    runtime: &tokio::runtime::Handle,
+    item: &ClaimedDelivery,
+) -> Option<i64> {
+    let limit = item.rate_limit?;
+    let now = shared.clock.now_ms();
+    match runtime.block_on(shared.store.take_rate_slot(&item.webhook_id, limit, now)) {
+        Ok(true) => None,
+        Ok(false) => Some((now.div_euclid(1000) + 1) * 1000),
+        Err(error) => {
+            tracing::warn!(%error, webhook = %item.webhook_id, "could not take a rate-limit slot; attempting anyway");
+            None
+        }
+    }
+}
+
 /// One attempt, start to classified end. Blocking.
 fn attempt(shared: &Shared, item: &ClaimedDelivery) -> (AttemptOutcome, bool) {
     let started_at = shared.clock.now_ms();
@@ -613,6 +649,8 @@ fn attempt(shared: &Shared, item: &ClaimedDelivery) -> (AttemptOutcome, bool) {
     (
         AttemptOutcome {
             delivery_id: item.id,
+            webhook_id: item.webhook_id,
+            event_id: item.event_id,
             record,
             settlement,
         },
@@ -675,7 +713,12 @@ async fn complete_outcomes(
         loop {
             match shared
                 .store
-                .complete_attempts(&shared.owner, &batch, shared.clock.now_ms())
+                .complete_attempts(
+                    &shared.owner,
+                    &batch,
+                    &shared.config.health,
+                    shared.clock.now_ms(),
+                )
                 .await
             {
                 Ok(written) => {
@@ -702,10 +745,14 @@ async fn complete_outcomes(
         }
         if batch
             .iter()
-            .any(|o| matches!(o.settlement, Settlement::RetryAt(_)))
+            .any(|o| !matches!(o.settlement, Settlement::Succeeded))
         {
-            // New retries exist: the retry lane must recompute when to wake.
-            shared.handle.retry.notify_one();
+            // New retries exist (the retry lane must recompute when to wake), or a failure may
+            // have appended operational events (new first deliveries) or held deliveries.
+            shared.handle.wake();
+        } else if !batch.is_empty() {
+            // A success may have closed a breaker and released its held deliveries.
+            shared.handle.wake_retry();
         }
         batch.clear();
     }

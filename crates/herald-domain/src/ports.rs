@@ -363,13 +363,34 @@ pub trait DeliveryStore: Send + Sync {
     ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Writes attempt outcomes for deliveries still leased to `owner`: the attempt row, the
     /// delivery's new state, the lease cleared. Deliveries no longer leased to `owner` are
-    /// skipped (their outcome is stale). Returns how many were written.
+    /// skipped (their outcome is stale). In the same transaction, each webhook's health follows
+    /// [`crate::health::Health::after`] under `policy` — disabling, holding or releasing its
+    /// deliveries — and the operational events this causes (and `delivery.failed` for every
+    /// dead letter) are appended. Returns how many were written.
     async fn complete_attempts(
         &self,
         owner: &str,
         outcomes: &[AttemptOutcome],
+        policy: &crate::health::HealthPolicy,
         now: Millis,
     ) -> StoreResult<usize>;
+    /// Takes one of `webhook`'s `limit` attempt slots of the current epoch second, atomically
+    /// across every dispatcher; `false` when the second's slots are all taken.
+    async fn take_rate_slot(
+        &self,
+        webhook: &WebhookId,
+        limit: u32,
+        now: Millis,
+    ) -> StoreResult<bool>;
+    /// Gives back `owner`'s lease on a delivery that was not attempted (its webhook's rate
+    /// limit was reached), due again at `until`; no attempt is spent. `false` if the lease was
+    /// lost meanwhile.
+    async fn defer_delivery(
+        &self,
+        owner: &str,
+        id: &DeliveryId,
+        until: Millis,
+    ) -> StoreResult<bool>;
     /// Gives back `owner`'s leases on `ids` (all of them when `ids` is empty) without an
     /// attempt, so any dispatcher may claim them at once.
     async fn release_leases(&self, owner: &str, ids: &[DeliveryId]) -> StoreResult<usize>;

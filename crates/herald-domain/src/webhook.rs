@@ -320,6 +320,12 @@ pub struct Webhook {
     pub signing: SigningScheme,
     /// Until when secrets replaced by a rotation still sign deliveries too; `None` when none do.
     pub previous_secrets_valid_until: Option<Millis>,
+    /// Why it is inactive (`None` while active).
+    pub disabled_reason: Option<crate::health::DisabledReason>,
+    /// Most deliveries per second, `None` for no limit.
+    pub rate_limit: Option<u32>,
+    /// How its deliveries have been going.
+    pub health: crate::health::Health,
     /// Creation time.
     pub created_at: Millis,
     /// Last change.
@@ -327,6 +333,9 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// The bounds of `rateLimit` (deliveries per second).
+    pub const RATE_LIMIT: std::ops::RangeInclusive<u32> = 1..=10_000;
+
     /// Whether this webhook receives `event`: active, the type passes the filter, and the
     /// session scope is unset or equal to the event's session.
     pub fn receives(&self, event: &Envelope) -> bool {
@@ -334,6 +343,17 @@ impl Webhook {
             && event.organization_id == self.organization_id
             && self.events.accepts(event.event)
             && self.session_id.is_none_or(|s| event.session == Some(s))
+            && !(event.event.is_operational()
+                && event.payload["webhookId"].as_str() == Some(&self.id.to_string()))
+    }
+
+    /// When a new delivery to this webhook is first due: now, or — while its breaker holds
+    /// deliveries — after the probe has had time to report (its success releases them sooner).
+    pub fn first_attempt_at(&self, now: Millis) -> Millis {
+        self.health.paused_until.map_or(now, |until| {
+            let margin = self.health.cooldown_ms.unwrap_or(0).max(0) * 2;
+            now.max(until + margin.max(1_000))
+        })
     }
 
     /// This webhook as shown at `now`: a grace period that has ended is not shown.
@@ -362,6 +382,8 @@ pub struct WebhookFields {
     pub active: Option<bool>,
     /// `signing`.
     pub signing: Option<String>,
+    /// `rateLimit` (`Some(None)` = explicitly null: no limit).
+    pub rate_limit: Option<Option<i64>>,
 }
 
 /// The parts of a `retryPolicy` object; missing parts keep their previous (or default) value.
@@ -444,6 +466,9 @@ impl WebhookFields {
             retry_policy: RetryPolicy::default(),
             signing: SigningScheme::default(),
             previous_secrets_valid_until: None,
+            disabled_reason: None,
+            rate_limit: None,
+            health: crate::health::Health::default(),
             created_at: now,
             updated_at: now,
         };
@@ -471,8 +496,37 @@ impl WebhookFields {
         if let Some(parts) = &self.retry_policy {
             webhook.retry_policy = parts.apply_to(webhook.retry_policy)?;
         }
-        if let Some(active) = self.active {
-            webhook.active = active;
+        if let Some(limit) = self.rate_limit {
+            webhook.rate_limit = match limit {
+                None => None,
+                Some(n) => Some(
+                    u32::try_from(n)
+                        .ok()
+                        .filter(|n| Webhook::RATE_LIMIT.contains(n))
+                        .ok_or_else(|| {
+                            DomainError::invalid(
+                                "rateLimit",
+                                "rateLimit must be an integer from 1 to 10000, or null",
+                            )
+                        })?,
+                ),
+            };
+        }
+        match self.active {
+            // Deactivating by hand says so; reactivating clears the reason and the streak.
+            Some(false) if webhook.active => {
+                webhook.active = false;
+                webhook.disabled_reason = Some(crate::health::DisabledReason::Manual);
+            }
+            Some(true) if !webhook.active => {
+                webhook.active = true;
+                webhook.disabled_reason = None;
+                webhook.health = crate::health::Health {
+                    last_success_at: webhook.health.last_success_at,
+                    ..Default::default()
+                };
+            }
+            _ => {}
         }
         let before = webhook.signing;
         if let Some(name) = &self.signing {

@@ -280,6 +280,11 @@ fn webhook_fields(body: &JsonObject) -> Result<WebhookFields, ApiError> {
         retry_policy,
         active: body.opt_bool("active")?,
         signing: body.opt_str("signing")?,
+        rate_limit: match body.get("rateLimit") {
+            None => None,
+            Some(serde_json::Value::Null) => Some(None),
+            Some(_) => Some(body.opt_int("rateLimit")?),
+        },
     })
 }
 

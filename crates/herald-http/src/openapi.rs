@@ -649,6 +649,10 @@ fn webhook_input(url_required: bool) -> Value {
                 "pattern": "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$"},
             "description": "Sent with every delivery; Host, Content-Length, Transfer-Encoding and Connection cannot be set."})),
         "retryPolicy": retry_policy_input(),
+        "rateLimit": nullable(json!({"type": "integer",
+            "minimum": herald_domain::webhook::Webhook::RATE_LIMIT.start(),
+            "maximum": herald_domain::webhook::Webhook::RATE_LIMIT.end(),
+            "description": "Most deliveries per second to this webhook, across all dispatchers; null = no limit."})),
         "active": nullable(json!({"type": "boolean"}))}});
     if url_required {
         object["required"] = json!(["url"]);
@@ -713,7 +717,7 @@ fn schemas() -> Value {
             "delaySeconds": {"type": "integer"}, "attempts": {"type": "integer"}}},
         "Webhook": {"type": "object", "required": ["id", "organizationId", "url", "events", "sessionId",
                 "active", "customHeaders", "retryPolicy", "signing", "previousSecretsValidUntil",
-                "createdAt", "updatedAt"],
+                "disabledReason", "rateLimit", "health", "createdAt", "updatedAt"],
             "properties": {
                 "id": {"type": "string", "pattern": id_pattern("wh_")}, "organizationId": {"type": "string"},
                 "url": {"type": "string"},
@@ -722,6 +726,10 @@ fn schemas() -> Value {
                 "customHeaders": {"type": "object", "additionalProperties": {"type": "string"}},
                 "retryPolicy": schema_ref("RetryPolicy"),
                 "signing": {"type": "string", "enum": signing},
+                "disabledReason": {"type": ["string", "null"], "enum": ["gone", "failing", "manual", null],
+                    "description": "Why the webhook is inactive: its receiver answered 410, it kept failing, or a user deactivated it."},
+                "rateLimit": {"type": ["integer", "null"]},
+                "health": schema_ref("WebhookHealth"),
                 "previousSecretsValidUntil": {"type": ["integer", "null"],
                     "description": "Until when secrets replaced by a rotation still sign deliveries (epoch ms); null when none do."},
                 "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"}}},
@@ -806,6 +814,15 @@ fn secret_schemas() -> Value {
     json!({
         "WebhookCreated": {"allOf": [schema_ref("Webhook"), {"type": "object", "properties": {
             "secret": {"type": "string", "description": "The secret Herald generated because none was given: shown this once, never again."}}}]},
+        "WebhookHealth": {"type": "object",
+            "required": ["state", "consecutiveFailures", "failingSince", "lastSuccessAt", "pausedUntil"],
+            "properties": {
+                "state": {"type": "string", "enum": ["healthy", "failing", "paused"]},
+                "consecutiveFailures": {"type": "integer", "minimum": 0},
+                "failingSince": {"type": ["integer", "null"]},
+                "lastSuccessAt": {"type": ["integer", "null"]},
+                "pausedUntil": {"type": ["integer", "null"],
+                    "description": "While the circuit breaker is open: when its cool-down ends and one probe goes out."}}},
         "SecretRotate": {"type": "object", "properties": {
             "secret": nullable(json!({"type": "string", "minLength": 16, "maxLength": 256,
                 "description": "The new secret, in the webhook's scheme's form; omitted = generated."})),

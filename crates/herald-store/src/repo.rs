@@ -137,9 +137,26 @@ macro_rules! store_impl {
                         let target = webhooks::table
                             .filter(webhooks::organization_id.eq(&row.organization_id))
                             .filter(webhooks::id.eq(&row.id));
+                        let was_active: Option<bool> = target
+                            .select(webhooks::active)
+                            .first(conn)
+                            .await
+                            .optional()?;
                         let changed = diesel::update(target).set(&row).execute(conn).await?;
                         if changed == 0 {
                             return Ok(false);
+                        }
+                        if row.active && was_active == Some(false) {
+                            // Reactivated: the failure streak and the breaker start afresh.
+                            diesel::update(target)
+                                .set((
+                                    webhooks::consecutive_failures.eq(0),
+                                    webhooks::failing_since.eq(None::<i64>),
+                                    webhooks::paused_until.eq(None::<i64>),
+                                    webhooks::cooldown_ms.eq(None::<i64>),
+                                ))
+                                .execute(conn)
+                                .await?;
                         }
                         match &secret {
                             SealedSecretChange::Keep => {}
@@ -252,7 +269,7 @@ macro_rules! store_impl {
         }
 
         /// Cancels a webhook's pending deliveries (it was deactivated).
-        async fn cancel_pending(
+        pub(crate) async fn cancel_pending(
             conn: &mut $conn,
             webhook_id: &str,
             now: Millis,

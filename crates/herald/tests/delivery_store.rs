@@ -56,6 +56,9 @@ fn outcome(
 ) -> AttemptOutcome {
     AttemptOutcome {
         delivery_id: id,
+        // A webhook the store does not have: these outcomes leave health alone.
+        webhook_id: herald_domain::WebhookId::generate(),
+        event_id: herald_domain::EventId::generate(),
         record: AttemptRecord {
             attempt,
             started_at: NOW,
@@ -128,6 +131,7 @@ async fn claims_are_exclusive_and_only_the_holder_completes() {
             .complete_attempts(
                 "two",
                 &[outcome(target, 1, Some(200), Settlement::Succeeded)],
+                &herald_domain::health::HealthPolicy::default(),
                 NOW,
             )
             .await
@@ -140,6 +144,7 @@ async fn claims_are_exclusive_and_only_the_holder_completes() {
                     outcome(target, 1, Some(500), Settlement::RetryAt(NOW + 2_000)),
                     outcome(first[1].id, 1, Some(200), Settlement::Succeeded),
                 ],
+                &herald_domain::health::HealthPolicy::default(),
                 NOW,
             )
             .await
@@ -247,6 +252,7 @@ async fn dead_letters_recover_and_retention_keeps_what_is_pending() {
             .complete_attempts(
                 "me",
                 &[outcome(old_delivery, 1, Some(500), Settlement::Failed)],
+                &herald_domain::health::HealthPolicy::default(),
                 NOW,
             )
             .await
@@ -280,6 +286,7 @@ async fn dead_letters_recover_and_retention_keeps_what_is_pending() {
             .complete_attempts(
                 "me",
                 &[outcome(old_delivery, 2, Some(200), Settlement::Succeeded)],
+                &herald_domain::health::HealthPolicy::default(),
                 NOW + 6,
             )
             .await
