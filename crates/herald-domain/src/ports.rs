@@ -449,6 +449,46 @@ pub trait DeliveryStore: Send + Sync {
     /// Pending count and the age of the oldest due delivery.
     async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog>;
     /// Removes finished deliveries (with their attempts) created before `before`, and events
-    /// created before it that no pending delivery still needs.
+    /// created before it that no pending delivery still needs; also erases the secrets of
+    /// webhooks whose rotation grace has wholly ended.
     async fn prune_deliveries(&self, before: Millis) -> StoreResult<Pruned>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(n: u32) -> SealedSecret {
+        SealedSecret(format!("s{n}"))
+    }
+
+    #[test]
+    fn rotation_keeps_five_earlier_secrets_in_grace_and_erases_expired_ones() {
+        let mut secrets = StoredSecrets {
+            current: Some(sealed(0)),
+            previous: Vec::new(),
+        };
+        for n in 1..=7 {
+            secrets = secrets.rotated(sealed(n), 1_000 * i64::from(n), 60_000);
+        }
+        assert_eq!(secrets.current, Some(sealed(7)));
+        let kept: Vec<&str> = secrets
+            .previous
+            .iter()
+            .map(|p| p.sealed.0.as_str())
+            .collect();
+        assert_eq!(
+            kept,
+            ["s2", "s3", "s4", "s5", "s6"],
+            "the oldest are dropped"
+        );
+        assert_eq!(secrets.valid_until(), Some(67_000));
+        // Long after every grace ended, a rotation without grace leaves nothing behind.
+        let later = secrets.rotated(sealed(8), 1_000_000, 0);
+        assert!(later.previous.is_empty());
+        assert_eq!(later.valid_until(), None);
+        // A webhook without a secret gains one and nothing in grace.
+        let first = StoredSecrets::default().rotated(sealed(1), 5, 60_000);
+        assert_eq!((first.current, first.previous.len()), (Some(sealed(1)), 0));
+    }
 }

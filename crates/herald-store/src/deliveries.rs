@@ -887,6 +887,21 @@ macro_rules! delivery_store_impl {
 
             async fn prune_deliveries(&self, before: Millis) -> StoreResult<Pruned> {
                 let mut conn = self.writer().await?;
+                // Secrets whose rotation grace has wholly ended are erased here too (a list
+                // only partly expired is trimmed at the webhook's next rotation or update).
+                let erased = diesel::update(
+                    webhooks::table.filter(webhooks::previous_valid_until.le(crate::now_ms())),
+                )
+                .set((
+                    webhooks::previous_secrets.eq(None::<String>),
+                    webhooks::previous_valid_until.eq(None::<i64>),
+                ))
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                if erased > 0 {
+                    self.webhook_cache().invalidate();
+                }
                 let deliveries_removed = diesel::delete(
                     deliveries::table
                         .filter(sql::<Bool>("status <> 'pending'"))

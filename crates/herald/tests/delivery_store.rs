@@ -300,3 +300,44 @@ async fn dead_letters_recover_and_retention_keeps_what_is_pending() {
         assert_eq!(backlog.oldest_due_age_ms, 10);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_compare_and_set_and_housekeeping_erases_ended_graces() {
+    use herald_domain::ports::{PreviousSecret, SealedSecret, StoredSecrets};
+    for backend in BACKENDS {
+        let db = TestDb::new(backend).await;
+        let store = open(&db).await;
+        let hook = webhook();
+        let first = SealedSecret("sealed-first".into());
+        store.insert_webhook(&hook, Some(&first)).await.unwrap();
+        let ended = StoredSecrets {
+            current: Some(SealedSecret("sealed-second".into())),
+            previous: vec![PreviousSecret {
+                sealed: first.clone(),
+                until: 1,
+            }],
+        };
+        // Only a rotation that read the current secret may replace it.
+        let stale = SealedSecret("not-the-current-one".into());
+        assert!(!store
+            .replace_webhook_secrets(&org(), &hook.id, Some(&stale), &ended, NOW)
+            .await
+            .unwrap());
+        assert!(store
+            .replace_webhook_secrets(&org(), &hook.id, Some(&first), &ended, NOW)
+            .await
+            .unwrap());
+        let read = store.webhook_secrets(&org(), &hook.id).await.unwrap();
+        assert_eq!(read, Some(ended.clone()), "{backend:?}");
+        store.prune_deliveries(0).await.unwrap();
+        let read = store
+            .webhook_secrets(&org(), &hook.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.current, ended.current);
+        assert!(read.previous.is_empty(), "an ended grace is erased");
+        let other = OrgId::parse("org_other").unwrap();
+        assert_eq!(store.webhook_secrets(&other, &hook.id).await.unwrap(), None);
+    }
+}
