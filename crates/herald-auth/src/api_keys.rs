@@ -32,6 +32,12 @@ impl KeyMinter for Sha256Minter {
     fn hash_token(&self, token: &str) -> String {
         hex::encode(Sha256::digest(token.as_bytes()))
     }
+
+    fn secret_bytes(&self) -> [u8; herald_domain::webhook::WebhookSecret::GENERATED_BYTES] {
+        let mut bytes = [0u8; herald_domain::webhook::WebhookSecret::GENERATED_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes
+    }
 }
 
 struct Cached {

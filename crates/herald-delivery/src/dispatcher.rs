@@ -70,6 +70,8 @@ pub struct DispatcherConfig {
     /// How much longer than the timeout a lease lasts ([`Lease::MARGIN_MS`], 55 s). Only tests
     /// shorten it (to see a killed dispatcher's work come back quickly).
     pub lease_margin: Duration,
+    /// When endpoints are disabled and their breakers open.
+    pub health: herald_domain::health::HealthPolicy,
 }
 
 impl DispatcherConfig {
@@ -86,6 +88,7 @@ impl DispatcherConfig {
             batch: 64,
             retention: Duration::from_secs(7 * 24 * 3600),
             lease_margin: Duration::from_millis(Lease::MARGIN_MS as u64),
+            health: herald_domain::health::HealthPolicy::default(),
         }
     }
 
@@ -702,7 +705,22 @@ fn start(
     shared.handle.metrics.in_flight(state.lane, 1);
     let shared = shared.clone();
     let done_tx = done_tx.clone();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        if let Some(until) = rate_limited(&shared, &runtime, &item) {
+            // Not attempted: the delivery waits for the next second's slots, spending nothing.
+            if let Err(error) =
+                runtime.block_on(shared.store.defer_delivery(&shared.owner, &item.id, until))
+            {
+                tracing::warn!(%error, delivery = %item.id, "could not defer a rate-limited delivery; its lease lapses on its own");
+            }
+            let _ = done_tx.send(Done {
+                seq,
+                outcome: None,
+                elapsed: Duration::ZERO,
+            });
+            return;
+        }
         let began = Instant::now();
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&shared, &item)));
@@ -833,6 +851,25 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(ms.min(500))
 }
 
+/// When a rate-limited webhook has no slot left this second: the start of the next second, when
+/// the delivery is due again. A store that cannot be asked does not hold deliveries back.
+fn rate_limited(
+    shared: &Shared,
+    runtime: &tokio::runtime::Handle,
+    item: &ClaimedDelivery,
+) -> Option<i64> {
+    let limit = item.rate_limit?;
+    let now = shared.clock.now_ms();
+    match runtime.block_on(shared.store.take_rate_slot(&item.webhook_id, limit, now)) {
+        Ok(true) => None,
+        Ok(false) => Some((now.div_euclid(1000) + 1) * 1000),
+        Err(error) => {
+            tracing::warn!(%error, webhook = %item.webhook_id, "could not take a rate-limit slot; attempting anyway");
+            None
+        }
+    }
+}
+
 /// One attempt, start to classified end. Blocking.
 fn attempt(shared: &Shared, item: &ClaimedDelivery) -> (AttemptOutcome, bool) {
     let started_at = shared.clock.now_ms();
@@ -846,14 +883,7 @@ fn attempt(shared: &Shared, item: &ClaimedDelivery) -> (AttemptOutcome, bool) {
             false,
         )
     } else {
-        let signature = match &item.secret {
-            None => Ok(None),
-            Some(sealed) => shared
-                .cipher
-                .open(sealed)
-                .map(|key| Some(sign::signature(&key, item.envelope.as_bytes()))),
-        };
-        match signature {
+        match signing_keys(shared.cipher.as_ref(), item, started_at) {
             Err(error) => {
                 tracing::error!(
                     delivery = %item.id,
@@ -866,11 +896,13 @@ fn attempt(shared: &Shared, item: &ClaimedDelivery) -> (AttemptOutcome, bool) {
                     false,
                 )
             }
-            Ok(signature) => {
+            Ok(keys) => {
                 let headers = sign::delivery_headers(
                     &item.event_id.to_string(),
                     started_at,
-                    signature.as_deref(),
+                    item.signing,
+                    &keys,
+                    item.envelope.as_bytes(),
                     item.custom_headers.iter(),
                 );
                 let answer =
@@ -907,11 +939,39 @@ fn attempt(shared: &Shared, item: &ClaimedDelivery) -> (AttemptOutcome, bool) {
     (
         AttemptOutcome {
             delivery_id: item.id,
+            webhook_id: item.webhook_id,
+            event_id: item.event_id,
             record,
             settlement,
         },
         sent,
     )
+}
+
+/// The HMAC keys a delivery is signed with at `now`: the current secret's, then those of the
+/// earlier secrets whose grace has not ended. Any secret that cannot be opened (or does not suit
+/// the scheme) fails the attempt rather than sending it with fewer signatures.
+fn signing_keys(
+    cipher: &dyn SecretCipher,
+    item: &ClaimedDelivery,
+    now: i64,
+) -> Result<Vec<Vec<u8>>, herald_domain::ports::CipherError> {
+    let Some(current) = &item.secret else {
+        return Ok(Vec::new());
+    };
+    let in_grace = item.previous_secrets.iter().filter(|p| p.until > now);
+    std::iter::once(current)
+        .chain(in_grace.map(|p| &p.sealed))
+        .map(|sealed| {
+            let text = cipher.open(sealed)?;
+            item.signing.key(&text).ok_or_else(|| {
+                herald_domain::ports::CipherError(format!(
+                    "the secret is not a {} secret",
+                    item.signing.as_str()
+                ))
+            })
+        })
+        .collect()
 }
 
 fn not_sent(reason: &str) -> Answer {
@@ -943,7 +1003,12 @@ async fn complete_outcomes(
         loop {
             match shared
                 .store
-                .complete_attempts(&shared.owner, &batch, shared.clock.now_ms())
+                .complete_attempts(
+                    &shared.owner,
+                    &batch,
+                    &shared.config.health,
+                    shared.clock.now_ms(),
+                )
                 .await
             {
                 Ok(written) => {
@@ -970,10 +1035,14 @@ async fn complete_outcomes(
         }
         if batch
             .iter()
-            .any(|o| matches!(o.settlement, Settlement::RetryAt(_)))
+            .any(|o| !matches!(o.settlement, Settlement::Succeeded))
         {
-            // New retries exist: the retry lane must recompute when to wake.
-            shared.handle.retry.notify_one();
+            // New retries exist (the retry lane must recompute when to wake), or a failure may
+            // have appended operational events (new first deliveries) or held deliveries.
+            shared.handle.wake();
+        } else if !batch.is_empty() {
+            // A success may have closed a breaker and released its held deliveries.
+            shared.handle.wake_retry();
         }
         batch.clear();
     }

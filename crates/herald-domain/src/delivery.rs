@@ -215,6 +215,12 @@ pub struct ClaimedDelivery {
     pub retry_policy: crate::retry::RetryPolicy,
     /// The sealed signing secret, if the webhook has one.
     pub secret: Option<crate::ports::SealedSecret>,
+    /// Earlier secrets still in (or past: the dispatcher skips those) their grace period.
+    pub previous_secrets: Vec<crate::ports::PreviousSecret>,
+    /// How the delivery is signed.
+    pub signing: crate::webhook::SigningScheme,
+    /// The webhook's rate limit (attempts started per second), if any.
+    pub rate_limit: Option<u32>,
     /// The exact envelope bytes to send and sign, as stored with the event.
     pub envelope: String,
     /// When this claim lapses.
@@ -247,8 +253,9 @@ impl Settlement {
         if record.succeeded() {
             return Self::Succeeded;
         }
-        if record.error == Some(AttemptError::BlockedAddress) {
-            // A refused destination is configuration, not luck: retrying cannot change it.
+        // A refused destination is configuration, not luck; and 410 Gone says the endpoint is
+        // no more: retrying cannot change either.
+        if record.error == Some(AttemptError::BlockedAddress) || record.status_code == Some(410) {
             return Self::Failed;
         }
         let failed_in_budget = claimed_attempt.saturating_sub(budget_base).max(1);
@@ -291,6 +298,10 @@ impl AttemptRecord {
 pub struct AttemptOutcome {
     /// The delivery attempted.
     pub delivery_id: DeliveryId,
+    /// Its webhook (whose health the outcome updates).
+    pub webhook_id: WebhookId,
+    /// The event carried (named by a `delivery.failed` event).
+    pub event_id: EventId,
     /// The attempt as the log shows it.
     pub record: AttemptRecord,
     /// What becomes of the delivery.
@@ -383,6 +394,16 @@ mod tests {
         );
         assert_eq!(
             Settlement::after(3, 0, &p, &bad, None, 0),
+            Settlement::Failed
+        );
+    }
+
+    #[test]
+    fn gone_ends_a_delivery_at_once() {
+        let p = RetryPolicy::new(Backoff::Constant, 1, 5).unwrap();
+        let gone = record(Some(410), Some(AttemptError::HttpStatus));
+        assert_eq!(
+            Settlement::after(1, 0, &p, &gone, None, 0),
             Settlement::Failed
         );
     }

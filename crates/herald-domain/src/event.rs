@@ -29,11 +29,23 @@ pub enum EventType {
     /// A test ping for one webhook.
     #[serde(rename = "webhook.test")]
     WebhookTest,
+    /// A webhook was disabled by Herald (its receiver answered 410, or it kept failing).
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled,
+    /// A delivery was dead-lettered: its attempts are spent.
+    #[serde(rename = "delivery.failed")]
+    DeliveryFailed,
+    /// A webhook's circuit breaker opened: attempts to it pause.
+    #[serde(rename = "webhook.paused")]
+    WebhookPaused,
+    /// A webhook's circuit breaker closed: attempts to it resume.
+    #[serde(rename = "webhook.resumed")]
+    WebhookResumed,
 }
 
 impl EventType {
     /// The whole catalogue, as `GET /event-types` lists it.
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 11] = [
         Self::Message,
         Self::MessageAny,
         Self::MessageAck,
@@ -41,6 +53,10 @@ impl EventType {
         Self::PollVoteFailed,
         Self::SessionStatus,
         Self::WebhookTest,
+        Self::WebhookDisabled,
+        Self::DeliveryFailed,
+        Self::WebhookPaused,
+        Self::WebhookResumed,
     ];
 
     /// The wire name.
@@ -53,7 +69,23 @@ impl EventType {
             Self::PollVoteFailed => "poll.vote.failed",
             Self::SessionStatus => "session.status",
             Self::WebhookTest => "webhook.test",
+            Self::WebhookDisabled => "webhook.disabled",
+            Self::DeliveryFailed => "delivery.failed",
+            Self::WebhookPaused => "webhook.paused",
+            Self::WebhookResumed => "webhook.resumed",
         }
+    }
+
+    /// Whether this is an operational event about one of the organization's webhooks (its
+    /// payload names it in `webhookId`; that webhook never receives it).
+    pub fn is_operational(self) -> bool {
+        matches!(
+            self,
+            Self::WebhookDisabled
+                | Self::DeliveryFailed
+                | Self::WebhookPaused
+                | Self::WebhookResumed
+        )
     }
 
     /// Parses a wire name.
@@ -71,6 +103,12 @@ impl EventType {
             Self::PollVoteFailed => "A poll vote the engine could not apply.",
             Self::SessionStatus => "A session changed status.",
             Self::WebhookTest => "A test event sent to one webhook on request.",
+            Self::WebhookDisabled => {
+                "Herald disabled a webhook (its receiver answered 410, or it kept failing)."
+            }
+            Self::DeliveryFailed => "A delivery spent its attempts and was dead-lettered.",
+            Self::WebhookPaused => "A webhook's circuit breaker opened: attempts to it pause.",
+            Self::WebhookResumed => "A webhook's circuit breaker closed: attempts to it resume.",
         }
     }
 

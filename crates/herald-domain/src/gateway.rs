@@ -12,7 +12,9 @@ use crate::ports::{
     Store,
 };
 use crate::session::{Session, SessionStatus};
-use crate::webhook::{SecretChange, Webhook, WebhookFields, WebhookUrl};
+use crate::webhook::{
+    SecretChange, SigningScheme, Webhook, WebhookFields, WebhookSecret, WebhookUrl,
+};
 use std::sync::Arc;
 
 /// Everything the use cases need, wired once at start-up and shared by every request.
@@ -38,22 +40,61 @@ pub struct Gateway {
 
 type Result<T> = std::result::Result<T, DomainError>;
 
+/// A new webhook, with the secret Herald generated for it (shown this once) when none was
+/// given.
+#[derive(Clone, Debug)]
+pub struct CreatedWebhook {
+    /// The webhook.
+    pub webhook: Webhook,
+    /// The generated secret, if Herald made one.
+    pub generated_secret: Option<WebhookSecret>,
+}
+
+/// The answer to a secret rotation.
+#[derive(Clone, Debug)]
+pub struct RotatedSecret {
+    /// The new secret (shown this once).
+    pub secret: WebhookSecret,
+    /// Until when the replaced secret still signs (epoch ms; now when the grace is 0).
+    pub previous_valid_until: crate::Millis,
+}
+
+/// Bounds of a rotation's grace period, in seconds.
+pub const GRACE_SECONDS: std::ops::RangeInclusive<i64> = 0..=604_800;
+/// The grace period when none is asked for: a day.
+pub const DEFAULT_GRACE_SECONDS: i64 = 86_400;
+
 impl Gateway {
     // ---- webhooks -------------------------------------------------------------------------
 
     /// The caller's organization's webhooks.
     pub async fn list_webhooks(&self, caller: &Principal) -> Result<Vec<Webhook>> {
         caller.require(Capability::Manage)?;
-        Ok(self.store.list_webhooks(&caller.organization).await?)
+        let now = self.clock.now_ms();
+        Ok(self
+            .store
+            .list_webhooks(&caller.organization)
+            .await?
+            .into_iter()
+            .map(|w| w.as_of(now))
+            .collect())
     }
 
-    /// Registers a webhook.
+    /// Registers a webhook. Without a `secret` field Herald generates one (an explicit `null`
+    /// means unsigned, for `waha` signing only).
     pub async fn create_webhook(
         &self,
         caller: &Principal,
-        fields: WebhookFields,
-    ) -> Result<Webhook> {
+        mut fields: WebhookFields,
+    ) -> Result<CreatedWebhook> {
         caller.require(Capability::Manage)?;
+        let generated_secret = fields
+            .secret
+            .is_none()
+            .then(|| WebhookSecret::generate(&self.minter.secret_bytes()));
+        if let Some(secret) = &generated_secret {
+            fields.secret = Some(Some(secret.reveal().to_owned()));
+        }
         let change = fields.create(
             WebhookId::generate(),
             caller.organization.clone(),
@@ -68,13 +109,97 @@ impl Gateway {
         self.store
             .insert_webhook(&change.webhook, sealed.as_ref())
             .await?;
-        Ok(change.webhook)
+        Ok(CreatedWebhook {
+            webhook: change.webhook,
+            generated_secret,
+        })
     }
 
     /// One webhook of the caller's organization.
     pub async fn get_webhook(&self, caller: &Principal, id: &str) -> Result<Webhook> {
         caller.require(Capability::Manage)?;
         self.find_webhook(&caller.organization, id).await
+    }
+
+    /// Replaces a webhook's secret (with `secret`, or a generated one); the replaced secret
+    /// keeps signing for `grace_seconds` (default a day) beside the new one.
+    pub async fn rotate_secret(
+        &self,
+        caller: &Principal,
+        id: &str,
+        secret: Option<String>,
+        grace_seconds: Option<i64>,
+    ) -> Result<RotatedSecret> {
+        caller.require(Capability::Manage)?;
+        let grace = grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+        if !GRACE_SECONDS.contains(&grace) {
+            return Err(DomainError::invalid(
+                "graceSeconds",
+                "graceSeconds must be an integer from 0 to 604800",
+            ));
+        }
+        if let Some(text) = &secret {
+            WebhookSecret::plausible(text)?;
+        }
+        let webhook = self.find_webhook(&caller.organization, id).await?;
+        let secret = match secret {
+            Some(text) => WebhookSecret::parse(webhook.signing, text)?,
+            None => WebhookSecret::generate(&self.minter.secret_bytes()),
+        };
+        // Compare and set: a rotation racing this one makes us read again, never lose a secret.
+        for _ in 0..5 {
+            let now = self.clock.now_ms();
+            let current = self
+                .store
+                .webhook_secrets(&caller.organization, &webhook.id)
+                .await?
+                .ok_or(DomainError::NotFound("webhook"))?;
+            let next = current.rotated(self.cipher.seal(secret.expose()), now, grace * 1000);
+            if self
+                .store
+                .replace_webhook_secrets(
+                    &caller.organization,
+                    &webhook.id,
+                    current.current.as_ref(),
+                    &next,
+                    now,
+                )
+                .await?
+            {
+                return Ok(RotatedSecret {
+                    secret,
+                    previous_valid_until: now + grace * 1000,
+                });
+            }
+        }
+        Err(DomainError::Conflict(
+            "the secret is being rotated concurrently; try again".into(),
+        ))
+    }
+
+    /// Checks that the secret a webhook keeps suits its new scheme.
+    async fn check_kept_secret(&self, webhook: &Webhook) -> Result<()> {
+        if webhook.signing != SigningScheme::Standard {
+            return Ok(());
+        }
+        let stored = self
+            .store
+            .webhook_secrets(&webhook.organization_id, &webhook.id)
+            .await?
+            .unwrap_or_default();
+        let fits = stored
+            .current
+            .as_ref()
+            .and_then(|sealed| self.cipher.open(sealed).ok())
+            .is_some_and(|text| SigningScheme::Standard.key(&text).is_some());
+        if fits {
+            Ok(())
+        } else {
+            Err(DomainError::invalid(
+                "secret",
+                "switching to standard signing needs a whsec_ secret: supply one with the change",
+            ))
+        }
     }
 
     /// Changes any subset of a webhook's fields.
@@ -98,6 +223,9 @@ impl Gateway {
         let current = self.find_webhook(&caller.organization, id).await?;
         let change = fields.apply(current, self.clock.now_ms())?;
         self.check_session_scope(caller, &change.webhook).await?;
+        if change.scheme_changed && matches!(change.secret, SecretChange::Keep) {
+            self.check_kept_secret(&change.webhook).await?;
+        }
         let secret = seal_change(self.cipher.as_ref(), &change.secret);
         if !self.store.update_webhook(&change.webhook, &secret).await? {
             return Err(DomainError::NotFound("webhook"));
@@ -127,9 +255,11 @@ impl Gateway {
     /// Looks a webhook up by its textual id within `org`; malformed and foreign ids are 404.
     pub async fn find_webhook(&self, org: &OrgId, id: &str) -> Result<Webhook> {
         let id = WebhookId::parse(id).ok_or(DomainError::NotFound("webhook"))?;
+        let now = self.clock.now_ms();
         self.store
             .find_webhook(org, &id)
             .await?
+            .map(|w| w.as_of(now))
             .ok_or(DomainError::NotFound("webhook"))
     }
 

@@ -17,6 +17,7 @@ pub mod error;
 pub mod event;
 pub mod events_log;
 pub mod gateway;
+pub mod health;
 pub mod ids;
 pub mod message;
 pub mod messaging;

@@ -16,7 +16,8 @@ use async_trait::async_trait;
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A sealed (encrypted, authenticated) secret as stored: opaque text.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct SealedSecret(pub String);
 
 /// The secret as the store should write it.
@@ -28,6 +29,61 @@ pub enum SealedSecretChange {
     Remove,
     /// Store this sealed secret.
     Set(SealedSecret),
+}
+
+/// A secret replaced by a rotation that still signs deliveries until `until`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PreviousSecret {
+    /// The sealed secret.
+    pub sealed: SealedSecret,
+    /// When it stops signing (epoch ms).
+    pub until: Millis,
+}
+
+/// Every secret of a webhook, sealed: the current one and those still in their grace period,
+/// oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredSecrets {
+    /// The current secret (`None`: deliveries go unsigned).
+    pub current: Option<SealedSecret>,
+    /// Earlier secrets, oldest first.
+    pub previous: Vec<PreviousSecret>,
+}
+
+impl StoredSecrets {
+    /// Most earlier secrets kept; a rotation beyond it drops the oldest.
+    pub const MAX_PREVIOUS: usize = 5;
+
+    /// The secrets after rotating to `new` at `now`: the current one signs on for `grace_ms`
+    /// (not at all when 0), earlier ones keep their own end, expired ones are erased and at most
+    /// [`Self::MAX_PREVIOUS`] are kept.
+    pub fn rotated(&self, new: SealedSecret, now: Millis, grace_ms: Millis) -> Self {
+        let mut previous: Vec<PreviousSecret> = self
+            .previous
+            .iter()
+            .filter(|p| p.until > now)
+            .cloned()
+            .collect();
+        if let Some(current) = &self.current {
+            if grace_ms > 0 {
+                previous.push(PreviousSecret {
+                    sealed: current.clone(),
+                    until: now.saturating_add(grace_ms),
+                });
+            }
+        }
+        let excess = previous.len().saturating_sub(Self::MAX_PREVIOUS);
+        previous.drain(..excess);
+        Self {
+            current: Some(new),
+            previous,
+        }
+    }
+
+    /// When the last earlier secret stops signing.
+    pub fn valid_until(&self) -> Option<Millis> {
+        self.previous.iter().map(|p| p.until).max()
+    }
 }
 
 /// Webhook configuration.
@@ -44,7 +100,8 @@ pub trait WebhookStore: Send + Sync {
     /// One webhook of the organization.
     async fn find_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<Option<Webhook>>;
     /// Writes a changed webhook; when it is now inactive its pending deliveries are cancelled in
-    /// the same transaction. `false` if it no longer exists.
+    /// the same transaction, and when its `previous_secrets_valid_until` is `None` the secrets
+    /// in grace are erased. `false` if it no longer exists.
     async fn update_webhook(
         &self,
         webhook: &Webhook,
@@ -52,6 +109,22 @@ pub trait WebhookStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Deletes a webhook and cancels its pending deliveries. `false` if it did not exist.
     async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<bool>;
+    /// A webhook's sealed secrets (`None` if it does not exist).
+    async fn webhook_secrets(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+    ) -> StoreResult<Option<StoredSecrets>>;
+    /// Replaces a webhook's secrets if its current one is still `expected` (compare and set, so
+    /// concurrent rotations cannot lose a secret); `false` otherwise or if it is gone.
+    async fn replace_webhook_secrets(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+        expected: Option<&SealedSecret>,
+        secrets: &StoredSecrets,
+        now: Millis,
+    ) -> StoreResult<bool>;
 }
 
 /// Messaging sessions. Every state change is written together with its events.
@@ -163,6 +236,8 @@ pub trait KeyMinter: Send + Sync {
     fn mint_token(&self) -> String;
     /// The stored form of a token.
     fn hash_token(&self, token: &str) -> String;
+    /// Fresh random bytes for a generated webhook secret.
+    fn secret_bytes(&self) -> [u8; crate::webhook::WebhookSecret::GENERATED_BYTES];
 }
 
 /// Why a bearer token was refused (always a 401).
@@ -348,8 +423,8 @@ pub fn seal_change(cipher: &dyn SecretCipher, change: &SecretChange) -> SealedSe
 }
 
 use crate::delivery::{
-    AttemptOutcome, Backlog, ClaimedDelivery, DeliveryDetail, DeliveryPage, DeliveryStatus, Lane,
-    Lease, Pruned, RetryAnswer,
+    AttemptOutcome, Backlog, ClaimedDelivery, DeliveryDetail, DeliveryPage, Lane, Lease, Pruned,
+    RetryAnswer,
 };
 use crate::ids::DeliveryId;
 
@@ -381,13 +456,34 @@ pub trait DeliveryStore: Send + Sync {
     ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Writes attempt outcomes for deliveries still leased to `owner`: the attempt row, the
     /// delivery's new state, the lease cleared. Deliveries no longer leased to `owner` are
-    /// skipped (their outcome is stale). Returns how many were written.
+    /// skipped (their outcome is stale). In the same transaction, each webhook's health follows
+    /// [`crate::health::Health::after`] under `policy` — disabling, holding or releasing its
+    /// deliveries — and the operational events this causes (and `delivery.failed` for every
+    /// dead letter) are appended. Returns how many were written.
     async fn complete_attempts(
         &self,
         owner: &str,
         outcomes: &[AttemptOutcome],
+        policy: &crate::health::HealthPolicy,
         now: Millis,
     ) -> StoreResult<usize>;
+    /// Takes one of `webhook`'s `limit` attempt slots of the current epoch second, atomically
+    /// across every dispatcher; `false` when the second's slots are all taken.
+    async fn take_rate_slot(
+        &self,
+        webhook: &WebhookId,
+        limit: u32,
+        now: Millis,
+    ) -> StoreResult<bool>;
+    /// Gives back `owner`'s lease on a delivery that was not attempted (its webhook's rate
+    /// limit was reached), due again at `until`; no attempt is spent. `false` if the lease was
+    /// lost meanwhile.
+    async fn defer_delivery(
+        &self,
+        owner: &str,
+        id: &DeliveryId,
+        until: Millis,
+    ) -> StoreResult<bool>;
     /// Gives back `owner`'s leases on `ids` (all of them when `ids` is empty) without an
     /// attempt, so any dispatcher may claim them at once.
     async fn release_leases(&self, owner: &str, ids: &[DeliveryId]) -> StoreResult<usize>;
@@ -398,15 +494,21 @@ pub trait DeliveryStore: Send + Sync {
     /// When `lane` next has claimable work after `now`: the earliest due time of an unleased
     /// pending delivery, or the earliest lapse of a lease.
     async fn next_claimable_at(&self, lane: Lane, now: Millis) -> StoreResult<Option<Millis>>;
-    /// One page of a webhook's deliveries, newest first, starting after `cursor`.
+    /// One page of the organization's deliveries (of `webhook` only, when given) that pass the
+    /// query's filters, newest first, starting after its cursor.
     async fn list_deliveries(
         &self,
         org: &OrgId,
-        webhook: &WebhookId,
-        status: Option<DeliveryStatus>,
-        cursor: Option<&DeliveryId>,
-        limit: usize,
+        webhook: Option<&WebhookId>,
+        query: &crate::deliveries::DeliveryQuery,
     ) -> StoreResult<DeliveryPage>;
+    /// A webhook's attempts started at or after `since`, counted, and its pending deliveries.
+    async fn attempt_tally(
+        &self,
+        org: &OrgId,
+        webhook: &WebhookId,
+        since: Millis,
+    ) -> StoreResult<crate::deliveries::AttemptTally>;
     /// One delivery of a webhook with its envelope and attempt log.
     async fn find_delivery(
         &self,
@@ -444,6 +546,46 @@ pub trait DeliveryStore: Send + Sync {
     /// Pending count and the age of the oldest due delivery.
     async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog>;
     /// Removes finished deliveries (with their attempts) created before `before`, and events
-    /// created before it that no pending delivery still needs.
+    /// created before it that no pending delivery still needs; also erases the secrets of
+    /// webhooks whose rotation grace has wholly ended.
     async fn prune_deliveries(&self, before: Millis) -> StoreResult<Pruned>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(n: u32) -> SealedSecret {
+        SealedSecret(format!("s{n}"))
+    }
+
+    #[test]
+    fn rotation_keeps_five_earlier_secrets_in_grace_and_erases_expired_ones() {
+        let mut secrets = StoredSecrets {
+            current: Some(sealed(0)),
+            previous: Vec::new(),
+        };
+        for n in 1..=7 {
+            secrets = secrets.rotated(sealed(n), 1_000 * i64::from(n), 60_000);
+        }
+        assert_eq!(secrets.current, Some(sealed(7)));
+        let kept: Vec<&str> = secrets
+            .previous
+            .iter()
+            .map(|p| p.sealed.0.as_str())
+            .collect();
+        assert_eq!(
+            kept,
+            ["s2", "s3", "s4", "s5", "s6"],
+            "the oldest are dropped"
+        );
+        assert_eq!(secrets.valid_until(), Some(67_000));
+        // Long after every grace ended, a rotation without grace leaves nothing behind.
+        let later = secrets.rotated(sealed(8), 1_000_000, 0);
+        assert!(later.previous.is_empty());
+        assert_eq!(later.valid_until(), None);
+        // A webhook without a secret gains one and nothing in grace.
+        let first = StoredSecrets::default().rotated(sealed(1), 5, 60_000);
+        assert_eq!((first.current, first.previous.len()), (Some(sealed(1)), 0));
+    }
 }

@@ -168,26 +168,125 @@ impl CustomHeaders {
     }
 }
 
-/// A signing secret: 16 to 256 characters. Never serialized, never shown.
+/// How deliveries are signed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SigningScheme {
+    /// WAHA's scheme: lowercase hex HMAC-SHA512 of the body under the secret's text, in
+    /// `X-Webhook-Hmac`.
+    #[default]
+    Waha,
+    /// Standard Webhooks v1: base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` under the
+    /// secret's decoded bytes, in `webhook-signature`.
+    Standard,
+}
+
+impl SigningScheme {
+    /// Both schemes.
+    pub const ALL: [SigningScheme; 2] = [Self::Waha, Self::Standard];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waha => "waha",
+            Self::Standard => "standard",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The HMAC key of a secret's text under this scheme: the text itself for `waha`, the
+    /// base64-decoded part after `whsec_` for `standard`. `None` when the text is not a secret
+    /// of this scheme.
+    pub fn key(self, secret: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Self::Waha => Some(secret.to_vec()),
+            Self::Standard => {
+                use base64::Engine as _;
+                let encoded = secret.strip_prefix(WebhookSecret::STANDARD_PREFIX.as_bytes())?;
+                let key = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()?;
+                WebhookSecret::STANDARD_KEY_BYTES
+                    .contains(&key.len())
+                    .then_some(key)
+            }
+        }
+    }
+}
+
+/// A signing secret. Never serialized, never shown (except once, when Herald generated it).
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookSecret(String);
 
 impl WebhookSecret {
-    /// Checks the length; 422 on `secret` otherwise.
-    pub fn parse(text: String) -> Result<Self, DomainError> {
-        let n = text.chars().count();
-        if !(16..=256).contains(&n) {
-            return Err(DomainError::invalid(
-                "secret",
-                "secret must be 16 to 256 characters",
-            ));
+    /// The prefix of Standard Webhooks secrets (and of the secrets Herald generates).
+    pub const STANDARD_PREFIX: &'static str = "whsec_";
+    /// How many key bytes a standard secret encodes.
+    pub const STANDARD_KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+    /// How many characters a `waha` secret has.
+    pub const WAHA_LEN: std::ops::RangeInclusive<usize> = 16..=256;
+    /// How many random bytes a generated secret encodes.
+    pub const GENERATED_BYTES: usize = 32;
+
+    /// Checks a secret for `scheme`; 422 on `secret` otherwise.
+    pub fn parse(scheme: SigningScheme, text: String) -> Result<Self, DomainError> {
+        match scheme {
+            SigningScheme::Waha => {
+                if !Self::WAHA_LEN.contains(&text.chars().count()) {
+                    return Err(DomainError::invalid(
+                        "secret",
+                        "secret must be 16 to 256 characters",
+                    ));
+                }
+            }
+            SigningScheme::Standard => {
+                if SigningScheme::Standard.key(text.as_bytes()).is_none() {
+                    return Err(DomainError::invalid(
+                        "secret",
+                        "a standard secret must be whsec_ followed by the base64 of 24 to 64 bytes",
+                    ));
+                }
+            }
         }
         Ok(Self(text))
     }
 
-    /// The secret's bytes, for signing and sealing.
+    /// Whether `text` is a secret of at least one scheme (checked before the webhook is looked
+    /// up, so a malformed secret is a 422 even for a webhook that does not exist).
+    pub fn plausible(text: &str) -> Result<(), DomainError> {
+        if SigningScheme::ALL
+            .into_iter()
+            .any(|s| Self::parse(s, text.to_owned()).is_ok())
+        {
+            Ok(())
+        } else {
+            Self::parse(SigningScheme::Waha, text.to_owned()).map(drop)
+        }
+    }
+
+    /// A secret made of fresh random bytes: `whsec_` and their base64, valid under both
+    /// schemes (under `waha` the whole text is the key).
+    pub fn generate(random: &[u8; Self::GENERATED_BYTES]) -> Self {
+        use base64::Engine as _;
+        Self(format!(
+            "{}{}",
+            Self::STANDARD_PREFIX,
+            base64::engine::general_purpose::STANDARD.encode(random)
+        ))
+    }
+
+    /// The secret's text as bytes, for sealing (the key is derived from it when signing).
     pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()
+    }
+
+    /// The secret's text, for the one answer that shows a generated secret.
+    pub fn reveal(&self) -> &str {
+        &self.0
     }
 }
 
@@ -217,6 +316,16 @@ pub struct Webhook {
     pub custom_headers: CustomHeaders,
     /// How failed deliveries are retried.
     pub retry_policy: RetryPolicy,
+    /// How deliveries are signed.
+    pub signing: SigningScheme,
+    /// Until when secrets replaced by a rotation still sign deliveries too; `None` when none do.
+    pub previous_secrets_valid_until: Option<Millis>,
+    /// Why it is inactive (`None` while active).
+    pub disabled_reason: Option<crate::health::DisabledReason>,
+    /// Most deliveries per second, `None` for no limit.
+    pub rate_limit: Option<u32>,
+    /// How its deliveries have been going.
+    pub health: crate::health::Health,
     /// Creation time.
     pub created_at: Millis,
     /// Last change.
@@ -224,6 +333,9 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// The bounds of `rateLimit` (deliveries per second).
+    pub const RATE_LIMIT: std::ops::RangeInclusive<u32> = 1..=10_000;
+
     /// Whether this webhook receives `event`: active, the type passes the filter, and the
     /// session scope is unset or equal to the event's session.
     pub fn receives(&self, event: &Envelope) -> bool {
@@ -231,6 +343,23 @@ impl Webhook {
             && event.organization_id == self.organization_id
             && self.events.accepts(event.event)
             && self.session_id.is_none_or(|s| event.session == Some(s))
+            && !(event.event.is_operational()
+                && event.payload["webhookId"].as_str() == Some(&self.id.to_string()))
+    }
+
+    /// When a new delivery to this webhook is first due: now, or — while its breaker holds
+    /// deliveries — after the probe has had time to report (its success releases them sooner).
+    pub fn first_attempt_at(&self, now: Millis) -> Millis {
+        self.health.paused_until.map_or(now, |until| {
+            let margin = self.health.cooldown_ms.unwrap_or(0).max(0) * 2;
+            now.max(until + margin.max(1_000))
+        })
+    }
+
+    /// This webhook as shown at `now`: a grace period that has ended is not shown.
+    pub fn as_of(mut self, now: Millis) -> Self {
+        self.previous_secrets_valid_until = self.previous_secrets_valid_until.filter(|u| *u > now);
+        self
     }
 }
 
@@ -251,6 +380,10 @@ pub struct WebhookFields {
     pub retry_policy: Option<RetryPolicyFields>,
     /// `active`.
     pub active: Option<bool>,
+    /// `signing`.
+    pub signing: Option<String>,
+    /// `rateLimit` (`Some(None)` = explicitly null: no limit).
+    pub rate_limit: Option<Option<i64>>,
 }
 
 /// The parts of a `retryPolicy` object; missing parts keep their previous (or default) value.
@@ -304,6 +437,9 @@ pub struct WebhookChange {
     pub webhook: Webhook,
     /// The secret's fate.
     pub secret: SecretChange,
+    /// Whether the signing scheme changed (secrets in grace, of the old scheme, are dropped,
+    /// and a kept secret must suit the new scheme).
+    pub scheme_changed: bool,
 }
 
 impl WebhookFields {
@@ -328,6 +464,11 @@ impl WebhookFields {
             active: true,
             custom_headers: CustomHeaders::default(),
             retry_policy: RetryPolicy::default(),
+            signing: SigningScheme::default(),
+            previous_secrets_valid_until: None,
+            disabled_reason: None,
+            rate_limit: None,
+            health: crate::health::Health::default(),
             created_at: now,
             updated_at: now,
         };
@@ -355,16 +496,65 @@ impl WebhookFields {
         if let Some(parts) = &self.retry_policy {
             webhook.retry_policy = parts.apply_to(webhook.retry_policy)?;
         }
-        if let Some(active) = self.active {
-            webhook.active = active;
+        if let Some(limit) = self.rate_limit {
+            webhook.rate_limit = match limit {
+                None => None,
+                Some(n) => Some(
+                    u32::try_from(n)
+                        .ok()
+                        .filter(|n| Webhook::RATE_LIMIT.contains(n))
+                        .ok_or_else(|| {
+                            DomainError::invalid(
+                                "rateLimit",
+                                "rateLimit must be an integer from 1 to 10000, or null",
+                            )
+                        })?,
+                ),
+            };
         }
+        match self.active {
+            // Deactivating by hand says so; reactivating clears the reason and the streak.
+            Some(false) if webhook.active => {
+                webhook.active = false;
+                webhook.disabled_reason = Some(crate::health::DisabledReason::Manual);
+            }
+            Some(true) if !webhook.active => {
+                webhook.active = true;
+                webhook.disabled_reason = None;
+                webhook.health = crate::health::Health {
+                    last_success_at: webhook.health.last_success_at,
+                    ..Default::default()
+                };
+            }
+            _ => {}
+        }
+        let before = webhook.signing;
+        if let Some(name) = &self.signing {
+            webhook.signing = SigningScheme::parse(name).ok_or_else(|| {
+                DomainError::invalid("signing", "signing must be waha or standard")
+            })?;
+        }
+        let scheme_changed = webhook.signing != before;
         let secret = match self.secret {
             None => SecretChange::Keep,
+            Some(None) if webhook.signing == SigningScheme::Standard => {
+                return Err(DomainError::invalid(
+                    "secret",
+                    "a webhook with standard signing always has a secret",
+                ))
+            }
             Some(None) => SecretChange::Remove,
-            Some(Some(text)) => SecretChange::Set(WebhookSecret::parse(text)?),
+            Some(Some(text)) => SecretChange::Set(WebhookSecret::parse(webhook.signing, text)?),
         };
+        if scheme_changed || matches!(secret, SecretChange::Remove) {
+            webhook.previous_secrets_valid_until = None;
+        }
         webhook.updated_at = now;
-        Ok(WebhookChange { webhook, secret })
+        Ok(WebhookChange {
+            webhook,
+            secret,
+            scheme_changed,
+        })
     }
 }
 

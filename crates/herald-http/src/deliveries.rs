@@ -1,11 +1,13 @@
-//! Handlers of the deliveries API (`/webhooks/{id}/deliveries…`, `/recover`, `/test`): read the
-//! query or body into domain inputs, call the use case, shape the response. Bad `status`,
-//! `limit` or `cursor` values are 422s naming the parameter.
+//! Handlers of the deliveries API (`/webhooks/{id}/deliveries…`, `/deliveries`, `/stats`,
+//! `/recover`, `/test`): read the query or body into domain inputs, call the use case, shape the
+//! response. Bad `status`, `event`, `since`, `until`, `limit`, `cursor`, `webhookId` or `window`
+//! values are 422s naming the parameter.
 
 use crate::body::JsonObject;
 use crate::error::ApiError;
 use crate::{json_response, HttpResponse};
-use herald_domain::deliveries::DeliveryQuery;
+use herald_domain::deliveries::{DeliveryQuery, DeliveryQueryText, StatsWindow};
+use herald_domain::delivery::DeliveryPage;
 use herald_domain::gateway::Gateway;
 use herald_domain::Principal;
 use http::StatusCode;
@@ -25,19 +27,65 @@ pub(crate) async fn list(
     webhook_id: &str,
     query: Option<&str>,
 ) -> Result<HttpResponse, ApiError> {
-    let parsed = DeliveryQuery::parse(
-        query_value(query, "status").as_deref(),
-        query_value(query, "limit").as_deref(),
-        query_value(query, "cursor").as_deref(),
-    )?;
+    let parsed = delivery_query(query)?;
     let page = gateway.list_deliveries(caller, webhook_id, &parsed).await?;
-    Ok(json_response(
+    Ok(page_response(page))
+}
+
+/// `GET /deliveries`: the organization's deliveries, optionally of one `webhookId`.
+pub(crate) async fn list_org(
+    gateway: &Gateway,
+    caller: &Principal,
+    query: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let parsed = delivery_query(query)?;
+    let webhook = query_value(query, "webhookId");
+    let page = gateway
+        .list_org_deliveries(caller, webhook.as_deref(), &parsed)
+        .await?;
+    Ok(page_response(page))
+}
+
+/// `GET /webhooks/{id}/stats?window=1h|24h|7d`.
+pub(crate) async fn stats(
+    gateway: &Gateway,
+    caller: &Principal,
+    webhook_id: &str,
+    query: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let window = StatsWindow::parse(query_value(query, "window").as_deref())?;
+    let stats = gateway.webhook_stats(caller, webhook_id, window).await?;
+    Ok(json_response(StatusCode::OK, &stats))
+}
+
+fn delivery_query(query: Option<&str>) -> Result<DeliveryQuery, ApiError> {
+    let value = |name| query_value(query, name);
+    let (status, event, since, until, limit, cursor) = (
+        value("status"),
+        value("event"),
+        value("since"),
+        value("until"),
+        value("limit"),
+        value("cursor"),
+    );
+    Ok(DeliveryQuery::read(&DeliveryQueryText {
+        status: status.as_deref(),
+        event: event.as_deref(),
+        since: since.as_deref(),
+        until: until.as_deref(),
+        limit: limit.as_deref(),
+        cursor: cursor.as_deref(),
+    })?)
+}
+
+fn page_response(page: DeliveryPage) -> HttpResponse {
+    json_response(
         StatusCode::OK,
         &json!({
             "data": page.data,
             "nextCursor": page.next_cursor.map(|c| c.to_string()).unwrap_or_default(),
         }),
-    ))
+    )
 }
 
 /// `GET /webhooks/{id}/deliveries/{deliveryId}`.

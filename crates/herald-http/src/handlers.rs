@@ -72,10 +72,15 @@ pub(crate) async fn dispatch(
         Op::ListWebhooks => ok_json(&page(gateway.list_webhooks(call.caller()).await?)),
         Op::CreateWebhook => {
             let (body, caller) = call.json_body(false).await?;
-            let webhook = gateway
+            let created = gateway
                 .create_webhook(&caller, webhook_fields(&body)?)
                 .await?;
-            Ok(json_response(StatusCode::CREATED, &webhook))
+            let mut answer = json!(created.webhook);
+            if let Some(secret) = &created.generated_secret {
+                // The one time a generated secret is shown.
+                answer["secret"] = json!(secret.reveal());
+            }
+            Ok(json_response(StatusCode::CREATED, &answer))
         }
         Op::GetWebhook => ok(json!(
             gateway.get_webhook(call.caller(), call.param(0)).await?
@@ -85,6 +90,17 @@ pub(crate) async fn dispatch(
             let (body, caller) = call.json_body(true).await?;
             let fields = webhook_fields(&body)?;
             ok_json(&gateway.update_webhook(&caller, &id, fields).await?)
+        }
+        Op::RotateSecret => {
+            let id = call.param(0).to_owned();
+            let (body, caller) = call.json_body(true).await?;
+            let secret = body.opt_str("secret")?;
+            let grace = body.opt_int("graceSeconds")?;
+            let rotated = gateway.rotate_secret(&caller, &id, secret, grace).await?;
+            ok(json!({
+                "secret": rotated.secret.reveal(),
+                "previousValidUntil": rotated.previous_valid_until,
+            }))
         }
         Op::DeleteWebhook => {
             gateway.delete_webhook(call.caller(), call.param(0)).await?;
@@ -150,6 +166,14 @@ pub(crate) async fn dispatch(
         Op::ListDeliveries => {
             let query = call.request.uri().query().map(str::to_owned);
             crate::deliveries::list(gateway, call.caller(), call.param(0), query.as_deref()).await
+        }
+        Op::ListOrgDeliveries => {
+            let query = call.request.uri().query().map(str::to_owned);
+            crate::deliveries::list_org(gateway, call.caller(), query.as_deref()).await
+        }
+        Op::WebhookStats => {
+            let query = call.request.uri().query().map(str::to_owned);
+            crate::deliveries::stats(gateway, call.caller(), call.param(0), query.as_deref()).await
         }
         Op::GetDelivery => {
             crate::deliveries::get(gateway, call.caller(), call.param(0), call.param(1)).await
@@ -274,6 +298,12 @@ fn webhook_fields(body: &JsonObject) -> Result<WebhookFields, ApiError> {
         custom_headers: body.opt_string_map("customHeaders")?,
         retry_policy,
         active: body.opt_bool("active")?,
+        signing: body.opt_str("signing")?,
+        rate_limit: match body.get("rateLimit") {
+            None => None,
+            Some(serde_json::Value::Null) => Some(None),
+            Some(_) => Some(body.opt_int("rateLimit")?),
+        },
     })
 }
 

@@ -14,7 +14,7 @@ use herald_domain::delivery::{AttemptError, DeliveryStatus};
 use herald_domain::event::EventType;
 use herald_domain::retry::RetryPolicy;
 use herald_domain::session::{Session, SessionStatus};
-use herald_domain::webhook::WebhookUrl;
+use herald_domain::webhook::{SigningScheme, WebhookUrl};
 use herald_domain::Capability;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
@@ -136,6 +136,43 @@ fn event_type_list() -> Value {
            "pattern": format!("^[\\s,]*(?:(?:{names})(?:\\s*,[\\s,]*(?:{names}))*[\\s,]*)?$")})
 }
 
+/// The filters and paging of both delivery lists.
+fn delivery_filters() -> Vec<Value> {
+    let millis = json!({"type": "integer", "minimum": 0});
+    vec![
+        optional_query(
+            "status",
+            json!({"type": "string",
+                "enum": DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}),
+            "Only deliveries in this status.",
+        ),
+        optional_query(
+            "event",
+            json!({"type": "string", "enum": event_type_names(false)}),
+            "Only deliveries of this event type.",
+        ),
+        optional_query(
+            "since",
+            millis.clone(),
+            "Only deliveries created at or after this time (epoch ms).",
+        ),
+        optional_query(
+            "until",
+            millis,
+            "Only deliveries created at or before this time (epoch ms).",
+        ),
+        limit_parameter(
+            herald_domain::deliveries::DeliveryQuery::MAX_LIMIT,
+            herald_domain::deliveries::DeliveryQuery::DEFAULT_LIMIT,
+        ),
+        optional_query(
+            "cursor",
+            json!({"type": "string", "pattern": id_pattern("dlv_")}),
+            "The nextCursor of the previous page.",
+        ),
+    ]
+}
+
 /// How the route and its description determine its answers.
 pub fn describe(op: Op) -> OperationDoc {
     let mut doc = OperationDoc {
@@ -167,7 +204,7 @@ pub fn describe(op: Op) -> OperationDoc {
         Op::ListWebhooks => doc.success = Success::Json(list_of("Webhook")),
         Op::CreateWebhook => {
             doc.body = json_body(schema_ref("WebhookCreate"));
-            doc.success = Success::Json(schema_ref("Webhook"));
+            doc.success = Success::Json(schema_ref("WebhookCreated"));
             // A `sessionId` the caller's organization does not have.
             doc.errors = &[404];
         }
@@ -208,6 +245,13 @@ pub fn describe(op: Op) -> OperationDoc {
             // 401: missing or wrong signature; 404: the engine is not WAHA.
             doc.errors = &[401, 404];
         }
+        Op::RotateSecret => {
+            // Every field is optional: an empty body generates a secret with a day's grace.
+            doc.body = Some((schema_ref("SecretRotate"), false));
+            doc.success = Success::Json(schema_ref("SecretRotated"));
+            // Rotations of the same webhook kept racing this one.
+            doc.errors = &[409];
+        }
         Op::ListSessions => doc.success = Success::Json(list_of("Session")),
         Op::CreateSession => {
             doc.body = json_body(schema_ref("SessionCreate"));
@@ -222,24 +266,28 @@ pub fn describe(op: Op) -> OperationDoc {
             doc.success = Success::Json(schema_ref("ApiKeyCreated"));
         }
         Op::ListDeliveries => {
-            doc.query = vec![
-                optional_query(
-                    "status",
-                    json!({"type": "string",
-                        "enum": DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}),
-                    "Only deliveries in this status.",
-                ),
-                limit_parameter(
-                    herald_domain::deliveries::DeliveryQuery::MAX_LIMIT,
-                    herald_domain::deliveries::DeliveryQuery::DEFAULT_LIMIT,
-                ),
-                optional_query(
-                    "cursor",
-                    json!({"type": "string", "pattern": id_pattern("dlv_")}),
-                    "The nextCursor of the previous page.",
-                ),
-            ];
+            doc.query = delivery_filters();
             doc.success = Success::Json(list_of("Delivery"));
+            doc.errors = &[422];
+        }
+        Op::ListOrgDeliveries => {
+            doc.query = delivery_filters();
+            doc.query.push(optional_query(
+                "webhookId",
+                json!({"type": "string", "pattern": id_pattern("wh_")}),
+                "Only this webhook's deliveries; a webhook the organization does not have → 404.",
+            ));
+            doc.success = Success::Json(list_of("Delivery"));
+            doc.errors = &[404, 422];
+        }
+        Op::WebhookStats => {
+            doc.query = vec![optional_query(
+                "window",
+                json!({"type": "string", "enum": herald_domain::deliveries::StatsWindow::ALL
+                    .iter().map(|w| w.as_str()).collect::<Vec<_>>(), "default": "24h"}),
+                "How far back to count attempts.",
+            )];
+            doc.success = Success::Json(schema_ref("WebhookStats"));
             doc.errors = &[422];
         }
         Op::GetDelivery => doc.success = Success::Json(schema_ref("DeliveryDetail")),
@@ -553,7 +601,10 @@ fn build() -> Value {
                 "WwwAuthenticate": {"description": "The authentication scheme.", "required": true,
                     "schema": {"type": "string", "const": "Bearer"}},
             },
-            "schemas": merged(merged(schemas(), delivery_schemas()), engine_schemas()),
+            "schemas": merged(
+                merged(merged(schemas(), delivery_schemas()), engine_schemas()),
+                secret_schemas()
+            ),
         }
     })
 }
@@ -623,7 +674,9 @@ fn webhook_input(url_required: bool) -> Value {
         "sessionId": nullable(json!({"type": "string",
             "description": "Only this session's events; null = all sessions. A session the organization does not have → 404."})),
         "secret": nullable(json!({"type": "string", "minLength": 16, "maxLength": 256, "writeOnly": true,
-            "description": "Signs deliveries (HMAC-SHA512); never returned. null removes it."})),
+            "description": "Signs deliveries; never returned. With `standard` signing: `whsec_` and the base64 of 24 to 64 bytes. Omitted on create: Herald generates one and shows it once. null removes it (`waha` only)."})),
+        "signing": nullable(json!({"type": "string", "enum": SigningScheme::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "description": "`waha` (HMAC-SHA512 in X-Webhook-Hmac; the default) or `standard` (Standard Webhooks v1)."})),
         "customHeaders": nullable(json!({"type": "object",
             "maxProperties": herald_domain::webhook::CustomHeaders::MAX_HEADERS,
             "propertyNames": {"minLength": 1, "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
@@ -633,6 +686,10 @@ fn webhook_input(url_required: bool) -> Value {
                 "pattern": "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$"},
             "description": "Sent with every delivery; Host, Content-Length, Transfer-Encoding and Connection cannot be set."})),
         "retryPolicy": retry_policy_input(),
+        "rateLimit": nullable(json!({"type": "integer",
+            "minimum": herald_domain::webhook::Webhook::RATE_LIMIT.start(),
+            "maximum": herald_domain::webhook::Webhook::RATE_LIMIT.end(),
+            "description": "Most deliveries per second to this webhook, across all dispatchers; null = no limit."})),
         "active": nullable(json!({"type": "boolean"}))}});
     if url_required {
         object["required"] = json!(["url"]);
@@ -666,6 +723,7 @@ fn poll_input(extra_required: &[&str], extra: Value) -> Value {
 }
 
 fn schemas() -> Value {
+    let signing: Vec<&str> = SigningScheme::ALL.iter().map(|s| s.as_str()).collect();
     let capabilities: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
     let statuses: Vec<&str> = SessionStatus::ALL.iter().map(|s| s.as_str()).collect();
     let me = json!({"type": ["object", "null"], "required": ["id"], "properties": {"id": {"type": "string"}}});
@@ -695,7 +753,8 @@ fn schemas() -> Value {
             "policy": {"type": "string", "enum": ["exponential", "linear", "constant"]},
             "delaySeconds": {"type": "integer"}, "attempts": {"type": "integer"}}},
         "Webhook": {"type": "object", "required": ["id", "organizationId", "url", "events", "sessionId",
-                "active", "customHeaders", "retryPolicy", "createdAt", "updatedAt"],
+                "active", "customHeaders", "retryPolicy", "signing", "previousSecretsValidUntil",
+                "disabledReason", "rateLimit", "health", "createdAt", "updatedAt"],
             "properties": {
                 "id": {"type": "string", "pattern": id_pattern("wh_")}, "organizationId": {"type": "string"},
                 "url": {"type": "string"},
@@ -703,6 +762,13 @@ fn schemas() -> Value {
                 "sessionId": {"type": ["string", "null"]}, "active": {"type": "boolean"},
                 "customHeaders": {"type": "object", "additionalProperties": {"type": "string"}},
                 "retryPolicy": schema_ref("RetryPolicy"),
+                "signing": {"type": "string", "enum": signing},
+                "disabledReason": {"type": ["string", "null"], "enum": ["gone", "failing", "manual", null],
+                    "description": "Why the webhook is inactive: its receiver answered 410, it kept failing, or a user deactivated it."},
+                "rateLimit": {"type": ["integer", "null"]},
+                "health": schema_ref("WebhookHealth"),
+                "previousSecretsValidUntil": {"type": ["integer", "null"],
+                    "description": "Until when secrets replaced by a rotation still sign deliveries (epoch ms); null when none do."},
                 "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"}}},
         "WebhookCreate": webhook_input(true),
         "WebhookPatch": webhook_input(false),
@@ -800,6 +866,34 @@ fn engine_schemas() -> Value {
     })
 }
 
+/// Component schemas of generated and rotated secrets.
+fn secret_schemas() -> Value {
+    json!({
+        "WebhookCreated": {"allOf": [schema_ref("Webhook"), {"type": "object", "properties": {
+            "secret": {"type": "string", "description": "The secret Herald generated because none was given: shown this once, never again."}}}]},
+        "WebhookHealth": {"type": "object",
+            "required": ["state", "consecutiveFailures", "failingSince", "lastSuccessAt", "pausedUntil"],
+            "properties": {
+                "state": {"type": "string", "enum": ["healthy", "failing", "paused"]},
+                "consecutiveFailures": {"type": "integer", "minimum": 0},
+                "failingSince": {"type": ["integer", "null"]},
+                "lastSuccessAt": {"type": ["integer", "null"]},
+                "pausedUntil": {"type": ["integer", "null"],
+                    "description": "While the circuit breaker is open: when its cool-down ends and one probe goes out."}}},
+        "SecretRotate": {"type": "object", "properties": {
+            "secret": nullable(json!({"type": "string", "minLength": 16, "maxLength": 256,
+                "description": "The new secret, in the webhook's scheme's form; omitted = generated."})),
+            "graceSeconds": nullable(json!({"type": "integer",
+                "minimum": herald_domain::gateway::GRACE_SECONDS.start(),
+                "maximum": herald_domain::gateway::GRACE_SECONDS.end(),
+                "default": herald_domain::gateway::DEFAULT_GRACE_SECONDS,
+                "description": "How long the replaced secret keeps signing beside the new one."}))}},
+        "SecretRotated": {"type": "object", "required": ["secret", "previousValidUntil"], "properties": {
+            "secret": {"type": "string", "description": "The new secret: shown this once."},
+            "previousValidUntil": {"type": "integer", "description": "Until when the replaced secret still signs (epoch ms)."}}},
+    })
+}
+
 /// Component schemas of the deliveries API.
 fn delivery_schemas() -> Value {
     let nullable_int = json!({"type": ["integer", "null"]});
@@ -856,6 +950,21 @@ fn delivery_schemas() -> Value {
             "until": nullable(json!({"type": "integer", "minimum": 0, "maximum": i64::MAX,
                 "description": "Epoch ms, inclusive; default now. Before since = an empty window."}))}},
         "Recovered": {"type": "object", "required": ["requeued"], "properties": {"requeued": {"type": "integer", "minimum": 0}}},
+        "WebhookStats": {"type": "object",
+            "required": ["window", "attempts", "succeeded", "failed", "successRate", "latencyMs", "byStatusCode", "pending"],
+            "properties": {
+                "window": {"type": "string", "enum": ["1h", "24h", "7d"]},
+                "attempts": {"type": "integer", "minimum": 0},
+                "succeeded": {"type": "integer", "minimum": 0, "description": "Attempts that got a 2xx."},
+                "failed": {"type": "integer", "minimum": 0, "description": "Every other attempt."},
+                "successRate": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                    "description": "succeeded / attempts; null without attempts."},
+                "latencyMs": {"type": ["object", "null"], "required": ["p50", "p95", "p99"], "properties": {
+                    "p50": {"type": "integer"}, "p95": {"type": "integer"}, "p99": {"type": "integer"}},
+                    "description": "Nearest-rank percentiles of attempt durations; null without attempts."},
+                "byStatusCode": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                    "description": "Attempts per HTTP status received."},
+                "pending": {"type": "integer", "minimum": 0, "description": "Deliveries pending now."}}},
         "TestPing": {"type": "object", "required": ["eventId", "deliveryId"], "properties": {
             "eventId": {"type": "string", "pattern": id_pattern("evt_")},
             "deliveryId": {"type": "string", "pattern": id_pattern("dlv_")}}},

@@ -139,6 +139,12 @@ pub struct ClaimRow {
     pub secret_sealed: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub envelope: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub signing: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub previous_secrets: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub rate_limit: Option<i32>,
 }
 
 /// The columns a claim returns, in [`ClaimRow`]'s names; `d`, `w`, `e` alias deliveries,
@@ -148,7 +154,8 @@ pub(crate) const CLAIM_COLUMNS: &str = "d.id AS id, d.webhook_id AS webhook_id, 
      d.lease_until AS lease_until, w.url AS url, w.custom_headers AS custom_headers, \
      w.retry_policy AS retry_policy, w.retry_delay_seconds AS retry_delay_seconds, \
      w.retry_attempts AS retry_attempts, w.secret_sealed AS secret_sealed, \
-     e.envelope AS envelope";
+     e.envelope AS envelope, w.signing AS signing, w.previous_secrets AS previous_secrets, \
+     w.rate_limit AS rate_limit";
 
 impl ClaimRow {
     /// The claimed delivery; `None` when the event is gone (it cannot be sent).
@@ -173,6 +180,13 @@ impl ClaimRow {
             )
             .map_err(|_| bad())?,
             secret: self.secret_sealed.map(SealedSecret),
+            previous_secrets: crate::rows::previous_secrets(self.previous_secrets.as_deref())
+                .ok_or_else(bad)?,
+            signing: herald_domain::webhook::SigningScheme::parse(&self.signing).ok_or_else(bad)?,
+            rate_limit: match self.rate_limit {
+                None => None,
+                Some(n) => Some(u32::try_from(n).map_err(|_| bad())?),
+            },
             envelope: self.envelope.unwrap_or_default(),
             lease_until: self.lease_until.unwrap_or(0),
         })
@@ -244,6 +258,175 @@ macro_rules! delivery_store_impl {
         use herald_domain::webhook::Webhook;
         use herald_domain::{DeliveryId, Millis, OrgId, WebhookId};
 
+        /// What a batch of outcomes did beyond the deliveries themselves.
+        struct HealthEffects {
+            webhooks_changed: bool,
+            events_appended: bool,
+        }
+
+        /// Applies the outcomes to their webhooks' health (see `Health::after`), inside the
+        /// completion's transaction: disables (cancelling pending deliveries), holds a paused
+        /// webhook's deliveries behind one probe due when the cool-down ends, releases them when
+        /// the breaker closes, and appends the operational events — `delivery.failed` for each
+        /// dead letter too. A success that changes nothing but `lastSuccessAt` by less than a
+        /// second writes nothing, so a healthy endpoint costs one read per batch.
+        async fn apply_health(
+            conn: &mut $conn,
+            outcomes: &[AttemptOutcome],
+            policy: &herald_domain::health::HealthPolicy,
+            now: Millis,
+        ) -> diesel::QueryResult<HealthEffects> {
+            use crate::rows::HealthRow;
+            use herald_domain::health::{self, HealthChange};
+            let mut ids: Vec<String> = outcomes.iter().map(|o| o.webhook_id.to_string()).collect();
+            ids.sort();
+            ids.dedup();
+            let rows: Vec<HealthRow> = webhooks::table
+                .filter(webhooks::id.eq_any(&ids))
+                .select(HealthRow::as_select())
+                .load(conn)
+                .await?;
+            // A dead letter of an operational event is not announced: two failing webhooks
+            // would otherwise tell each other about each other's failures forever.
+            let dead: Vec<String> = outcomes
+                .iter()
+                .filter(|o| o.settlement == Settlement::Failed)
+                .map(|o| o.delivery_id.to_string())
+                .collect();
+            let quiet: Vec<String> = if dead.is_empty() {
+                Vec::new()
+            } else {
+                deliveries::table
+                    .filter(deliveries::id.eq_any(&dead))
+                    .select((deliveries::id, deliveries::event_type))
+                    .load::<(String, String)>(conn)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, t)| {
+                        herald_domain::event::EventType::parse(t)
+                            .is_some_and(herald_domain::event::EventType::is_operational)
+                    })
+                    .map(|(id, _)| id)
+                    .collect()
+            };
+            let mut events = Vec::new();
+            let mut webhooks_changed = false;
+            for row in rows {
+                let (Some(org), Some(id)) = (OrgId::parse(&row.organization_id), WebhookId::parse(&row.id)) else {
+                    continue;
+                };
+                let before = row.health();
+                let mut health = before.clone();
+                let mut active = row.active;
+                let mut disabled = None;
+                let mut hold = None;
+                let mut release = false;
+                for outcome in outcomes.iter().filter(|o| o.webhook_id == id) {
+                    let streak = health.consecutive_failures;
+                    match health.after(active, &outcome.record, policy, now) {
+                        Some(HealthChange::Disabled(reason)) => {
+                            active = false;
+                            disabled = Some(reason);
+                            events.push(health::disabled_event(&org, &id, reason, now));
+                        }
+                        Some(HealthChange::Paused { until }) => {
+                            hold = Some(until);
+                            events.push(health::breaker_event(&org, &id, true, health.consecutive_failures, now));
+                        }
+                        Some(HealthChange::Extended { until }) => hold = Some(until),
+                        Some(HealthChange::Resumed) => {
+                            hold = None;
+                            release = true;
+                            events.push(health::breaker_event(&org, &id, false, streak, now));
+                        }
+                        None => {}
+                    }
+                    if outcome.settlement == Settlement::Failed
+                        && !quiet.contains(&outcome.delivery_id.to_string())
+                    {
+                        events.push(health::delivery_failed_event(
+                            &org,
+                            &id,
+                            &outcome.delivery_id,
+                            &outcome.event_id,
+                            &outcome.record,
+                            now,
+                        ));
+                    }
+                }
+                let success_moved = match (before.last_success_at, health.last_success_at) {
+                    (Some(a), Some(b)) => b - a >= 1_000,
+                    (a, b) => a != b,
+                };
+                let same_but_success = health::Health { last_success_at: before.last_success_at, ..health.clone() } == before;
+                if disabled.is_none() && same_but_success && !success_moved {
+                    continue;
+                }
+                webhooks_changed = true;
+                let target = webhooks::table.filter(webhooks::id.eq(&row.id));
+                diesel::update(target)
+                    .set((
+                        webhooks::consecutive_failures.eq(health.consecutive_failures as i32),
+                        webhooks::failing_since.eq(health.failing_since),
+                        webhooks::last_success_at.eq(health.last_success_at),
+                        webhooks::paused_until.eq(health.paused_until),
+                        webhooks::cooldown_ms.eq(health.cooldown_ms),
+                    ))
+                    .execute(conn)
+                    .await?;
+                if let Some(reason) = disabled {
+                    diesel::update(target)
+                        .set((
+                            webhooks::active.eq(false),
+                            webhooks::disabled_reason.eq(Some(reason.as_str())),
+                            webhooks::updated_at.eq(now),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    super::queries::cancel_pending(conn, &row.id, now).await?;
+                    continue;
+                }
+                let pending = || {
+                    deliveries::table
+                        .filter(deliveries::webhook_id.eq(&row.id))
+                        .filter(sql::<Bool>("status = 'pending'"))
+                };
+                if let Some(until) = hold {
+                    // Everything waits past the probe; then the earliest is the probe.
+                    let held = until + policy.hold_margin_ms();
+                    diesel::update(pending().filter(deliveries::next_attempt_at.lt(held)))
+                        .set(deliveries::next_attempt_at.eq(Some(held)))
+                        .execute(conn)
+                        .await?;
+                    let probe: Option<String> = pending()
+                        .filter(deliveries::lease_owner.is_null())
+                        .order((deliveries::next_attempt_at.asc(), deliveries::id.asc()))
+                        .select(deliveries::id)
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    if let Some(probe) = probe {
+                        diesel::update(deliveries::table.filter(deliveries::id.eq(probe)))
+                            .set(deliveries::next_attempt_at.eq(Some(until)))
+                            .execute(conn)
+                            .await?;
+                    }
+                }
+                if release {
+                    diesel::update(pending().filter(deliveries::next_attempt_at.gt(now)))
+                        .set(deliveries::next_attempt_at.eq(Some(now)))
+                        .execute(conn)
+                        .await?;
+                }
+            }
+            let events_appended = !events.is_empty();
+            super::queries::append_in_tx(conn, &events).await?;
+            Ok(HealthEffects {
+                webhooks_changed,
+                events_appended,
+            })
+        }
+
         impl $store {
             /// Claims for either port method: `webhooks` are left out, or (`only`) the only
             /// ones taken.
@@ -309,15 +492,81 @@ macro_rules! delivery_store_impl {
                 &self,
                 owner: &str,
                 outcomes: &[AttemptOutcome],
+                policy: &herald_domain::health::HealthPolicy,
                 now: Millis,
             ) -> StoreResult<usize> {
                 if outcomes.is_empty() {
                     return Ok(0);
                 }
                 let mut conn = self.writer().await?;
-                $backend::complete(&mut conn, owner, outcomes, now)
+                let (written, effects) = conn
+                    .transaction::<_, diesel::result::Error, _>(async |conn| {
+                        let written = $backend::complete(conn, owner, outcomes, now).await?;
+                        let effects = apply_health(conn, outcomes, policy, now).await?;
+                        Ok((written, effects))
+                    })
                     .await
-                    .map_err(db_error)
+                    .map_err(db_error)?;
+                if effects.webhooks_changed {
+                    self.webhook_cache().invalidate();
+                }
+                if effects.events_appended {
+                    self.events_committed();
+                }
+                Ok(written)
+            }
+
+            async fn take_rate_slot(
+                &self,
+                webhook: &WebhookId,
+                limit: u32,
+                now: Millis,
+            ) -> StoreResult<bool> {
+                let mut conn = self.writer().await?;
+                let second = now.div_euclid(1000);
+                let taken = diesel::update(
+                    webhooks::table
+                        .filter(webhooks::id.eq(webhook.to_string()))
+                        .filter(
+                            webhooks::rate_window
+                                .is_null()
+                                .or(webhooks::rate_window.ne(second))
+                                .or(webhooks::rate_used.lt(limit as i32)),
+                        ),
+                )
+                .set((
+                    webhooks::rate_used.eq(diesel::dsl::sql::<diesel::sql_types::Integer>(&format!(
+                        "CASE WHEN rate_window = {second} THEN rate_used + 1 ELSE 1 END"
+                    ))),
+                    webhooks::rate_window.eq(Some(second)),
+                ))
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                Ok(taken > 0)
+            }
+
+            async fn defer_delivery(
+                &self,
+                owner: &str,
+                id: &DeliveryId,
+                until: Millis,
+            ) -> StoreResult<bool> {
+                let mut conn = self.writer().await?;
+                let n = diesel::update(
+                    deliveries::table
+                        .filter(deliveries::id.eq(id.to_string()))
+                        .filter(deliveries::lease_owner.eq(owner.to_owned())),
+                )
+                .set((
+                    deliveries::next_attempt_at.eq(Some(until)),
+                    deliveries::lease_owner.eq(None::<String>),
+                    deliveries::lease_until.eq(None::<i64>),
+                ))
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                Ok(n > 0)
             }
 
             async fn release_leases(&self, owner: &str, ids: &[DeliveryId]) -> StoreResult<usize> {
@@ -387,22 +636,32 @@ macro_rules! delivery_store_impl {
             async fn list_deliveries(
                 &self,
                 org: &OrgId,
-                webhook: &WebhookId,
-                status: Option<DeliveryStatus>,
-                cursor: Option<&DeliveryId>,
-                limit: usize,
+                webhook: Option<&WebhookId>,
+                q: &herald_domain::deliveries::DeliveryQuery,
             ) -> StoreResult<DeliveryPage> {
                 let mut conn = self.reader().await?;
                 let mut query = deliveries::table
                     .filter(deliveries::organization_id.eq(org.as_str().to_owned()))
-                    .filter(deliveries::webhook_id.eq(webhook.to_string()))
                     .into_boxed();
-                if let Some(status) = status {
+                if let Some(webhook) = webhook {
+                    query = query.filter(deliveries::webhook_id.eq(webhook.to_string()));
+                }
+                if let Some(status) = q.status {
                     query = query.filter(deliveries::status.eq(status.as_str()));
                 }
-                if let Some(cursor) = cursor {
+                if let Some(event) = q.event {
+                    query = query.filter(deliveries::event_type.eq(event.as_str()));
+                }
+                if let Some(since) = q.since {
+                    query = query.filter(deliveries::created_at.ge(since));
+                }
+                if let Some(until) = q.until {
+                    query = query.filter(deliveries::created_at.le(until));
+                }
+                if let Some(cursor) = &q.cursor {
                     query = query.filter(deliveries::id.lt(cursor.to_string()));
                 }
+                let limit = q.limit;
                 let rows: Vec<DeliveryRow> = query
                     .order(deliveries::id.desc())
                     .limit(limit as i64 + 1)
@@ -418,6 +677,77 @@ macro_rules! delivery_store_impl {
                     .collect::<Result<Vec<_>, _>>()?;
                 let next_cursor = if more { data.last().map(|d| d.id) } else { None };
                 Ok(DeliveryPage { data, next_cursor })
+            }
+
+            async fn attempt_tally(
+                &self,
+                org: &OrgId,
+                webhook: &WebhookId,
+                since: Millis,
+            ) -> StoreResult<herald_domain::deliveries::AttemptTally> {
+                use herald_domain::deliveries::{nearest_rank, AttemptTally, LATENCY_PERCENTILES};
+                let mut conn = self.reader().await?;
+                // Every delivery with an attempt in the window was attempted last within it.
+                let in_window = || {
+                    delivery_attempts::table
+                        .filter(
+                            delivery_attempts::delivery_id.eq_any(
+                                deliveries::table
+                                    .filter(deliveries::organization_id.eq(org.as_str().to_owned()))
+                                    .filter(deliveries::webhook_id.eq(webhook.to_string()))
+                                    .filter(deliveries::last_attempt_at.ge(since))
+                                    .select(deliveries::id),
+                            ),
+                        )
+                        .filter(delivery_attempts::started_at.ge(since))
+                };
+                let groups: Vec<(Option<i32>, Option<String>, i64)> = in_window()
+                    .group_by((delivery_attempts::status_code, delivery_attempts::error))
+                    .select((
+                        delivery_attempts::status_code,
+                        delivery_attempts::error,
+                        diesel::dsl::count_star(),
+                    ))
+                    .load(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                let mut tally = AttemptTally::default();
+                for (code, error, n) in groups {
+                    let n = n.max(0) as u64;
+                    let code = code.and_then(|c| u16::try_from(c).ok());
+                    if error.is_none() && code.is_some_and(|c| (200..300).contains(&c)) {
+                        tally.succeeded += n;
+                    } else {
+                        tally.failed += n;
+                    }
+                    if let Some(code) = code {
+                        *tally.by_status_code.entry(code).or_default() += n;
+                    }
+                }
+                let total = tally.succeeded + tally.failed;
+                if total > 0 {
+                    let mut latency = [0i64; 3];
+                    for (slot, p) in latency.iter_mut().zip(LATENCY_PERCENTILES) {
+                        *slot = in_window()
+                            .order(delivery_attempts::duration_ms.asc())
+                            .select(delivery_attempts::duration_ms)
+                            .offset(nearest_rank(p, total) as i64)
+                            .first(&mut conn)
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    tally.latency_ms = Some(latency);
+                }
+                let pending: i64 = deliveries::table
+                    .filter(deliveries::organization_id.eq(org.as_str().to_owned()))
+                    .filter(deliveries::webhook_id.eq(webhook.to_string()))
+                    .filter(sql::<Bool>("status = 'pending'"))
+                    .count()
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                tally.pending = pending.max(0) as u64;
+                Ok(tally)
             }
 
             async fn find_delivery(
@@ -601,6 +931,21 @@ macro_rules! delivery_store_impl {
 
             async fn prune_deliveries(&self, before: Millis) -> StoreResult<Pruned> {
                 let mut conn = self.writer().await?;
+                // Secrets whose rotation grace has wholly ended are erased here too (a list
+                // only partly expired is trimmed at the webhook's next rotation or update).
+                let erased = diesel::update(
+                    webhooks::table.filter(webhooks::previous_valid_until.le(crate::now_ms())),
+                )
+                .set((
+                    webhooks::previous_secrets.eq(None::<String>),
+                    webhooks::previous_valid_until.eq(None::<i64>),
+                ))
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                if erased > 0 {
+                    self.webhook_cache().invalidate();
+                }
                 let deliveries_removed = diesel::delete(
                     deliveries::table
                         .filter(sql::<Bool>("status <> 'pending'"))

@@ -137,9 +137,26 @@ macro_rules! store_impl {
                         let target = webhooks::table
                             .filter(webhooks::organization_id.eq(&row.organization_id))
                             .filter(webhooks::id.eq(&row.id));
+                        let was_active: Option<bool> = target
+                            .select(webhooks::active)
+                            .first(conn)
+                            .await
+                            .optional()?;
                         let changed = diesel::update(target).set(&row).execute(conn).await?;
                         if changed == 0 {
                             return Ok(false);
+                        }
+                        if row.active && was_active == Some(false) {
+                            // Reactivated: the failure streak and the breaker start afresh.
+                            diesel::update(target)
+                                .set((
+                                    webhooks::consecutive_failures.eq(0),
+                                    webhooks::failing_since.eq(None::<i64>),
+                                    webhooks::paused_until.eq(None::<i64>),
+                                    webhooks::cooldown_ms.eq(None::<i64>),
+                                ))
+                                .execute(conn)
+                                .await?;
                         }
                         match &secret {
                             SealedSecretChange::Keep => {}
@@ -155,6 +172,16 @@ macro_rules! store_impl {
                                     .execute(conn)
                                     .await?;
                             }
+                        }
+                        if row.previous_valid_until.is_none() {
+                            // The grace ended, the secret was removed or the scheme changed.
+                            diesel::update(target)
+                                .set((
+                                    webhooks::previous_secrets.eq(None::<String>),
+                                    webhooks::previous_valid_until.eq(None::<i64>),
+                                ))
+                                .execute(conn)
+                                .await?;
                         }
                         if !row.active {
                             cancel_pending(conn, &row.id, row.updated_at).await?;
@@ -178,10 +205,71 @@ macro_rules! store_impl {
                 self.webhook_cache().invalidate();
                 Ok(deleted.map_err(db_error)? > 0)
             }
+
+            async fn webhook_secrets(
+                &self,
+                org: &OrgId,
+                id: &WebhookId,
+            ) -> StoreResult<Option<StoredSecrets>> {
+                let mut conn = self.writer().await?;
+                let row: Option<(Option<String>, Option<String>)> = webhooks::table
+                    .filter(webhooks::organization_id.eq(org.as_str()))
+                    .filter(webhooks::id.eq(id.to_string()))
+                    .select((webhooks::secret_sealed, webhooks::previous_secrets))
+                    .first(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                row.map(|(current, previous)| {
+                    Ok(StoredSecrets {
+                        current: current.map(SealedSecret),
+                        previous: crate::rows::previous_secrets(previous.as_deref()).ok_or_else(
+                            || {
+                                herald_domain::StoreError::new(format!(
+                                    "stored secrets of webhook {id} cannot be read back"
+                                ))
+                            },
+                        )?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn replace_webhook_secrets(
+                &self,
+                org: &OrgId,
+                id: &WebhookId,
+                expected: Option<&SealedSecret>,
+                secrets: &StoredSecrets,
+                now: Millis,
+            ) -> StoreResult<bool> {
+                let mut conn = self.writer().await?;
+                let target = diesel::update(webhooks::table)
+                    .filter(webhooks::organization_id.eq(org.as_str().to_owned()))
+                    .filter(webhooks::id.eq(id.to_string()))
+                    .into_boxed();
+                let target = match expected {
+                    None => target.filter(webhooks::secret_sealed.is_null()),
+                    Some(sealed) => target.filter(webhooks::secret_sealed.eq(sealed.0.clone())),
+                };
+                let previous = (!secrets.previous.is_empty())
+                    .then(|| serde_json::to_string(&secrets.previous).expect("secrets serialize"));
+                let changed = target
+                    .set((
+                        webhooks::secret_sealed.eq(secrets.current.as_ref().map(|s| s.0.clone())),
+                        webhooks::previous_secrets.eq(previous),
+                        webhooks::previous_valid_until.eq(secrets.valid_until()),
+                        webhooks::updated_at.eq(now),
+                    ))
+                    .execute(&mut conn)
+                    .await;
+                self.webhook_cache().invalidate();
+                Ok(changed.map_err(db_error)? > 0)
+            }
         }
 
         /// Cancels a webhook's pending deliveries (it was deactivated).
-        async fn cancel_pending(
+        pub(crate) async fn cancel_pending(
             conn: &mut $conn,
             webhook_id: &str,
             now: Millis,

@@ -7,7 +7,7 @@ use herald_domain::api_key::ApiKey;
 use herald_domain::event::{Envelope, Me};
 use herald_domain::retry::{Backoff, RetryPolicy};
 use herald_domain::session::{Session, SessionStatus};
-use herald_domain::webhook::{CustomHeaders, EventFilter, Webhook, WebhookUrl};
+use herald_domain::webhook::{CustomHeaders, EventFilter, SigningScheme, Webhook, WebhookUrl};
 use herald_domain::{ApiKeyId, Capabilities, OrgId, SessionId, StoreError, WebhookId};
 
 fn corrupt(what: &str, id: &str) -> StoreError {
@@ -115,6 +115,50 @@ pub struct WebhookRow {
     pub retry_attempts: i32,
     pub created_at: i64,
     pub updated_at: i64,
+    pub signing: String,
+    /// Written only with the secrets themselves (rotation, removal), never by a plain update.
+    #[diesel(skip_update)]
+    pub previous_valid_until: Option<i64>,
+    pub disabled_reason: Option<String>,
+    pub rate_limit: Option<i32>,
+    /// Health is written by the dispatcher's completions (and cleared on reactivation), never
+    /// by a plain update, which could put back a stale streak.
+    #[diesel(skip_update)]
+    pub consecutive_failures: i32,
+    #[diesel(skip_update)]
+    pub failing_since: Option<i64>,
+    #[diesel(skip_update)]
+    pub last_success_at: Option<i64>,
+    #[diesel(skip_update)]
+    pub paused_until: Option<i64>,
+    #[diesel(skip_update)]
+    pub cooldown_ms: Option<i64>,
+}
+
+/// The health columns of a webhook row, as completions read and write them.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = webhooks)]
+pub struct HealthRow {
+    pub id: String,
+    pub organization_id: String,
+    pub active: bool,
+    pub consecutive_failures: i32,
+    pub failing_since: Option<i64>,
+    pub last_success_at: Option<i64>,
+    pub paused_until: Option<i64>,
+    pub cooldown_ms: Option<i64>,
+}
+
+impl HealthRow {
+    pub fn health(&self) -> herald_domain::health::Health {
+        herald_domain::health::Health {
+            consecutive_failures: u32::try_from(self.consecutive_failures).unwrap_or(0),
+            failing_since: self.failing_since,
+            last_success_at: self.last_success_at,
+            paused_until: self.paused_until,
+            cooldown_ms: self.cooldown_ms,
+        }
+    }
 }
 
 impl WebhookRow {
@@ -132,6 +176,15 @@ impl WebhookRow {
             retry_attempts: w.retry_policy.attempts() as i32,
             created_at: w.created_at,
             updated_at: w.updated_at,
+            signing: w.signing.as_str().to_owned(),
+            previous_valid_until: w.previous_secrets_valid_until,
+            disabled_reason: w.disabled_reason.map(|r| r.as_str().to_owned()),
+            rate_limit: w.rate_limit.map(|n| n as i32),
+            consecutive_failures: w.health.consecutive_failures as i32,
+            failing_since: w.health.failing_since,
+            last_success_at: w.health.last_success_at,
+            paused_until: w.health.paused_until,
+            cooldown_ms: w.health.cooldown_ms,
         }
     }
 
@@ -159,6 +212,24 @@ impl WebhookRow {
             custom_headers: CustomHeaders::parse(headers.into_iter().collect())
                 .map_err(|_| bad())?,
             retry_policy: policy,
+            signing: SigningScheme::parse(&self.signing).ok_or_else(bad)?,
+            previous_secrets_valid_until: self.previous_valid_until,
+            disabled_reason: match &self.disabled_reason {
+                None => None,
+                Some(r) => Some(herald_domain::health::DisabledReason::parse(r).ok_or_else(bad)?),
+            },
+            rate_limit: match self.rate_limit {
+                None => None,
+                Some(n) => Some(u32::try_from(n).map_err(|_| bad())?),
+            },
+            health: herald_domain::health::Health {
+                consecutive_failures: u32::try_from(self.consecutive_failures)
+                    .map_err(|_| bad())?,
+                failing_since: self.failing_since,
+                last_success_at: self.last_success_at,
+                paused_until: self.paused_until,
+                cooldown_ms: self.cooldown_ms,
+            },
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -218,9 +289,17 @@ impl NewDeliveryRow {
             event_type: event.event.as_str().to_owned(),
             status: "pending".to_owned(),
             attempts: 0,
-            next_attempt_at: Some(now),
+            next_attempt_at: Some(webhook.first_attempt_at(now)),
             created_at: now,
             updated_at: now,
         }
+    }
+}
+
+/// Reads the stored list of secrets in grace: `None` when it is corrupt.
+pub fn previous_secrets(stored: Option<&str>) -> Option<Vec<herald_domain::ports::PreviousSecret>> {
+    match stored {
+        None => Some(Vec::new()),
+        Some(text) => serde_json::from_str(text).ok(),
     }
 }

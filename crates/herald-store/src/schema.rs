@@ -42,6 +42,18 @@ diesel::table! {
         secret_sealed -> Nullable<Text>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        signing -> Text,
+        previous_secrets -> Nullable<Text>,
+        previous_valid_until -> Nullable<BigInt>,
+        disabled_reason -> Nullable<Text>,
+        rate_limit -> Nullable<Integer>,
+        consecutive_failures -> Integer,
+        failing_since -> Nullable<BigInt>,
+        last_success_at -> Nullable<BigInt>,
+        paused_until -> Nullable<BigInt>,
+        cooldown_ms -> Nullable<BigInt>,
+        rate_window -> Nullable<BigInt>,
+        rate_used -> Integer,
     }
 }
 

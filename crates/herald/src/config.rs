@@ -64,6 +64,9 @@ pub struct Config {
     /// (`HERALD_DELIVERY_LEASE_MARGIN_MS`, default 55 s so that, with a 5 s re-check, a dead
     /// dispatcher's work is attempted again within timeout + 60 s; only tests shorten it).
     pub delivery_lease_margin: Duration,
+    /// When endpoints are disabled and their breakers open (`HERALD_DISABLE_AFTER_HOURS`,
+    /// default 120, fractions accepted; `HERALD_BREAKER_FAILURES`, default 10).
+    pub health: herald_domain::health::HealthPolicy,
     /// How log lines are written (`HERALD_LOG_FORMAT`: `text`, the default, or `json`).
     pub log_format: LogFormat,
     /// Connection limits of the HTTP servers (`HERALD_HTTP_*`).
@@ -193,6 +196,7 @@ impl Default for Config {
             delivery_per_webhook: 16,
             delivery_slow_after: Duration::from_millis(1_000),
             delivery_lease_margin: Duration::from_secs(55),
+            health: herald_domain::health::HealthPolicy::default(),
             log_format: LogFormat::Text,
             http_limits: ConnectionLimits::default(),
             engine: EngineConfig::Simulator,
@@ -235,6 +239,18 @@ impl Config {
                     "HERALD_DELIVERY_ALLOW_PRIVATE={other} must be true or false"
                 )))
             }
+        };
+        let disable_after_hours = match get("HERALD_DISABLE_AFTER_HOURS") {
+            None => 120.0,
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|h| h.is_finite() && *h > 0.0 && *h <= 100_000.0)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "HERALD_DISABLE_AFTER_HOURS={v} must be a positive number of hours"
+                    ))
+                })?,
         };
         let jwks_url = get("HERALD_JWKS_URL");
         if let Some(url) = &jwks_url {
@@ -282,6 +298,12 @@ impl Config {
             delivery_lease_margin: Duration::from_millis(
                 parse_num("HERALD_DELIVERY_LEASE_MARGIN_MS", 55_000)?.max(1_000),
             ),
+            health: herald_domain::health::HealthPolicy {
+                disable_after_ms: (disable_after_hours * 3_600_000.0).round() as i64,
+                breaker_failures: parse_num("HERALD_BREAKER_FAILURES", 10)?.clamp(1, 1_000_000)
+                    as u32,
+                ..defaults.health
+            },
             log_format: LogFormat::from_lookup(&lookup)?,
             http_limits: ConnectionLimits {
                 header_timeout: Duration::from_millis(
@@ -338,6 +360,28 @@ mod tests {
         assert_eq!(c.database, Database::Sqlite("./data/herald.db".into()));
         assert_eq!(c.delivery_timeout, Duration::from_secs(10));
         assert!(c.private_destinations_allowed());
+    }
+
+    #[test]
+    fn endpoint_health_settings_accept_fractions_and_refuse_nonsense() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.health.disable_after_ms, 120 * 3_600_000);
+        assert_eq!(c.health.breaker_failures, 10);
+        let c = config(&[
+            ("HERALD_DISABLE_AFTER_HOURS", "0.5"),
+            ("HERALD_BREAKER_FAILURES", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.health.disable_after_ms, c.health.breaker_failures),
+            (1_800_000, 3)
+        );
+        for bad in ["0", "-1", "soon", "NaN"] {
+            assert!(
+                config(&[("HERALD_DISABLE_AFTER_HOURS", bad)]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub fn dispatcher_config(config: &Config) -> DispatcherConfig {
     settings.slow_after = config.delivery_slow_after;
     settings.retention = Duration::from_secs(u64::from(config.retention_days) * 24 * 3600);
     settings.lease_margin = config.delivery_lease_margin;
+    settings.health = config.health;
     settings
 }
 

@@ -152,8 +152,13 @@ async fn a_test_ping_is_signed_and_carries_exactly_the_documented_headers() {
         assert_eq!(log[0]["responseBody"], "ok");
         assert!(log[0]["durationMs"].as_i64().unwrap() >= 0);
 
-        // Without a secret nothing is signed.
-        let plain = create_webhook(&server, &token, json!({"url": receiver.url()})).await;
+        // Without a secret (an explicit null: an omitted one is generated) nothing is signed.
+        let plain = create_webhook(
+            &server,
+            &token,
+            json!({"url": receiver.url(), "secret": null}),
+        )
+        .await;
         test_ping(&server, &token, &plain).await;
         let unsigned = eventually("the unsigned ping", WAIT, || async {
             let all = receiver.received();

@@ -56,6 +56,9 @@ fn outcome(
 ) -> AttemptOutcome {
     AttemptOutcome {
         delivery_id: id,
+        // A webhook the store does not have: these outcomes leave health alone.
+        webhook_id: herald_domain::WebhookId::generate(),
+        event_id: herald_domain::EventId::generate(),
         record: AttemptRecord {
             attempt,
             started_at: NOW,
@@ -128,6 +131,7 @@ async fn claims_are_exclusive_and_only_the_holder_completes() {
             .complete_attempts(
                 "two",
                 &[outcome(target, 1, Some(200), Settlement::Succeeded)],
+                &herald_domain::health::HealthPolicy::default(),
                 NOW,
             )
             .await
@@ -140,6 +144,7 @@ async fn claims_are_exclusive_and_only_the_holder_completes() {
                     outcome(target, 1, Some(500), Settlement::RetryAt(NOW + 2_000)),
                     outcome(first[1].id, 1, Some(200), Settlement::Succeeded),
                 ],
+                &herald_domain::health::HealthPolicy::default(),
                 NOW,
             )
             .await
@@ -247,6 +252,7 @@ async fn dead_letters_recover_and_retention_keeps_what_is_pending() {
             .complete_attempts(
                 "me",
                 &[outcome(old_delivery, 1, Some(500), Settlement::Failed)],
+                &herald_domain::health::HealthPolicy::default(),
                 NOW,
             )
             .await
@@ -254,7 +260,12 @@ async fn dead_letters_recover_and_retention_keeps_what_is_pending() {
         store.release_leases("me", &[]).await.unwrap();
 
         let page = store
-            .list_deliveries(&org(), &hook.id, Some(DeliveryStatus::Failed), None, 10)
+            .list_deliveries(
+                &org(),
+                Some(&hook.id),
+                &herald_domain::deliveries::DeliveryQuery::parse(Some("failed"), Some("10"), None)
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(page.data.len(), 1, "{backend:?}");
@@ -275,6 +286,7 @@ async fn dead_letters_recover_and_retention_keeps_what_is_pending() {
             .complete_attempts(
                 "me",
                 &[outcome(old_delivery, 2, Some(200), Settlement::Succeeded)],
+                &herald_domain::health::HealthPolicy::default(),
                 NOW + 6,
             )
             .await
@@ -286,5 +298,46 @@ async fn dead_letters_recover_and_retention_keeps_what_is_pending() {
         let backlog = store.delivery_backlog(NOW + 10).await.unwrap();
         assert_eq!(backlog.pending, 1);
         assert_eq!(backlog.oldest_due_age_ms, 10);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_compare_and_set_and_housekeeping_erases_ended_graces() {
+    use herald_domain::ports::{PreviousSecret, SealedSecret, StoredSecrets};
+    for backend in BACKENDS {
+        let db = TestDb::new(backend).await;
+        let store = open(&db).await;
+        let hook = webhook();
+        let first = SealedSecret("sealed-first".into());
+        store.insert_webhook(&hook, Some(&first)).await.unwrap();
+        let ended = StoredSecrets {
+            current: Some(SealedSecret("sealed-second".into())),
+            previous: vec![PreviousSecret {
+                sealed: first.clone(),
+                until: 1,
+            }],
+        };
+        // Only a rotation that read the current secret may replace it.
+        let stale = SealedSecret("not-the-current-one".into());
+        assert!(!store
+            .replace_webhook_secrets(&org(), &hook.id, Some(&stale), &ended, NOW)
+            .await
+            .unwrap());
+        assert!(store
+            .replace_webhook_secrets(&org(), &hook.id, Some(&first), &ended, NOW)
+            .await
+            .unwrap());
+        let read = store.webhook_secrets(&org(), &hook.id).await.unwrap();
+        assert_eq!(read, Some(ended.clone()), "{backend:?}");
+        store.prune_deliveries(0).await.unwrap();
+        let read = store
+            .webhook_secrets(&org(), &hook.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.current, ended.current);
+        assert!(read.previous.is_empty(), "an ended grace is erased");
+        let other = OrgId::parse("org_other").unwrap();
+        assert_eq!(store.webhook_secrets(&other, &hook.id).await.unwrap(), None);
     }
 }

@@ -481,7 +481,11 @@ async fn catalogue_health_and_openapi_answer() {
             "poll.vote",
             "poll.vote.failed",
             "session.status",
-            "webhook.test"
+            "webhook.test",
+            "webhook.disabled",
+            "delivery.failed",
+            "webhook.paused",
+            "webhook.resumed"
         ]
     );
     assert_eq!(c.send("GET", "/healthz", None, None).await.status, 200);
