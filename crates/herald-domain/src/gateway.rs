@@ -398,16 +398,17 @@ impl Gateway {
         Ok(session)
     }
 
+    /// The one way a session's status is written, whether the engine answered a call or
+    /// reported on its own (the inbound path builds the same mutation): the row is locked with
+    /// the others a change touches, so status events are logged in the order they took effect.
     async fn write_status(&self, session: &Session, event: Envelope) -> Result<()> {
-        if !self
-            .store
-            .update_session(session, std::slice::from_ref(&event))
-            .await?
-        {
-            return Err(DomainError::NotFound("session"));
-        }
-        self.listener.events_committed(&session.organization_id);
-        Ok(())
+        let change = crate::message::Change {
+            organization_id: session.organization_id.clone(),
+            mutation: crate::message::Mutation::SessionStatus(session.clone()),
+            events: vec![event],
+            inbound: None,
+        };
+        self.commit_change(&change, "session").await.map(drop)
     }
 
     /// The `session.status` event for the session's current state, with the engine's status
@@ -509,6 +510,7 @@ impl Gateway {
             .revoke_api_key(Some(&caller.organization), &id, self.clock.now_ms())
             .await?
         {
+            self.listener.api_key_revoked(&id);
             Ok(())
         } else {
             Err(DomainError::NotFound("api key"))

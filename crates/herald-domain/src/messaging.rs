@@ -602,7 +602,7 @@ impl Gateway {
     /// Commits a change and wakes whoever waits for its events. `Ok(Some(id))` when its inbound
     /// key had already been recorded (nothing was written); `missing` names what a vanished
     /// target was, for the 404.
-    async fn commit_change(
+    pub(crate) async fn commit_change(
         &self,
         change: &Change,
         missing: &'static str,

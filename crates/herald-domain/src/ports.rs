@@ -140,8 +140,6 @@ pub trait SessionStore: Send + Sync {
     /// The session bound to an engine's session name, whatever its organization (for the
     /// engine's own webhook, which names only that).
     async fn find_session_by_engine(&self, engine_session: &str) -> StoreResult<Option<Session>>;
-    /// Writes a session's new status and `me`, with its events, in one transaction.
-    async fn update_session(&self, session: &Session, events: &[Envelope]) -> StoreResult<bool>;
     /// Deletes a session with its messages and votes. `false` if it did not exist.
     async fn delete_session(&self, org: &OrgId, id: &SessionId) -> StoreResult<bool>;
 }
@@ -391,6 +389,10 @@ pub trait ChangeListener: Send + Sync {
     fn deliveries_requeued(&self, org: &OrgId) {
         self.events_committed(org);
     }
+
+    /// An API key was revoked: whatever remembers verified keys in this process forgets it at
+    /// once, so the revoked token is refused from the next request on.
+    fn api_key_revoked(&self, _id: &ApiKeyId) {}
 }
 
 /// A listener that ignores everything (for tests and the CLI).

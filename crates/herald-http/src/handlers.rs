@@ -156,11 +156,7 @@ pub(crate) async fn dispatch(
             ))
         }
         Op::DeleteApiKey => {
-            let id = call.param(0).to_owned();
-            gateway.revoke_api_key(call.caller(), &id).await?;
-            if let Some(id) = herald_domain::ApiKeyId::parse(&id) {
-                state.auth.forget_api_key(&id);
-            }
+            gateway.revoke_api_key(call.caller(), call.param(0)).await?;
             Ok(empty_response(StatusCode::NO_CONTENT))
         }
         Op::ListDeliveries => {

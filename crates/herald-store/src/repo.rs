@@ -374,41 +374,6 @@ macro_rules! store_impl {
                 row.map(SessionRow::into_domain).transpose()
             }
 
-            async fn update_session(
-                &self,
-                session: &Session,
-                events: &[Envelope],
-            ) -> StoreResult<bool> {
-                let mut conn = self.writer().await?;
-                let row = SessionRow::new(session);
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    let n = diesel::update(
-                        sessions::table
-                            .filter(sessions::organization_id.eq(&row.organization_id))
-                            .filter(sessions::id.eq(&row.id)),
-                    )
-                    .set((
-                        sessions::status.eq(&row.status),
-                        sessions::me_id.eq(&row.me_id),
-                        sessions::updated_at.eq(row.updated_at),
-                    ))
-                    .execute(conn)
-                    .await?;
-                    if n == 0 {
-                        return Ok(false);
-                    }
-                    append_in_tx(conn, events).await?;
-                    Ok(true)
-                })
-                .await
-                .map_err(db_error)
-                .inspect(|updated| {
-                    if *updated {
-                        self.events_committed();
-                    }
-                })
-            }
-
             async fn delete_session(&self, org: &OrgId, id: &SessionId) -> StoreResult<bool> {
                 let mut conn = self.writer().await?;
                 let n = diesel::delete(

@@ -3,6 +3,7 @@
 
 use herald_domain::api_key::ApiKey;
 use herald_domain::event::{Envelope, EventType, Me};
+use herald_domain::message::{Change, ChangeOutcome, Mutation};
 use herald_domain::ports::{SealedSecret, SealedSecretChange, Store};
 use herald_domain::session::{Session, SessionStatus};
 use herald_domain::webhook::{Webhook, WebhookFields};
@@ -147,7 +148,19 @@ async fn sessions_change_state_together_with_their_events() {
             2_000,
             session.status_payload(),
         );
-        assert!(store.update_session(&session, &[working]).await.unwrap());
+        let status_change = |session: &Session, events: Vec<Envelope>| Change {
+            organization_id: session.organization_id.clone(),
+            mutation: Mutation::SessionStatus(session.clone()),
+            events,
+            inbound: None,
+        };
+        assert_eq!(
+            store
+                .apply_change(&status_change(&session, vec![working]))
+                .await
+                .unwrap(),
+            ChangeOutcome::Applied
+        );
         assert_eq!(
             store.find_session(&a, &session.id).await.unwrap(),
             Some(session.clone())
@@ -166,7 +179,13 @@ async fn sessions_change_state_together_with_their_events() {
             id: SessionId::generate(),
             ..session.clone()
         };
-        assert!(!store.update_session(&ghost, &[]).await.unwrap());
+        assert_eq!(
+            store
+                .apply_change(&status_change(&ghost, Vec::new()))
+                .await
+                .unwrap(),
+            ChangeOutcome::TargetMissing
+        );
 
         assert!(store.delete_session(&a, &session.id).await.unwrap());
         assert!(!store.delete_session(&a, &session.id).await.unwrap());

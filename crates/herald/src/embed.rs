@@ -15,7 +15,7 @@ use crate::dispatch::{BacklogWatcher, DeliveryMetricsSource, RunningDispatcher};
 use herald_auth::{ApiKeyAuthenticator, BearerAuthenticator};
 use herald_domain::events_log::{LogFilter, LogPosition};
 use herald_domain::gateway::Gateway;
-use herald_domain::ports::Engine;
+use herald_domain::ports::{Authenticator, Engine};
 use herald_domain::{Capability, DomainError, EventId, Principal};
 use herald_http::error::ApiError;
 use herald_http::live::{Feed, FeedEnd};
@@ -75,7 +75,15 @@ impl HeraldBuilder {
             start_jwks(verifier).await;
             bearer = bearer.with_jwt(verifier.clone());
         }
-        let mut state = AppState::new(parts.gateway.clone(), Arc::new(bearer));
+        let auth = Arc::new(bearer);
+        // A key revoked through the use cases (over HTTP or by the host) is forgotten at once.
+        let forget = Arc::downgrade(&auth);
+        parts.wakeups.on_api_key_revoked(move |id| {
+            if let Some(auth) = forget.upgrade() {
+                auth.forget_api_key(id);
+            }
+        });
+        let mut state = AppState::new(parts.gateway.clone(), auth);
         state.cors_origins = config.cors_origins.clone();
         state.limits = config.http_limits;
         state.metrics.push(parts.engine_metrics.clone());

@@ -4,18 +4,22 @@
 //! through [`Wakeups::commit_seen`] (the dispatcher has its own listener and lanes).
 
 use herald_domain::ports::ChangeListener;
-use herald_domain::OrgId;
+use herald_domain::{ApiKeyId, OrgId};
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
 /// A callback run on every commit (see [`Wakeups::subscribe`]).
 type Subscriber = Arc<dyn Fn() + Send + Sync>;
 
+/// A callback run when an API key is revoked (see [`Wakeups::on_api_key_revoked`]).
+type Revoked = Arc<dyn Fn(&ApiKeyId) + Send + Sync>;
+
 /// Wakes local waiters when events are committed.
 #[derive(Default)]
 pub struct Wakeups {
     subscribers: RwLock<Vec<Subscriber>>,
     requeued: RwLock<Vec<Subscriber>>,
+    revoked: RwLock<Vec<Revoked>>,
     /// Bumped on every commit, local or (through Postgres `NOTIFY`) on another replica; any
     /// number of watchers (the live event hub) see each change.
     commits: watch::Sender<u64>,
@@ -41,6 +45,15 @@ impl Wakeups {
             .push(Arc::new(wake));
     }
 
+    /// Runs `forget` with the id of every API key revoked in this process from now on (the
+    /// authenticator's cache of verified keys).
+    pub fn on_api_key_revoked(&self, forget: impl Fn(&ApiKeyId) + Send + Sync + 'static) {
+        self.revoked
+            .write()
+            .expect("revocation subscribers")
+            .push(Arc::new(forget));
+    }
+
     /// A receiver that changes whenever events are committed anywhere.
     pub fn watch_commits(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()
@@ -64,6 +77,12 @@ impl ChangeListener for Wakeups {
     fn deliveries_requeued(&self, _org: &OrgId) {
         for wake in self.requeued.read().expect("wake-up subscribers").iter() {
             wake();
+        }
+    }
+
+    fn api_key_revoked(&self, id: &ApiKeyId) {
+        for forget in self.revoked.read().expect("revocation subscribers").iter() {
+            forget(id);
         }
     }
 }
