@@ -220,6 +220,7 @@ impl Gateway {
         {
             self.check_destination(&url)?;
         }
+        self.check_patch_values(caller, &fields)?;
         let current = self.find_webhook(&caller.organization, id).await?;
         let change = fields.apply(current, self.clock.now_ms())?;
         self.check_session_scope(caller, &change.webhook).await?;
@@ -231,6 +232,24 @@ impl Gateway {
             return Err(DomainError::NotFound("webhook"));
         }
         Ok(change.webhook)
+    }
+
+    /// The request values of a patch, checked before the webhook is looked up (422 comes before
+    /// 404) by applying them to a stand-in webhook. Only a secret's form depends on the stored
+    /// webhook (its signing scheme), so it is checked here only when the patch names the scheme.
+    fn check_patch_values(&self, caller: &Principal, fields: &WebhookFields) -> Result<()> {
+        let now = self.clock.now_ms();
+        let stand_in = WebhookFields {
+            url: Some("https://stand-in.invalid/".into()),
+            ..WebhookFields::default()
+        }
+        .create(WebhookId::generate(), caller.organization.clone(), now)?
+        .webhook;
+        let values = WebhookFields {
+            secret: fields.signing.as_ref().and(fields.secret.clone()),
+            ..fields.clone()
+        };
+        values.apply(stand_in, now).map(drop)
     }
 
     /// Deletes a webhook (its pending deliveries are cancelled).

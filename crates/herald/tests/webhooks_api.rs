@@ -330,6 +330,31 @@ async fn tokens_and_capabilities_are_checked_before_anything_else() {
         assert_eq!((r.status, r.error_code()), (405, "method_not_allowed"));
         let r = c.get("/api/v1/nowhere", &acme.manage).await;
         assert_eq!((r.status, r.error_code()), (404, "not_found"));
+
+        // 422 wins over 404: a bad value on a missing webhook names the value.
+        let missing = "/api/v1/webhooks/wh_01J9ZX9M5B7D3F1H8K2N4Q6S8T";
+        for (body, field) in [
+            (json!({"url": "ftp://example.com/"}), "url"),
+            (json!({"events": ["no.such.event"]}), "events"),
+            (
+                json!({"retryPolicy": {"attempts": 0}}),
+                "retryPolicy.attempts",
+            ),
+            (json!({"rateLimit": 0}), "rateLimit"),
+            (json!({"signing": "standard", "secret": "short"}), "secret"),
+        ] {
+            let r = c.patch(missing, &acme.manage, &body).await;
+            assert_eq!(
+                (r.status, r.error_code()),
+                (422, "validation_error"),
+                "{body}"
+            );
+            assert_eq!(r.json["error"]["details"]["field"], field, "{body}");
+        }
+        let fine = c
+            .patch(missing, &acme.manage, &json!({"active": false}))
+            .await;
+        assert_eq!(fine.status, 404);
     })
     .await;
 }
