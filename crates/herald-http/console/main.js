@@ -148,7 +148,7 @@ class Shell {
     // days; a later expiry is left to Herald's 401.)
     const left = me.expiresAt ? me.expiresAt - Date.now() : null;
     this.expiry = left !== null && left < 2 ** 31
-      ? setTimeout(() => refused(`the login token expired at ${new Date(me.expiresAt).toLocaleString()}`), Math.max(0, left))
+      ? setTimeout(() => stop(`The login token expired at ${new Date(me.expiresAt).toLocaleString()}. Paste a new token to continue.`), Math.max(0, left))
       : null;
     if (this.live) {
       this.live.onStatus((s) => {

@@ -895,6 +895,20 @@ async fn the_console_in_a_real_browser() {
     let message = b.wait_for_text("#signin-message", "refused").await;
     assert!(message.contains("the JWT has expired"), "{message}");
     assert_eq!(s.count("header").await, 0);
+    // One that lapses while its view is open: the console signs out by itself, not keeping
+    // the list on screen as if it were current.
+    let mut brief = claims(ORG, "admin");
+    brief["exp"] = json!(now_s() + 4);
+    s.sign_in(&key.sign(&brief)).await;
+    b.wait_for(".webhook").await;
+    // (Whichever notices first: the console's own clock, or Herald closing the live socket.)
+    b.wait_for_text("#signin-message", "expired").await;
+    assert_eq!(s.count(".webhook, header").await, 0);
+    assert_eq!(
+        b.execute("return sessionStorage.getItem('herald.token');", json!([]))
+            .await,
+        Value::Null
+    );
 
     // Nothing the console did broke its own security policy.
     let log = b.console_log().await;
