@@ -695,6 +695,46 @@ async fn the_console_in_a_real_browser() {
     assert!(!hash.as_str().unwrap().contains("webhook="), "{hash}");
     s.both_widths("deliveries-org", "#delivery-list a.tr").await;
 
+    // A receiver that answers 410 Gone: its webhook is disabled, and the live events say so
+    // in a line each.
+    let gone = Receiver::start(Behaviour::Status(410)).await;
+    let doomed = server
+        .client
+        .post(
+            "/api/v1/webhooks",
+            &admin,
+            &json!({"url": gone.url(), "events": ["webhook.test"]}),
+        )
+        .await;
+    assert_eq!(doomed.status, 201, "{:?}", doomed.json);
+    let gone_id = doomed.json["id"].as_str().unwrap().to_owned();
+    s.show("#live").await;
+    b.wait_for("#event-list").await;
+    server.ping_webhook(&admin, &gone_id).await;
+    b.wait_for_text(
+        "#event-list .event[data-type='webhook.disabled'] .event-text",
+        &format!("webhook {gone_id} disabled (gone)"),
+    )
+    .await;
+    b.wait_for_text(
+        "#event-list .event[data-type='delivery.failed'] .event-text",
+        "(last: HTTP 410)",
+    )
+    .await;
+    s.show("#webhooks").await;
+    b.wait_for_text(&format!(".webhook[data-id='{gone_id}']"), "disabled: gone")
+        .await;
+    b.wait_for_text(
+        &format!(".webhook[data-id='{gone_id}']"),
+        "its receiver answered 410 Gone",
+    )
+    .await;
+    let deleted = server
+        .client
+        .delete(&format!("/api/v1/webhooks/{gone_id}"), &admin)
+        .await;
+    assert_eq!(deleted.status, 204);
+
     // Sessions: create one in the console; one in SCAN_QR asks for its QR code (the simulator
     // has none, which the card says).
     s.show("#sessions").await;
