@@ -33,11 +33,14 @@ export function listPath(filters, cursor) {
   return `deliveries?${query}`;
 }
 
-/** A `datetime-local` input's value as epoch ms (as a string), or '' when empty or invalid. */
-function epochOf(input) {
+/**
+ * A `datetime-local` input's value as epoch ms (as a string), or '' when empty or invalid.
+ * The input has minute precision, so an upper bound (`end`) covers its whole minute.
+ */
+function epochOf(input, end = false) {
   if (!input.value) return '';
   const ms = new Date(input.value).getTime();
-  return Number.isFinite(ms) ? String(ms) : '';
+  return Number.isFinite(ms) ? String(end ? ms + 59999 : ms) : '';
 }
 
 function list(container, params, ctx) {
@@ -54,6 +57,8 @@ function list(container, params, ctx) {
   let cursor = '';
   // Webhook id → URL, to name each row's webhook in the organization-wide list.
   const urls = new Map();
+  // The page on screen, to redraw when the URLs arrive after it.
+  let shown = null;
 
   const webhookSelect = h('select', { id: 'dl-webhook', onchange: () => refilter() },
     h('option', { value: '' }, 'all webhooks'),
@@ -76,7 +81,7 @@ function list(container, params, ctx) {
       status: statusSelect.value,
       event: eventSelect.value,
       since: epochOf(since),
-      until: epochOf(until),
+      until: epochOf(until, true),
     }));
   }
 
@@ -105,6 +110,8 @@ function list(container, params, ctx) {
       if (!alive) return;
       if (hooks) {
         for (const w of hooks.data) urls.set(w.id, w.url);
+        // The list may have been drawn first, naming webhooks by id: name them by URL now.
+        if (shown) drawRows(shown);
         replace(webhookSelect,
           h('option', { value: '' }, 'all webhooks'),
           hooks.data.map((w) => h('option', { value: w.id, selected: w.id === filters.webhook }, w.url)));
@@ -131,6 +138,7 @@ function list(container, params, ctx) {
   }
 
   function drawRows(deliveries) {
+    shown = deliveries;
     if (!deliveries.length) {
       replace(rows, notice('info', cursors.length ? 'No older deliveries.' : 'No deliveries match.'));
       return;

@@ -18,6 +18,7 @@
 //! 1440 px wide for sideways overflow and saved under `target/console-screenshots/`. The first
 //! load's transfer size and time to the webhook list are printed.
 
+use herald_testkit::browser;
 use herald_testkit::jwks::{claims, now_s};
 use herald_testkit::waha::WahaDouble;
 use herald_testkit::{
@@ -675,25 +676,42 @@ async fn the_console_in_a_real_browser() {
     b.wait_for("#delivery-list a.tr").await;
     b.wait_for("#dl-event option[value='message']").await;
     b.click("#dl-event option[value='message']").await;
-    eventually("only message deliveries", Duration::from_secs(10), || async {
-        let events = b
-            .execute(
-                "return [...document.querySelectorAll('#delivery-list a.tr > span:nth-child(2)')]                 .map((s) => s.textContent);",
-                json!([]),
-            )
-            .await;
-        let events = events.as_array().cloned().unwrap_or_default();
-        (events.len() == messages
-            && events.iter().all(|e| {
-                let e = e.as_str().unwrap_or("");
-                e.starts_with("message · ") && e.contains(&receiver.url())
-            }))
-        .then_some(())
-    })
+    // Every row is a message delivery, named by its webhook's URL (the list may be drawn
+    // before the URLs arrive; it is redrawn then). On failure, say what was on screen.
+    let last = std::sync::Mutex::new(Value::Null);
+    let settled = tokio::time::timeout(
+        browser::WAIT,
+        eventually("only message deliveries", 2 * browser::WAIT, || async {
+            let seen = b
+                .execute(
+                    "return { hash: location.hash, rows: [...document.querySelectorAll(\
+                     '#delivery-list a.tr > span:nth-child(2)')].map((s) => s.textContent) };",
+                    json!([]),
+                )
+                .await;
+            let rows = seen["rows"].as_array().cloned().unwrap_or_default();
+            *last.lock().unwrap() = seen;
+            (rows.len() == messages
+                && rows.iter().all(|e| {
+                    let e = e.as_str().unwrap_or("");
+                    e.starts_with("message · ") && e.contains(&receiver.url())
+                }))
+            .then_some(())
+        }),
+    )
     .await;
+    assert!(
+        settled.is_ok(),
+        "only the {messages} message deliveries, at last: {}",
+        last.lock().unwrap()
+    );
     let hash = b.execute("return location.hash;", json!([])).await;
     assert!(!hash.as_str().unwrap().contains("webhook="), "{hash}");
     s.both_widths("deliveries-org", "#delivery-list a.tr").await;
+    // A creation window that ended long ago holds none of them.
+    s.show("#deliveries?event=message&until=1000").await;
+    b.wait_for_text("#delivery-list", "No deliveries match")
+        .await;
 
     // A receiver that answers 410 Gone: its webhook is disabled, and the live events say so
     // in a line each.
