@@ -1,10 +1,12 @@
-// Deliveries: one webhook's delivery list with the status filter, paged by cursor (one page
-// of at most PAGE rows in memory, however many deliveries exist); each delivery's attempt
-// timeline with status codes, errors, durations and response bodies; retry one; recover the
-// failed deliveries of a time window.
+// Deliveries: the organization's deliveries — all webhooks, or one — filtered by status,
+// event type and creation time, paged by cursor (one page of at most PAGE rows in memory,
+// however many deliveries exist); each delivery's attempt timeline with status codes, errors,
+// durations and response bodies; retry one; recover the failed deliveries of a time window.
 //
-// The filters live in the URL hash (`#deliveries?webhook=…&status=…`); `listPath` turns them
-// into the API query, so a new filter is one form control plus one line there.
+// The filters live in the URL hash (`#deliveries?webhook=…&status=…&event=…&since=…&until=…`);
+// `listPath` turns them into the API query, so a new filter is one form control plus one line
+// there. The list needs only `read` (the organization-wide list); a delivery's detail, retry
+// and recover need `manage`.
 
 import { api, describe, seg, Stale } from './api.js';
 import { badge, field, h, localInput, notice, pretty, replace, time } from './dom.js';
@@ -15,71 +17,115 @@ const STATUS_KIND = { succeeded: 'ok', failed: 'bad', cancelled: 'off', pending:
 
 export function mount(container, route, ctx) {
   const [webhookId, deliveryId] = route.segments;
-  if (webhookId && deliveryId) return detail(container, webhookId, deliveryId, ctx);
+  if (webhookId && deliveryId && ctx.can('manage')) return detail(container, webhookId, deliveryId, ctx);
   return list(container, route.params, ctx);
 }
 
 /** The API path of one page of the list for `filters`, starting at `cursor`. */
 export function listPath(filters, cursor) {
   const query = new URLSearchParams({ limit: String(PAGE) });
+  if (filters.webhook) query.set('webhookId', filters.webhook);
   if (filters.status) query.set('status', filters.status);
+  if (filters.event) query.set('event', filters.event);
+  if (filters.since) query.set('since', filters.since);
+  if (filters.until) query.set('until', filters.until);
   if (cursor) query.set('cursor', cursor);
-  return `webhooks/${seg(filters.webhook)}/deliveries?${query}`;
+  return `deliveries?${query}`;
+}
+
+/**
+ * A `datetime-local` input's value as epoch ms (as a string), or '' when empty or invalid.
+ * The input has minute precision, so an upper bound (`end`) covers its whole minute.
+ */
+function epochOf(input, end = false) {
+  if (!input.value) return '';
+  const ms = new Date(input.value).getTime();
+  return Number.isFinite(ms) ? String(end ? ms + 59999 : ms) : '';
 }
 
 function list(container, params, ctx) {
-  const filters = { webhook: params.get('webhook') || '', status: params.get('status') || '' };
+  const filters = {
+    webhook: params.get('webhook') || '',
+    status: params.get('status') || '',
+    event: params.get('event') || '',
+    since: params.get('since') || '',
+    until: params.get('until') || '',
+  };
   let alive = true;
   // The cursors of the pages before the current one, so "Newer" can go back.
   const cursors = [];
   let cursor = '';
+  // Webhook id → URL, to name each row's webhook in the organization-wide list.
+  const urls = new Map();
+  // The page on screen, to redraw when the URLs arrive after it.
+  let shown = null;
 
-  const webhookSelect = h('select', { id: 'dl-webhook', onchange: () => refilter() });
+  const webhookSelect = h('select', { id: 'dl-webhook', onchange: () => refilter() },
+    h('option', { value: '' }, 'all webhooks'),
+    filters.webhook ? h('option', { value: filters.webhook, selected: true }, filters.webhook) : null);
   const statusSelect = h('select', { id: 'dl-status', onchange: () => refilter() },
     h('option', { value: '' }, 'any status'),
     STATUSES.map((s) => h('option', { value: s, selected: s === filters.status }, s)));
+  const eventSelect = h('select', { id: 'dl-event', onchange: () => refilter() },
+    h('option', { value: '' }, 'any event'),
+    filters.event ? h('option', { value: filters.event, selected: true }, filters.event) : null);
+  const since = h('input', { type: 'datetime-local', id: 'dl-since', value: filters.since ? localInput(Number(filters.since)) : '', onchange: () => refilter() });
+  const until = h('input', { type: 'datetime-local', id: 'dl-until', value: filters.until ? localInput(Number(filters.until)) : '', onchange: () => refilter() });
   const rows = h('div', { class: 'table', id: 'delivery-list' });
   const pager = h('div', { class: 'pager' });
   const status = h('div', { class: 'status-line' });
 
   function refilter() {
-    ctx.go(ctx.link('deliveries', [], { webhook: webhookSelect.value, status: statusSelect.value }));
+    ctx.go(ctx.link('deliveries', [], {
+      webhook: webhookSelect.value,
+      status: statusSelect.value,
+      event: eventSelect.value,
+      since: epochOf(since),
+      until: epochOf(until, true),
+    }));
   }
 
   replace(container,
     h('div', { class: 'toolbar' },
       h('h2', null, 'Deliveries'),
+      h('button', { type: 'button', class: 'secondary', onclick: () => load() }, 'Refresh')),
+    h('div', { class: 'filters', id: 'dl-filters' },
       h('label', null, 'Webhook ', webhookSelect),
       h('label', null, 'Status ', statusSelect),
-      h('button', { type: 'button', class: 'secondary', onclick: () => load() }, 'Refresh')),
+      h('label', null, 'Event ', eventSelect),
+      h('label', null, 'Created from ', since),
+      h('label', null, 'until ', until)),
     status,
     filters.webhook && ctx.can('manage') ? recoverForm(filters.webhook, status) : null,
     rows,
     pager);
 
   (async () => {
+    // The choices for the selects; the list itself does not wait for them.
     try {
-      const hooks = await api.get('webhooks');
+      const [hooks, types] = await Promise.all([
+        ctx.can('manage') ? api.get('webhooks') : null,
+        api.get('event-types'),
+      ]);
       if (!alive) return;
-      if (!filters.webhook && hooks.data.length) {
-        history.replaceState(null, '', ctx.link('deliveries', [], { ...filters, webhook: hooks.data[0].id }));
-        ctx.go(location.hash);
-        return;
+      if (hooks) {
+        for (const w of hooks.data) urls.set(w.id, w.url);
+        // The list may have been drawn first, naming webhooks by id: name them by URL now.
+        if (shown) drawRows(shown);
+        replace(webhookSelect,
+          h('option', { value: '' }, 'all webhooks'),
+          hooks.data.map((w) => h('option', { value: w.id, selected: w.id === filters.webhook }, w.url)));
       }
-      replace(webhookSelect, hooks.data.map((w) =>
-        h('option', { value: w.id, selected: w.id === filters.webhook }, w.url)));
-      if (!hooks.data.length) {
-        replace(rows, notice('info', 'No webhooks yet: deliveries appear once a webhook exists.'));
-        return;
-      }
-      load();
+      replace(eventSelect,
+        h('option', { value: '' }, 'any event'),
+        types.data.map((t) => h('option', { value: t.name, selected: t.name === filters.event }, t.name)));
     } catch (error) {
-      if (alive && !(error instanceof Stale)) replace(rows, notice('error', describe(error)));
+      if (alive && !(error instanceof Stale)) replace(status, notice('error', describe(error)));
     }
   })();
+  load();
 
   async function load() {
-    if (!filters.webhook) return;
     replace(rows, h('p', { class: 'loading' }, 'Loading deliveries…'));
     try {
       const page = await api.get(listPath(filters, cursor));
@@ -92,19 +138,21 @@ function list(container, params, ctx) {
   }
 
   function drawRows(deliveries) {
+    shown = deliveries;
     if (!deliveries.length) {
       replace(rows, notice('info', cursors.length ? 'No older deliveries.' : 'No deliveries match.'));
       return;
     }
+    const manage = ctx.can('manage');
     replace(rows,
       h('div', { class: 'tr th' },
-        h('span', null, 'Created'), h('span', null, 'Event'), h('span', null, 'Status'),
+        h('span', null, 'Created'), h('span', null, 'Event · webhook'), h('span', null, 'Status'),
         h('span', null, 'Attempts'), h('span', null, 'Last result'), h('span', null, 'Next attempt')),
-      deliveries.map((d) => h('a', {
-        class: 'tr', href: ctx.link('deliveries', [d.webhookId, d.id]), 'data-id': d.id,
+      deliveries.map((d) => h(manage ? 'a' : 'div', {
+        class: 'tr', href: manage ? ctx.link('deliveries', [d.webhookId, d.id]) : null, 'data-id': d.id,
       },
       h('span', null, time(d.createdAt)),
-      h('span', null, d.event),
+      h('span', null, d.event, filters.webhook ? null : h('span', { class: 'muted small-text' }, ` · ${urls.get(d.webhookId) || d.webhookId}`)),
       h('span', null, badge(d.status, STATUS_KIND[d.status])),
       h('span', null, String(d.attempts)),
       h('span', null, lastResult(d)),

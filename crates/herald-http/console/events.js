@@ -66,7 +66,20 @@ export function summary(event) {
       return `${v.voter} voted ${(v.selectedOptions || []).join(', ') || 'nothing (cleared)'}`;
     }
     case 'session.status':
-      return `session is ${p.status}${p.me && p.me.id ? ` as ${p.me.id}` : ''}`;
+      return `session is ${p.status}${p.me && p.me.id ? ` as ${p.me.id}` : ''}${p.reason ? ` (${p.reason})` : ''}`;
+    case 'message.ack':
+      return `message ${p.id} in ${p.chat}: ${p.ackName ?? p.ack}`;
+    case 'poll.vote.failed':
+      return `a vote on poll ${(p.poll && p.poll.id) || '?'} could not be applied`;
+    case 'webhook.disabled':
+      return `webhook ${p.webhookId} disabled (${p.reason})`;
+    case 'delivery.failed':
+      return `delivery ${p.deliveryId} to webhook ${p.webhookId} failed for good after ${p.attempts} attempts` +
+        ` (last: ${p.lastStatusCode !== null && p.lastStatusCode !== undefined ? `HTTP ${p.lastStatusCode}` : p.lastError || 'no answer'})`;
+    case 'webhook.paused':
+      return `webhook ${p.webhookId} paused after ${p.consecutiveFailures} failures in a row`;
+    case 'webhook.resumed':
+      return `webhook ${p.webhookId} resumed (its probe succeeded)`;
     default:
       return preview(p);
   }

@@ -17,7 +17,7 @@ import * as polls from './polls.js';
 /** The tabs, in order; a tab shows when the token holds any capability in `needs`. */
 const VIEWS = [
   { id: 'webhooks', title: 'Webhooks', needs: ['manage'], module: webhooks },
-  { id: 'deliveries', title: 'Deliveries', needs: ['manage'], module: deliveries },
+  { id: 'deliveries', title: 'Deliveries', needs: ['read', 'manage'], module: deliveries },
   { id: 'live', title: 'Live events', needs: ['read'], module: events },
   { id: 'sessions', title: 'Sessions', needs: ['read'], module: sessions },
   { id: 'polls', title: 'Polls', needs: ['read'], module: polls },
@@ -143,6 +143,13 @@ class Shell {
       this.main);
     this.onHash = () => this.route();
     window.addEventListener('hashchange', this.onHash);
+    // A login token ends at its expiry even if nothing is asked of Herald then: sign out at
+    // that moment rather than keep showing data as if it were current. (Timers cap at ~24.8
+    // days; a later expiry is left to Herald's 401.)
+    const left = me.expiresAt ? me.expiresAt - Date.now() : null;
+    this.expiry = left !== null && left < 2 ** 31
+      ? setTimeout(() => stop(`The login token expired at ${new Date(me.expiresAt).toLocaleString()}. Paste a new token to continue.`), Math.max(0, left))
+      : null;
     if (this.live) {
       this.live.onStatus((s) => {
         status.textContent = s.message;
@@ -181,6 +188,7 @@ class Shell {
   }
 
   teardown() {
+    clearTimeout(this.expiry);
     window.removeEventListener('hashchange', this.onHash);
     if (this.cleanup) this.cleanup();
     if (this.live) this.live.stop();

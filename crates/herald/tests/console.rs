@@ -4,17 +4,23 @@
 //! headers, and `GET /api/v1/me` describes API keys and login tokens.
 //!
 //! With headless Chromium driven over WebDriver ([`herald_testkit::browser`]), one browser
-//! session walks through the console: sign in; create a webhook pointed at a local receiver;
-//! ping it and read the failed attempt (and the receiver's markup reply, as text) in the
-//! timeline; retry it into a success; page through the delivery list by cursor; watch live
-//! events arrive — a message body that is markup shows as text and runs nothing — and resume
-//! after the server restarts; see sessions (and the QR placeholder) and a poll's tally as bars,
-//! updated live; a viewer sees no control it cannot use; a revoked and an expired token are
-//! refused with a message and nothing of the old view stays. Every page is checked at 360 and
+//! session walks through the console: sign in; create a webhook pointed at a local receiver
+//! and see its generated secret once; rotate the secret and see the new one once (and neither
+//! after a reload); ping it and read the failed attempt (and the receiver's markup reply, as
+//! text) in the timeline; retry it into a success; see its health badge turn to failing and
+//! its stats; page through the delivery list by cursor; watch live events arrive — a message
+//! body that is markup shows as text and runs nothing — and resume after the server restarts;
+//! filter the organization's deliveries by event type; see sessions and a poll's tally as
+//! bars, updated live; a viewer sees no control it cannot use; a revoked and an expired token
+//! are refused with a message and nothing of the old view stays. A second, shorter session
+//! runs Herald with the WAHA engine against the WAHA double: a session waiting for its scan
+//! shows its QR code, and a failed one can be restarted. Every page is checked at 360 and
 //! 1440 px wide for sideways overflow and saved under `target/console-screenshots/`. The first
 //! load's transfer size and time to the webhook list are printed.
 
+use herald_testkit::browser;
 use herald_testkit::jwks::{claims, now_s};
+use herald_testkit::waha::WahaDouble;
 use herald_testkit::{
     eventually, Backend, Behaviour, Browser, JwksServer, Receiver, SigningKey, TestServer,
 };
@@ -86,6 +92,7 @@ async fn the_console_is_served_with_its_security_and_caching_headers() {
         "events.js",
         "sessions.js",
         "polls.js",
+        "qrcode.js",
         "console.css",
     ] {
         let file = c.send("GET", &format!("/console/{name}"), None, None).await;
@@ -228,6 +235,18 @@ impl Session {
     }
 }
 
+/// The secret the page shows once (the value of its read-only box).
+async fn secret_shown(s: &Session) -> String {
+    let value = s
+        .browser
+        .execute(
+            "return document.getElementById('secret-value').value;",
+            json!([]),
+        )
+        .await;
+    value.as_str().unwrap().to_owned()
+}
+
 /// Reports an inbound event on `session` with the `ingest` key; returns its event id.
 async fn ingest(server: &TestServer, token: &str, session: &str, body: Value) -> String {
     let reply = server
@@ -279,6 +298,15 @@ async fn the_console_in_a_real_browser() {
     s.both_widths("webhook-form", "#webhook-form").await;
     b.click("#wh-save").await;
     b.wait_for_text("#webhook-list", &receiver.url()).await;
+    // No secret was given: Herald generated one, and the console shows it this once.
+    b.wait_for_text("#secret-once", "shown once").await;
+    let generated = secret_shown(&s).await;
+    assert!(generated.starts_with("whsec_"), "{generated}");
+    b.wait_for(".webhook .health[data-health='healthy']").await;
+    s.both_widths("webhook-created-secret", "#secret-once")
+        .await;
+    b.click("#secret-done").await;
+    assert_eq!(s.count("#secret-once").await, 0);
     let hooks = server.client.get("/api/v1/webhooks", &admin).await;
     let webhook = hooks.json["data"][0].clone();
     assert_eq!(webhook["retryPolicy"]["attempts"], 1);
@@ -325,6 +353,32 @@ async fn the_console_in_a_real_browser() {
         "untouched fields stay"
     );
     assert_eq!(edited["url"], receiver.url().as_str());
+    assert_eq!(edited["previousSecretsValidUntil"], Value::Null);
+
+    // Rotate the secret: the new one is shown once, the old one's grace on the card; after a
+    // reload neither secret is anywhere on the page.
+    b.click(".webhook [data-action=rotate]").await;
+    b.fill(".webhook form.rotate input.grace", "3600").await;
+    b.click(".webhook [data-action=rotate-go]").await;
+    b.wait_for_text("#secret-once", "shown once").await;
+    let rotated = secret_shown(&s).await;
+    assert!(rotated.starts_with("whsec_") && rotated != generated);
+    b.wait_for_text("#secret-once", "keeps signing beside it until")
+        .await;
+    b.wait_for_text(".webhook", "still signs until").await;
+    let grace =
+        server.client.get(&hook(""), &admin).await.json["previousSecretsValidUntil"].clone();
+    assert!(grace.as_u64().is_some(), "{grace}");
+    s.both_widths("webhook-rotated", "#secret-once").await;
+    b.goto(&format!("{}/console", s.base)).await;
+    b.wait_for(".webhook").await;
+    assert_eq!(s.count("#secret-once").await, 0);
+    let page = b.execute("return document.body.textContent + [...document.querySelectorAll('input')].map((i) => i.value).join(' ');", json!([])).await;
+    let page = page.as_str().unwrap();
+    assert!(
+        !page.contains(&rotated) && !page.contains(&generated),
+        "a secret is shown once only"
+    );
 
     // Delete takes a second click to confirm.
     let doomed = server
@@ -444,6 +498,16 @@ async fn the_console_in_a_real_browser() {
         .await;
     }
     receiver.set_behaviour(Behaviour::Ok);
+    // The card says it is failing, and its stats count the attempts.
+    s.show("#webhooks").await;
+    b.wait_for(".webhook .health[data-health='failing']").await;
+    b.click(".webhook details.stats summary").await;
+    b.wait_for_text(".webhook .stats-body", "Success rate")
+        .await;
+    let stats = b.text(".webhook .stats-body").await.unwrap();
+    assert!(stats.contains("503: 2"), "{stats}");
+    s.both_widths("webhook-health", ".webhook .stats-body dl")
+        .await;
     s.show(&format!("#deliveries?webhook={webhook_id}&status=failed"))
         .await;
     eventually("the failed deliveries", Duration::from_secs(10), || async {
@@ -598,7 +662,99 @@ async fn the_console_in_a_real_browser() {
         1
     );
 
-    // Sessions: create one in the console; one waiting for its QR shows the placeholder.
+    // Deliveries across the organization, filtered by event type through the form.
+    let messages = server
+        .client
+        .get("/api/v1/deliveries?event=message&limit=200", &admin)
+        .await;
+    let messages = messages.json["data"].as_array().unwrap().len();
+    assert!(
+        messages >= 2,
+        "the markup message and the one sent while away"
+    );
+    s.show("#deliveries").await;
+    b.wait_for("#delivery-list a.tr").await;
+    b.wait_for("#dl-event option[value='message']").await;
+    b.click("#dl-event option[value='message']").await;
+    // Every row is a message delivery, named by its webhook's URL (the list may be drawn
+    // before the URLs arrive; it is redrawn then). On failure, say what was on screen.
+    let last = std::sync::Mutex::new(Value::Null);
+    let settled = tokio::time::timeout(
+        browser::WAIT,
+        eventually("only message deliveries", 2 * browser::WAIT, || async {
+            let seen = b
+                .execute(
+                    "return { hash: location.hash, rows: [...document.querySelectorAll(\
+                     '#delivery-list a.tr > span:nth-child(2)')].map((s) => s.textContent) };",
+                    json!([]),
+                )
+                .await;
+            let rows = seen["rows"].as_array().cloned().unwrap_or_default();
+            *last.lock().unwrap() = seen;
+            (rows.len() == messages
+                && rows.iter().all(|e| {
+                    let e = e.as_str().unwrap_or("");
+                    e.starts_with("message · ") && e.contains(&receiver.url())
+                }))
+            .then_some(())
+        }),
+    )
+    .await;
+    assert!(
+        settled.is_ok(),
+        "only the {messages} message deliveries, at last: {}",
+        last.lock().unwrap()
+    );
+    let hash = b.execute("return location.hash;", json!([])).await;
+    assert!(!hash.as_str().unwrap().contains("webhook="), "{hash}");
+    s.both_widths("deliveries-org", "#delivery-list a.tr").await;
+    // A creation window that ended long ago holds none of them.
+    s.show("#deliveries?event=message&until=1000").await;
+    b.wait_for_text("#delivery-list", "No deliveries match")
+        .await;
+
+    // A receiver that answers 410 Gone: its webhook is disabled, and the live events say so
+    // in a line each.
+    let gone = Receiver::start(Behaviour::Status(410)).await;
+    let doomed = server
+        .client
+        .post(
+            "/api/v1/webhooks",
+            &admin,
+            &json!({"url": gone.url(), "events": ["webhook.test"]}),
+        )
+        .await;
+    assert_eq!(doomed.status, 201, "{:?}", doomed.json);
+    let gone_id = doomed.json["id"].as_str().unwrap().to_owned();
+    s.show("#live").await;
+    b.wait_for("#event-list").await;
+    server.ping_webhook(&admin, &gone_id).await;
+    b.wait_for_text(
+        "#event-list .event[data-type='webhook.disabled'] .event-text",
+        &format!("webhook {gone_id} disabled (gone)"),
+    )
+    .await;
+    b.wait_for_text(
+        "#event-list .event[data-type='delivery.failed'] .event-text",
+        "(last: HTTP 410)",
+    )
+    .await;
+    s.show("#webhooks").await;
+    b.wait_for_text(&format!(".webhook[data-id='{gone_id}']"), "disabled: gone")
+        .await;
+    b.wait_for_text(
+        &format!(".webhook[data-id='{gone_id}']"),
+        "its receiver answered 410 Gone",
+    )
+    .await;
+    let deleted = server
+        .client
+        .delete(&format!("/api/v1/webhooks/{gone_id}"), &admin)
+        .await;
+    assert_eq!(deleted.status, 204);
+
+    // Sessions: create one in the console; one in SCAN_QR asks for its QR code (the simulator
+    // has none, which the card says).
     s.show("#sessions").await;
     b.wait_for(&format!(".session[data-id='{session}']")).await;
     b.fill("#session-name", "<em>made</em> in the console")
@@ -614,9 +770,10 @@ async fn the_console_in_a_real_browser() {
         json!({"event": "session.status", "payload": {"status": "SCAN_QR", "me": null}}),
     )
     .await;
-    b.wait_for(&format!(
-        ".session[data-id='{session}'][data-status='SCAN_QR'] .qr"
-    ))
+    b.wait_for_text(
+        &format!(".session[data-id='{session}'][data-status='SCAN_QR'] .qr"),
+        "No QR code to show",
+    )
     .await;
     s.both_widths("sessions", ".session .qr").await;
     let made = b
@@ -707,10 +864,13 @@ async fn the_console_in_a_real_browser() {
     s.sign_in(&viewer).await;
     b.wait_for_text("#caps", "read").await;
     assert_eq!(b.text("#caps").await.unwrap(), "read");
+    assert_eq!(s.count("nav a[data-view='webhooks']").await, 0);
+    s.show("#deliveries").await;
+    b.wait_for("#delivery-list div.tr[data-id]").await;
     assert_eq!(
-        s.count("nav a[data-view='webhooks'], nav a[data-view='deliveries']")
-            .await,
-        0
+        s.count("#delivery-list a.tr, #rc-go").await,
+        0,
+        "no detail or recover without manage"
     );
     let manage_controls = "#new-webhook, #new-session, #retry, [data-action], button.danger";
     s.show("#sessions").await;
@@ -718,7 +878,7 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(s.count(manage_controls).await, 0);
     s.both_widths("sessions-viewer", ".session").await;
     s.show("#webhooks").await;
-    b.wait_for("#live-line").await;
+    b.wait_for("#dl-filters").await; // the first tab it may use instead
     assert_eq!(s.count("#webhook-list").await, 0);
     assert_eq!(s.count(manage_controls).await, 0);
     s.show(&format!(
@@ -793,6 +953,20 @@ async fn the_console_in_a_real_browser() {
     let message = b.wait_for_text("#signin-message", "refused").await;
     assert!(message.contains("the JWT has expired"), "{message}");
     assert_eq!(s.count("header").await, 0);
+    // One that lapses while its view is open: the console signs out by itself, not keeping
+    // the list on screen as if it were current.
+    let mut brief = claims(ORG, "admin");
+    brief["exp"] = json!(now_s() + 4);
+    s.sign_in(&key.sign(&brief)).await;
+    b.wait_for(".webhook").await;
+    // (Whichever notices first: the console's own clock, or Herald closing the live socket.)
+    b.wait_for_text("#signin-message", "expired").await;
+    assert_eq!(s.count(".webhook, header").await, 0);
+    assert_eq!(
+        b.execute("return sessionStorage.getItem('herald.token');", json!([]))
+            .await,
+        Value::Null
+    );
 
     // Nothing the console did broke its own security policy.
     let log = b.console_log().await;
@@ -805,4 +979,111 @@ async fn the_console_in_a_real_browser() {
 
     s.browser.quit().await;
     server.stop().await;
+}
+
+/// With the WAHA engine (against the WAHA double): a session waiting for its scan shows the
+/// QR code drawn from the text Herald returns; a failed session can be restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waha_session_shows_its_qr_code_and_restarts() {
+    let Some(browser) =
+        Browser::start("console::a_waha_session_shows_its_qr_code_and_restarts").await
+    else {
+        return;
+    };
+    let waha = WahaDouble::start().await;
+    let server = TestServer::start_waha(Backend::Sqlite, &waha.url()).await;
+    let admin = server.api_key(ORG, "manage,read").await;
+    let created = server
+        .client
+        .post(
+            "/api/v1/sessions",
+            &admin,
+            &json!({"name": "phone", "engineSession": "phone-1"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let wait_status = |status: &'static str| {
+        let server = &server;
+        let admin = &admin;
+        let id = &id;
+        async move {
+            eventually(
+                &format!("the session to be {status}"),
+                Duration::from_secs(10),
+                || async {
+                    let s = server
+                        .client
+                        .get(&format!("/api/v1/sessions/{id}"), admin)
+                        .await;
+                    (s.json["status"] == status).then_some(())
+                },
+            )
+            .await
+        }
+    };
+    let qr_text = "2@Zm9vYmFyYmF6cXV4,1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c,c2Vzc2lvbi1rZXk=,MQ==";
+    waha.show_qr("phone-1", qr_text).await;
+    wait_status("SCAN_QR").await;
+
+    let s = Session {
+        browser,
+        base: server.base_url.clone(),
+        shots: screenshot_dir(),
+    };
+    let b = &s.browser;
+    b.goto(&format!("{}/console#sessions", s.base)).await;
+    s.sign_in(&admin).await;
+    b.wait_for_text("#session-list", "phone-1").await;
+    let card = format!(".session[data-id='{id}']");
+    b.wait_for(&format!("{card} .qr svg.qr-code")).await;
+    let drawn = b
+        .execute(
+            "const box = document.querySelector(arguments[0]);\
+             const svg = box.querySelector('svg.qr-code');\
+             return { value: box.dataset.value, modules: Number(svg.dataset.modules),\
+                      dark: svg.querySelector('path').getAttribute('d').split('M').length - 1,\
+                      width: svg.getBoundingClientRect().width };",
+            json!([format!("{card} .qr")]),
+        )
+        .await;
+    assert_eq!(drawn["value"], qr_text, "{drawn}");
+    // Version 5 or 6 at the lowest error correction for this length; a real code is roughly
+    // half dark.
+    let modules = drawn["modules"].as_u64().unwrap();
+    assert!((37..=41).contains(&modules), "{drawn}");
+    let dark = drawn["dark"].as_u64().unwrap();
+    assert!(
+        dark > modules * modules / 3 && dark < modules * modules * 2 / 3,
+        "{drawn}"
+    );
+    assert!(
+        drawn["width"].as_f64().unwrap() >= 150.0,
+        "big enough to scan: {drawn}"
+    );
+    s.both_widths("sessions-qr", &format!("{card} .qr svg.qr-code"))
+        .await;
+
+    // WAHA reports the session failed: a Restart button brings it back to STARTING.
+    waha.set_status("phone-1", "FAILED").await;
+    wait_status("FAILED").await;
+    b.wait_for(&format!(
+        "{card}[data-status='FAILED'] [data-action=restart]"
+    ))
+    .await;
+    assert_eq!(s.count(&format!("{card} .qr")).await, 0);
+    s.both_widths("sessions-failed", &format!("{card} [data-action=restart]"))
+        .await;
+    b.click(&format!("{card} [data-action=restart]")).await;
+    b.wait_for(&format!("{card}:not([data-status='FAILED'])"))
+        .await;
+    assert_eq!(s.count(&format!("{card} [data-action=restart]")).await, 0);
+
+    let log = b.console_log().await;
+    assert!(
+        !log.iter()
+            .any(|(_, text)| text.contains("Content Security Policy")),
+        "{log:?}"
+    );
+    s.browser.quit().await;
 }
