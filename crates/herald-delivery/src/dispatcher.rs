@@ -132,6 +132,9 @@ const MAX_IDLE: Duration = Duration::from_millis(Lease::RECHECK_MS as u64);
 const MIN_RECHECK: Duration = Duration::from_millis(25);
 /// Shortest pause when due work was left because its webhooks are at their cap.
 const SATURATED_RECHECK: Duration = Duration::from_millis(250);
+/// Most failing webhooks the completer remembers (see `complete_outcomes`); past it, a
+/// breaker closing is noticed by the retry lane's own timer instead of a wake-up.
+const MAX_FAILING_TRACKED: usize = 10_000;
 /// Most outcomes written in one completion query.
 const COMPLETION_BATCH: usize = 512;
 /// How often the slow lane looks for work when no slow attempt has ended meanwhile.
@@ -990,6 +993,10 @@ async fn complete_outcomes(
 ) {
     let lease_ms = shared.config.lease_ms();
     let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+    // Webhooks whose latest outcome seen here failed: only a success of one of these can close
+    // a breaker, so only then is the retry lane woken for released deliveries (waking it after
+    // every success would cost Postgres a claim query per batch on the healthy path).
+    let mut failing: HashSet<WebhookId> = HashSet::new();
     while let Some(first) = outcomes.recv().await {
         batch.push(first);
         while batch.len() < COMPLETION_BATCH {
@@ -1033,6 +1040,14 @@ async fn complete_outcomes(
                 }
             }
         }
+        let mut recovered = false;
+        for outcome in &batch {
+            if matches!(outcome.settlement, Settlement::Succeeded) {
+                recovered |= failing.remove(&outcome.webhook_id);
+            } else if failing.len() < MAX_FAILING_TRACKED {
+                failing.insert(outcome.webhook_id);
+            }
+        }
         if batch
             .iter()
             .any(|o| !matches!(o.settlement, Settlement::Succeeded))
@@ -1040,8 +1055,8 @@ async fn complete_outcomes(
             // New retries exist (the retry lane must recompute when to wake), or a failure may
             // have appended operational events (new first deliveries) or held deliveries.
             shared.handle.wake();
-        } else if !batch.is_empty() {
-            // A success may have closed a breaker and released its held deliveries.
+        } else if recovered {
+            // A success after failures may have closed a breaker and released held deliveries.
             shared.handle.wake_retry();
         }
         batch.clear();
