@@ -14,7 +14,7 @@
 
 use herald_testkit::{eventually, Behaviour, Client, Receiver};
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -101,19 +101,6 @@ async fn create_webhook(client: &Client, token: &str, url: String) -> String {
     reply.json["id"].as_str().unwrap().to_owned()
 }
 
-/// Each event id the receiver got, with how many times.
-fn counts(receiver: &Receiver) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for r in receiver.received() {
-        let id = r.headers["x-webhook-request-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        *seen.entry(id).or_insert(0) += 1;
-    }
-    seen
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_embedded_process_loses_no_accepted_event() {
     if !enabled() {
@@ -169,7 +156,7 @@ async fn a_sigkilled_embedded_process_loses_no_accepted_event() {
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     // What the killed process had started: an attempt is recorded when it reaches the receiver.
-    let attempted_before = counts(&receiver);
+    let attempted_before = receiver.counts_by_request_id();
     for sender in senders {
         let _ = sender.await;
     }
@@ -180,7 +167,7 @@ async fn a_sigkilled_embedded_process_loses_no_accepted_event() {
         "every accepted event to be delivered after the restart",
         Duration::from_secs(60),
         || async {
-            let seen = counts(&receiver);
+            let seen = receiver.counts_by_request_id();
             accepted
                 .iter()
                 .all(|id| seen.contains_key(id))
@@ -188,7 +175,7 @@ async fn a_sigkilled_embedded_process_loses_no_accepted_event() {
         },
     )
     .await;
-    let seen = counts(&receiver);
+    let seen = receiver.counts_by_request_id();
     let unacknowledged: Vec<_> = seen.keys().filter(|id| !accepted.contains(*id)).collect();
     let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     eprintln!(
@@ -260,7 +247,7 @@ async fn thirty_hanging_receivers_do_not_delay_a_healthy_webhook() {
         "the healthy webhook's events",
         Duration::from_secs(20),
         || async {
-            let seen = counts(&healthy);
+            let seen = healthy.counts_by_request_id();
             events.iter().all(|id| seen.contains_key(id)).then_some(())
         },
     )

@@ -47,18 +47,6 @@ async fn ping(server: &TestServer, token: &str, webhook: &str) -> String {
     server.ping_webhook(token, webhook).await.0
 }
 
-fn counts(receiver: &Receiver) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for r in receiver.received() {
-        let id = r.headers["x-webhook-request-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        *seen.entry(id).or_insert(0) += 1;
-    }
-    seen
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_dispatcher_loses_nothing_and_the_survivor_rides_out_a_postgres_restart() {
     // The receiver is local: private destinations are allowed (as the dispatchers' are).
@@ -131,12 +119,7 @@ async fn a_killed_dispatcher_loses_nothing_and_the_survivor_rides_out_a_postgres
     // else is a delivery attempted twice by live replicas.
     let mut unrecorded = 0;
     for event in &events {
-        let receipts: Vec<_> = receiver
-            .received()
-            .into_iter()
-            .filter(|r| r.headers["x-webhook-request-id"] == event.as_str())
-            .map(|r| r.at)
-            .collect();
+        let receipts = receiver.arrivals_of(event);
         let attempts = recorded[event];
         // (Fewer receipts than attempts is fine: an attempt can fail before its request
         // reaches the receiver.)
@@ -202,7 +185,7 @@ async fn a_killed_dispatcher_loses_nothing_and_the_survivor_rides_out_a_postgres
         "the survivor to deliver after the restart",
         Duration::from_secs(30),
         || async {
-            let seen = counts(&receiver);
+            let seen = receiver.counts_by_request_id();
             later.iter().all(|e| seen.contains_key(e)).then_some(())
         },
     )

@@ -336,7 +336,7 @@ impl Gateway {
         if let Some(engine_session) = engine_session {
             session = session.with_engine_session(engine_session)?;
         }
-        let started = self.status_event(&session, None);
+        let started = self.status_event(&session, None, None, self.clock.now_ms());
         if !self
             .store
             .insert_session(&session, std::slice::from_ref(&started))
@@ -403,7 +403,7 @@ impl Gateway {
         session.status = SessionStatus::Failed;
         session.updated_at = self.clock.now_ms().max(session.updated_at);
         let reason = error.to_string();
-        let event = self.status_event(&session, Some((None, Some(&reason))));
+        let event = self.status_event(&session, None, Some(&reason), self.clock.now_ms());
         self.write_status(&session, event).await?;
         Ok(session)
     }
@@ -412,7 +412,7 @@ impl Gateway {
     /// event are written together.
     pub async fn apply_status(&self, session: Session, report: StatusReport) -> Result<Session> {
         let session = session.after_report(report, self.clock.now_ms());
-        let event = self.status_event(&session, None);
+        let event = self.status_event(&session, None, None, self.clock.now_ms());
         self.write_status(&session, event).await?;
         Ok(session)
     }
@@ -432,20 +432,15 @@ impl Gateway {
 
     /// The `session.status` event for the session's current state, with the engine's status
     /// name and a failure reason when given.
-    fn status_event(
+    pub(crate) fn status_event(
         &self,
         session: &Session,
-        extra: Option<(Option<&str>, Option<&str>)>,
+        engine_status: Option<&str>,
+        reason: Option<&str>,
+        now: crate::Millis,
     ) -> Envelope {
-        let (engine_status, reason) = extra.unwrap_or_default();
-        Envelope::new(
-            EventType::SessionStatus,
-            session.organization_id.clone(),
-            Some(session.id),
-            session.me.clone(),
-            self.clock.now_ms(),
-            session.status_payload_with(engine_status, reason),
-        )
+        let payload = session.status_payload_with(engine_status, reason);
+        self.session_event(session, EventType::SessionStatus, now, payload)
     }
 
     /// Deletes a session, its messages and votes, once the engine has let its session go (an

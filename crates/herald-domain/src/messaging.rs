@@ -360,12 +360,7 @@ impl Gateway {
             ),
             InboundEvent::SessionStatus(report) => {
                 let changed = session.after_report(report, now);
-                let event = self.session_event(
-                    &changed,
-                    EventType::SessionStatus,
-                    now,
-                    changed.status_payload(),
-                );
+                let event = self.status_event(&changed, None, None, now);
                 (Mutation::SessionStatus(changed), vec![event], "session")
             }
         };
@@ -530,8 +525,7 @@ impl Gateway {
                     }
                 }
                 let changed = session.after_report(report, now);
-                let payload = changed.status_payload_with(engine_status.as_deref(), None);
-                let event = self.session_event(&changed, EventType::SessionStatus, now, payload);
+                let event = self.status_event(&changed, engine_status.as_deref(), None, now);
                 (Mutation::SessionStatus(changed), vec![event], "session")
             }
         };
@@ -582,7 +576,7 @@ impl Gateway {
     }
 
     /// An event about `session`, carrying its current `me`.
-    fn session_event(
+    pub(crate) fn session_event(
         &self,
         session: &Session,
         event: EventType,

@@ -5,6 +5,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -110,6 +111,34 @@ impl Receiver {
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("lock").clone()
+    }
+
+    /// How many times each `X-Webhook-Request-Id` (an event id) arrived.
+    pub fn counts_by_request_id(&self) -> HashMap<String, usize> {
+        let mut seen = HashMap::new();
+        for r in self.received.lock().expect("lock").iter() {
+            if let Some(id) = r.headers.get("x-webhook-request-id") {
+                *seen
+                    .entry(String::from_utf8_lossy(id.as_bytes()).into_owned())
+                    .or_insert(0) += 1;
+            }
+        }
+        seen
+    }
+
+    /// When each request carrying `X-Webhook-Request-Id: id` arrived, in arrival order.
+    pub fn arrivals_of(&self, id: &str) -> Vec<Instant> {
+        self.received
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|r| {
+                r.headers
+                    .get("x-webhook-request-id")
+                    .is_some_and(|v| v == id)
+            })
+            .map(|r| r.at)
+            .collect()
     }
 
     /// Changes how later requests are answered.

@@ -379,6 +379,18 @@ fn strip_prefix<B>(prefix: &str, mut request: Request<B>) -> Result<Request<B>, 
 
 type ServiceFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
 
+impl HttpService {
+    /// [`HttpService::call`] as the boxed future both service traits return.
+    fn answer<B>(&self, request: Request<B>) -> ServiceFuture
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let service = self.clone();
+        Box::pin(async move { Ok(HttpService::call(&service, request).await) })
+    }
+}
+
 impl<B> tower_service::Service<Request<B>> for HttpService
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -393,8 +405,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> ServiceFuture {
-        let service = self.clone();
-        Box::pin(async move { Ok(HttpService::call(&service, request).await) })
+        self.answer(request)
     }
 }
 
@@ -408,8 +419,7 @@ where
     type Future = ServiceFuture;
 
     fn call(&self, request: Request<B>) -> ServiceFuture {
-        let service = self.clone();
-        Box::pin(async move { Ok(HttpService::call(&service, request).await) })
+        self.answer(request)
     }
 }
 
