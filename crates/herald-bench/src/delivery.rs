@@ -222,3 +222,44 @@ pub fn loadavg() -> String {
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
+
+/// Sends test pings to `paths` (round robin) at `rate` per second for `duration`; returns each
+/// accepted event with the moment its 2xx arrived.
+pub async fn paced(
+    client: &herald_testkit::Client,
+    token: &str,
+    paths: &[String],
+    rate: f64,
+    duration: Duration,
+) -> Result<Vec<(String, Instant)>> {
+    if paths.is_empty() || rate <= 0.0 {
+        tokio::time::sleep(duration).await;
+        return Ok(Vec::new());
+    }
+    let total = (rate * duration.as_secs_f64()) as usize;
+    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut senders = Vec::with_capacity(total);
+    for i in 0..total {
+        ticker.tick().await;
+        let (client, token, path, acked) = (
+            client.clone(),
+            token.to_owned(),
+            paths[i % paths.len()].clone(),
+            acked.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            let reply = client.post(&path, &token, &serde_json::json!({})).await;
+            let at = Instant::now();
+            if let Some(id) = reply.json["eventId"].as_str() {
+                acked.lock().unwrap().push((id.to_owned(), at));
+            }
+        }));
+    }
+    for s in senders {
+        s.await?;
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    Ok(acked)
+}

@@ -14,13 +14,13 @@
 
 use anyhow::{bail, Context, Result};
 use herald_bench::delivery::{
-    dispatcher, free_port, percentile, rss_kib, start_sink, terminate, wait_for, Env,
+    dispatcher, free_port, paced, percentile, rss_kib, start_sink, terminate, wait_for, Env,
 };
 use herald_domain::{Capabilities, OrgId};
 use herald_testkit::{Backend, Client, TestDb};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// POSTs `path` `n` times from `concurrency` keep-alive clients; returns the event ids.
@@ -176,31 +176,14 @@ async fn main() -> Result<()> {
 
     // 3. Latency at a fixed 500 events/s.
     let seconds = (10.0 * scale).max(2.0);
-    let total = (500.0 * seconds) as usize;
-    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-    let mut ticker = tokio::time::interval(Duration::from_millis(2));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut senders = Vec::with_capacity(total);
-    for _ in 0..total {
-        ticker.tick().await;
-        let (client, token, path, acked) = (
-            client.clone(),
-            token.clone(),
-            test_path[0].clone(),
-            acked.clone(),
-        );
-        senders.push(tokio::spawn(async move {
-            let reply = client.post(&path, &token, &json!({})).await;
-            let at = Instant::now();
-            if let Some(id) = reply.json["eventId"].as_str() {
-                acked.lock().unwrap().push((id.to_owned(), at));
-            }
-        }));
-    }
-    for s in senders {
-        s.await?;
-    }
-    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let acked = paced(
+        &client,
+        &token,
+        &test_path[..1],
+        500.0,
+        Duration::from_secs_f64(seconds),
+    )
+    .await?;
     wait_for("paced deliveries", Duration::from_secs(60), || {
         let arrivals = sink.arrivals.lock().unwrap();
         acked.iter().all(|(id, _)| arrivals.contains_key(id))

@@ -14,14 +14,13 @@
 
 use anyhow::{bail, Context, Result};
 use herald_bench::delivery::{
-    dispatcher, free_port, loadavg, percentile, start_hanging, start_sink, wait_for, wait_for_port,
-    Env, Sink,
+    dispatcher, free_port, loadavg, paced, percentile, start_hanging, start_sink, wait_for,
+    wait_for_port, Env, Sink,
 };
 use herald_domain::{Capabilities, OrgId};
 use herald_testkit::{Backend, Client, TestDb};
 use serde_json::json;
 use std::process::Child;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn env_num(name: &str, default: f64) -> f64 {
@@ -29,47 +28,6 @@ fn env_num(name: &str, default: f64) -> f64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Sends test pings to `paths` (round robin) at `rate` per second for `duration`; returns each
-/// accepted event with the moment its 2xx arrived.
-async fn paced(
-    client: &Client,
-    token: &str,
-    paths: &[String],
-    rate: f64,
-    duration: Duration,
-) -> Result<Vec<(String, Instant)>> {
-    if paths.is_empty() || rate <= 0.0 {
-        tokio::time::sleep(duration).await;
-        return Ok(Vec::new());
-    }
-    let total = (rate * duration.as_secs_f64()) as usize;
-    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut senders = Vec::with_capacity(total);
-    for i in 0..total {
-        ticker.tick().await;
-        let (client, token, path, acked) = (
-            client.clone(),
-            token.to_owned(),
-            paths[i % paths.len()].clone(),
-            acked.clone(),
-        );
-        senders.push(tokio::spawn(async move {
-            let reply = client.post(&path, &token, &json!({})).await;
-            let at = Instant::now();
-            if let Some(id) = reply.json["eventId"].as_str() {
-                acked.lock().unwrap().push((id.to_owned(), at));
-            }
-        }));
-    }
-    for s in senders {
-        s.await?;
-    }
-    let acked = std::mem::take(&mut *acked.lock().unwrap());
-    Ok(acked)
 }
 
 async fn create_webhook(client: &Client, token: &str, url: String) -> Result<String> {
