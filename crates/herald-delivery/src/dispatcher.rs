@@ -24,6 +24,13 @@
 //!   during an HTTP call.
 //! - **Batched completions.** Outcomes flow to one completer task that writes whatever has
 //!   accumulated in one statement (Postgres) or one transaction (SQLite).
+//! - **Direct intake.** A dispatcher sharing its process (and store) with the API takes fresh
+//!   deliveries straight from the transactions that create them ([`Dispatcher::direct_dispatch`],
+//!   the [`DirectDispatch`] port): the store writes them leased to this dispatcher and hands
+//!   them over after the commit, so the first attempt needs no claim query and no wake-up.
+//!   Room is bounded by the fresh lane's workers; past it deliveries are written unleased and
+//!   claimed as usual, and a handed-over delivery whose process dies is claimed by anyone once
+//!   its lease lapses.
 //! - **Wake-ups, not polling.** A lane sleeps until it is woken ([`DispatcherHandle::wake`],
 //!   fed by in-process commits and Postgres `NOTIFY`), until its next retry or lease lapse is
 //!   due (asked of the store after every short claim), or until capacity frees up.
@@ -37,10 +44,11 @@ use crate::sign;
 use herald_domain::delivery::{
     AttemptError, AttemptOutcome, AttemptRecord, ClaimedDelivery, Lane, Lease, Settlement,
 };
-use herald_domain::ports::{Clock, DeliveryStore, SecretCipher};
+use herald_domain::ports::{Clock, DeliveryStore, DirectDispatch, SecretCipher};
 use herald_domain::{DeliveryId, WebhookId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
@@ -183,6 +191,55 @@ impl DispatcherHandle {
 /// The dispatcher, generic over the ports it drives.
 pub struct Dispatcher {
     shared: Arc<Shared>,
+    /// The fresh lane's direct intake, once [`Dispatcher::direct_dispatch`] opened it.
+    direct: Option<(Arc<DirectIntake>, mpsc::UnboundedReceiver<ClaimedDelivery>)>,
+}
+
+/// The fresh lane's end of [`DirectDispatch`]: room for as many deliveries as the lane has
+/// workers, counted from reservation until the lane takes the delivery.
+struct DirectIntake {
+    owner: String,
+    lease_ms: i64,
+    room: AtomicUsize,
+    closed: AtomicBool,
+    queue: mpsc::UnboundedSender<ClaimedDelivery>,
+    fresh: Arc<Notify>,
+}
+
+impl DirectDispatch for DirectIntake {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.lease_ms
+    }
+
+    fn reserve(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            && self
+                .room
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |room| {
+                    room.checked_sub(1)
+                })
+                .is_ok()
+    }
+
+    fn unreserve(&self, count: usize) {
+        self.room.fetch_add(count, Ordering::AcqRel);
+    }
+
+    fn hand_over(&self, deliveries: Vec<ClaimedDelivery>) {
+        for delivery in deliveries {
+            // The lane is gone only when the dispatcher stopped; the lease then lapses and the
+            // delivery is claimed again (a dispatcher that stops releases its leases first).
+            let _ = self.queue.send(delivery);
+        }
+    }
+
+    fn claimable_committed(&self) {
+        self.fresh.notify_one();
+    }
 }
 
 struct Shared {
@@ -219,7 +276,28 @@ impl Dispatcher {
                 owner: format!("dsp_{}", ulid::Ulid::new()),
                 handle,
             }),
+            direct: None,
         }
+    }
+
+    /// Opens the fresh lane to deliveries handed over directly by a store in this process
+    /// (attach the result with `DeliveryStore::attach_direct_dispatch`). Only for a store this
+    /// dispatcher also claims from.
+    pub fn direct_dispatch(&mut self) -> Arc<dyn DirectDispatch> {
+        if let Some((intake, _)) = &self.direct {
+            return intake.clone();
+        }
+        let (queue, received) = mpsc::unbounded_channel();
+        let intake = Arc::new(DirectIntake {
+            owner: self.shared.owner.clone(),
+            lease_ms: self.shared.config.lease_ms(),
+            room: AtomicUsize::new(self.shared.config.workers(Lane::Fresh)),
+            closed: AtomicBool::new(false),
+            queue,
+            fresh: self.shared.handle.fresh.clone(),
+        });
+        self.direct = Some((intake.clone(), received));
+        intake
     }
 
     /// The handle that wakes it and reads its metrics.
@@ -236,6 +314,7 @@ impl Dispatcher {
     /// lets running attempts finish and writes their outcomes before returning.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shared = self.shared;
+        let mut direct = self.direct;
         tracing::info!(
             owner = %shared.owner,
             timeout_ms = shared.config.timeout_ms(),
@@ -257,6 +336,11 @@ impl Dispatcher {
                     lane,
                     stop_rx.clone(),
                     outcome_tx.clone(),
+                    if lane == Lane::Fresh {
+                        direct.take()
+                    } else {
+                        None
+                    },
                 ))
             })
             .collect();
@@ -439,6 +523,7 @@ async fn run_lane(
     lane: Lane,
     mut stop: watch::Receiver<bool>,
     outcomes: mpsc::UnboundedSender<AttemptOutcome>,
+    mut direct: Option<(Arc<DirectIntake>, mpsc::UnboundedReceiver<ClaimedDelivery>)>,
 ) {
     let config = &shared.config;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -589,14 +674,35 @@ async fn run_lane(
                 }
                 release(&shared, late).await;
             }
+            Some(item) = take_direct(&mut direct), if !stopping && state.free() > 0 => {
+                let mut late = Vec::new();
+                let mut item = Some(item);
+                while let Some(taken) = item.take() {
+                    if let Some((intake, _)) = &direct {
+                        intake.room.fetch_add(1, Ordering::AcqRel);
+                    }
+                    admit(&shared, &mut state, taken, &done_tx, &mut late);
+                    if state.free() > 0 {
+                        item = direct.as_mut().and_then(|(_, queue)| queue.try_recv().ok());
+                    }
+                }
+                release(&shared, late).await;
+            }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
-                let unstarted: Vec<DeliveryId> = state
+                let mut unstarted: Vec<DeliveryId> = state
                     .waiting
                     .drain()
                     .flat_map(|(_, queue)| queue.into_iter().map(|item| item.id))
                     .collect();
                 state.waiting_total = 0;
+                if let Some((intake, queue)) = &mut direct {
+                    // No more handovers: what the store writes from now on is left for a claim.
+                    intake.closed.store(true, Ordering::Release);
+                    while let Ok(item) = queue.try_recv() {
+                        unstarted.push(item.id);
+                    }
+                }
                 release(&shared, unstarted).await;
             }
             _ = tokio::time::sleep_until(next_demotion.unwrap_or(next_check).into()), if next_demotion.is_some() => {
@@ -611,6 +717,16 @@ async fn run_lane(
             _ = notify.notified(), if !stopping => claim_now = true,
             _ = tokio::time::sleep_until(next_check.into()), if !stopping => {}
         }
+    }
+}
+
+/// The next delivery handed over directly, when the lane has a direct intake (else never).
+async fn take_direct(
+    direct: &mut Option<(Arc<DirectIntake>, mpsc::UnboundedReceiver<ClaimedDelivery>)>,
+) -> Option<ClaimedDelivery> {
+    match direct {
+        Some((_, queue)) => queue.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -430,6 +430,29 @@ use crate::delivery::{
 };
 use crate::ids::DeliveryId;
 
+/// A dispatcher running in this process that takes new deliveries straight from the
+/// transaction that creates them, so they skip the claim query (and its wait for a wake-up).
+///
+/// The store writes such a delivery already leased to [`Self::owner`] until `now +`
+/// [`Self::lease_ms`], and hands it over only after its transaction committed: if the process
+/// dies first, the lease lapses and any dispatcher claims the delivery as usual, so nothing is
+/// lost. Room is bounded: when the dispatcher is behind, [`Self::reserve`] refuses and the
+/// delivery is written unleased, to be claimed like any other.
+pub trait DirectDispatch: Send + Sync {
+    /// The lease owner written on handed-over deliveries (the dispatcher's own).
+    fn owner(&self) -> &str;
+    /// How long a handed-over delivery stays leased.
+    fn lease_ms(&self) -> Millis;
+    /// Takes room for one delivery; `false` when the dispatcher has no room for more.
+    fn reserve(&self) -> bool;
+    /// Gives back room taken for `count` deliveries whose transaction did not commit.
+    fn unreserve(&self, count: usize);
+    /// Hands over committed deliveries, room having been reserved for each.
+    fn hand_over(&self, deliveries: Vec<ClaimedDelivery>);
+    /// Notes that committed deliveries were left for a claim (no room, or not due yet).
+    fn claimable_committed(&self);
+}
+
 /// The delivery queue: claims under a lease, outcomes written back by the lease holder, and
 /// the views and manual actions of the deliveries API.
 #[async_trait]
@@ -493,6 +516,10 @@ pub trait DeliveryStore: Send + Sync {
     /// one process owns (the embedded file), where any lease found at start-up belongs to a
     /// predecessor that is gone; never on a shared database, whose other replicas are alive.
     async fn release_all_leases(&self) -> StoreResult<usize>;
+    /// From now on, fresh deliveries this store creates go to `dispatch` directly when it has
+    /// room (see [`DirectDispatch`]). A store that cannot do this ignores it; the dispatcher
+    /// then claims everything.
+    fn attach_direct_dispatch(&self, _dispatch: std::sync::Arc<dyn DirectDispatch>) {}
     /// When `lane` next has claimable work after `now`: the earliest due time of an unleased
     /// pending delivery, or the earliest lapse of a lease.
     async fn next_claimable_at(&self, lane: Lane, now: Millis) -> StoreResult<Option<Millis>>;

@@ -193,6 +193,36 @@ impl ClaimRow {
     }
 }
 
+/// The claim of a delivery being written leased to the local dispatcher, built from what the
+/// writing transaction already holds (the webhook, its sealed secrets, the envelope) instead
+/// of read back by a claim query. `None` when a stored value cannot be read (the delivery is
+/// then left for an ordinary claim, which reports it).
+pub(crate) fn direct_claim(
+    row: &crate::rows::NewDeliveryRow,
+    webhook: &herald_domain::webhook::Webhook,
+    secret: Option<&str>,
+    previous_secrets: Option<&str>,
+    envelope: &str,
+    lease_until: i64,
+) -> Option<ClaimedDelivery> {
+    Some(ClaimedDelivery {
+        id: DeliveryId::parse(&row.id)?,
+        webhook_id: webhook.id,
+        event_id: EventId::parse(&row.event_id)?,
+        attempt: 1,
+        budget_base: 0,
+        url: webhook.url.clone(),
+        custom_headers: webhook.custom_headers.clone(),
+        retry_policy: webhook.retry_policy,
+        secret: secret.map(|s| SealedSecret(s.to_owned())),
+        previous_secrets: crate::rows::previous_secrets(previous_secrets)?,
+        signing: webhook.signing,
+        rate_limit: webhook.rate_limit,
+        envelope: envelope.to_owned(),
+        lease_until,
+    })
+}
+
 /// One outcome flattened into columns, as both backends' completion queries bind them.
 pub(crate) struct OutcomeColumns {
     pub id: String,
@@ -275,6 +305,7 @@ macro_rules! delivery_store_impl {
             outcomes: &[AttemptOutcome],
             policy: &herald_domain::health::HealthPolicy,
             now: Millis,
+            handover: &mut crate::direct::Handover,
         ) -> diesel::QueryResult<HealthEffects> {
             use crate::rows::HealthRow;
             use herald_domain::health::{self, HealthChange};
@@ -420,7 +451,7 @@ macro_rules! delivery_store_impl {
                 }
             }
             let events_appended = !events.is_empty();
-            super::queries::append_in_tx(conn, &events).await?;
+            super::queries::append_in_tx(conn, &events, handover).await?;
             Ok(HealthEffects {
                 webhooks_changed,
                 events_appended,
@@ -499,10 +530,12 @@ macro_rules! delivery_store_impl {
                     return Ok(0);
                 }
                 let mut conn = self.writer().await?;
+                let mut handover = crate::direct::Handover::new(self.direct_slot());
                 let (written, effects) = conn
                     .transaction::<_, diesel::result::Error, _>(async |conn| {
                         let written = $backend::complete(conn, owner, outcomes, now).await?;
-                        let effects = apply_health(conn, outcomes, policy, now).await?;
+                        let effects =
+                            apply_health(conn, outcomes, policy, now, &mut handover).await?;
                         Ok((written, effects))
                     })
                     .await
@@ -511,7 +544,7 @@ macro_rules! delivery_store_impl {
                     self.webhook_cache().invalidate();
                 }
                 if effects.events_appended {
-                    self.events_committed();
+                    self.committed(handover);
                 }
                 Ok(written)
             }
@@ -599,6 +632,14 @@ macro_rules! delivery_store_impl {
                     .execute(&mut conn)
                     .await
                     .map_err(db_error)
+            }
+
+            fn attach_direct_dispatch(
+                &self,
+                dispatch: std::sync::Arc<dyn herald_domain::ports::DirectDispatch>,
+            ) {
+                // The first dispatcher attached keeps the deliveries; there is one per process.
+                let _ = self.direct_slot().set(dispatch);
             }
 
             async fn next_claimable_at(
@@ -905,7 +946,12 @@ macro_rules! delivery_store_impl {
                     NewDeliveryRow::pending(delivery.to_string(), webhook, event, event.timestamp);
                 $backend::insert_test_delivery(&mut conn, &event_row, &delivery_row)
                     .await
-                    .map_err(db_error)
+                    .map_err(db_error)?;
+                // Left for a claim (the backend's statement announced it to other replicas).
+                let mut handover = crate::direct::Handover::new(self.direct_slot());
+                handover.left_for_claim();
+                handover.committed();
+                Ok(())
             }
 
             async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog> {

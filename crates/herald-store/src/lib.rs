@@ -11,6 +11,7 @@
 
 mod batch;
 mod deliveries;
+mod direct;
 pub mod listen;
 mod message_repo;
 mod message_rows;

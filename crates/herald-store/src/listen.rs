@@ -15,8 +15,11 @@ use std::time::Duration;
 /// What a notification announces, from its payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Announcement {
-    /// Events (and their first deliveries) were committed.
+    /// Events were committed, and deliveries any dispatcher may claim with them.
     Events,
+    /// Events were committed with no delivery left to claim (none matched, or all went
+    /// straight to the dispatcher of the process that wrote them): only event watchers care.
+    Logged,
     /// Existing deliveries were made due again (a manual retry or recovery).
     Retries,
     /// The listener (re)connected: anything may have been missed.
@@ -25,6 +28,9 @@ pub enum Announcement {
 
 /// The payload `NOTIFY` carries for [`Announcement::Retries`].
 pub const RETRIES_PAYLOAD: &str = "retry";
+
+/// The payload `NOTIFY` carries for [`Announcement::Logged`].
+pub const LOGGED_PAYLOAD: &str = "logged";
 
 /// The longest pause between two attempts to reconnect the listener. Kept short: events
 /// accepted right after the database is back must not wait for a long backoff to run out, and
@@ -66,6 +72,7 @@ pub async fn listen_for_events(
             while let Some(item) = notifications.next().await {
                 match item {
                     Ok(n) if n.payload == RETRIES_PAYLOAD => wake(Announcement::Retries),
+                    Ok(n) if n.payload == LOGGED_PAYLOAD => wake(Announcement::Logged),
                     Ok(_) => wake(Announcement::Events),
                     Err(error) => return Err(error.to_string()),
                 }

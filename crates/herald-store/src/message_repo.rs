@@ -9,6 +9,14 @@
 //! then the events and their deliveries (`append_in_tx`). Any early outcome rolls everything
 //! back, so nothing is half-written.
 
+/// A change's outcome as its transaction left it.
+pub(crate) struct Applied {
+    /// What became of the change.
+    pub outcome: herald_domain::message::ChangeOutcome,
+    /// Whether the commit left deliveries for dispatchers to claim.
+    pub claimable: bool,
+}
+
 /// Implements `MessageStore` and `EventLog` for `$store` over `$conn`; `$backend` names the
 /// module with that backend's own queries. Expects `super::queries::append_in_tx` (from
 /// `repo::store_impl!`) beside it.
@@ -98,26 +106,49 @@ macro_rules! messages_impl {
             Ok(())
         }
 
-        async fn write_change(conn: &mut $conn, change: &Change) -> Result<(), Abort> {
+        async fn write_change(
+            conn: &mut $conn,
+            change: &Change,
+            handover: &mut crate::direct::Handover,
+        ) -> Result<(), Abort> {
             lock_rows(conn, &[change]).await?;
             write_state(conn, change).await?;
-            super::queries::append_in_tx(conn, &change.events).await?;
+            super::queries::append_in_tx(conn, &change.events, handover).await?;
             Ok(())
         }
 
-        /// Commits one change in its own transaction.
-        async fn apply_one(conn: &mut $conn, change: &Change) -> StoreResult<ChangeOutcome> {
+        /// Commits one change in its own transaction; its deliveries go to the local dispatcher
+        /// in `direct` once committed.
+        async fn apply_one(
+            conn: &mut $conn,
+            change: &Change,
+            direct: &crate::direct::DirectSlot,
+        ) -> StoreResult<crate::message_repo::Applied> {
+            let mut handover = crate::direct::Handover::new(direct);
             let result = conn
-                .transaction::<_, Abort, _>(async |conn| write_change(conn, change).await)
+                .transaction::<_, Abort, _>(async |conn| {
+                    write_change(conn, change, &mut handover).await
+                })
                 .await;
+            let unchanged = |outcome| crate::message_repo::Applied {
+                outcome,
+                claimable: false,
+            };
             match result {
-                Ok(()) => Ok(ChangeOutcome::Applied),
-                Err(Abort::Outcome(outcome)) => Ok(outcome),
+                Ok(()) => {
+                    let claimable = handover.claimable();
+                    handover.committed();
+                    Ok(crate::message_repo::Applied {
+                        outcome: ChangeOutcome::Applied,
+                        claimable,
+                    })
+                }
+                Err(Abort::Outcome(outcome)) => Ok(unchanged(outcome)),
                 // The session or poll was deleted between the caller's checks and now.
                 Err(Abort::Db(DieselError::DatabaseError(
                     DatabaseErrorKind::ForeignKeyViolation,
                     _,
-                ))) => Ok(ChangeOutcome::TargetMissing),
+                ))) => Ok(unchanged(ChangeOutcome::TargetMissing)),
                 Err(Abort::Db(error)) => Err(db_error(error)),
             }
         }
@@ -191,9 +222,11 @@ macro_rules! messages_impl {
         pub(crate) async fn apply_batch(
             conn: &mut $conn,
             changes: &[Change],
-        ) -> Vec<StoreResult<ChangeOutcome>> {
+            direct: &crate::direct::DirectSlot,
+        ) -> Vec<StoreResult<crate::message_repo::Applied>> {
             if changes.len() > 1 {
                 let all: Vec<&Change> = changes.iter().collect();
+                let mut handover = crate::direct::Handover::new(direct);
                 let together = conn
                     .transaction::<_, Abort, _>(async |conn| {
                         lock_rows(conn, &all).await?;
@@ -202,17 +235,29 @@ macro_rules! messages_impl {
                             .iter()
                             .flat_map(|c| c.events.iter().cloned())
                             .collect();
-                        super::queries::append_in_tx(conn, &events).await?;
+                        super::queries::append_in_tx(conn, &events, &mut handover).await?;
                         Ok(())
                     })
                     .await;
                 if together.is_ok() {
-                    return changes.iter().map(|_| Ok(ChangeOutcome::Applied)).collect();
+                    let claimable = handover.claimable();
+                    handover.committed();
+                    return changes
+                        .iter()
+                        .map(|_| {
+                            Ok(crate::message_repo::Applied {
+                                outcome: ChangeOutcome::Applied,
+                                claimable,
+                            })
+                        })
+                        .collect();
                 }
+                // Dropped: the batch rolled back, its reserved room is given back.
+                drop(handover);
             }
             let mut results = Vec::with_capacity(changes.len());
             for change in changes {
-                results.push(apply_one(conn, change).await);
+                results.push(apply_one(conn, change, direct).await);
             }
             results
         }
@@ -426,20 +471,20 @@ macro_rules! messages_impl {
 
             async fn apply_change(&self, change: &Change) -> StoreResult<ChangeOutcome> {
                 // Concurrent changes are committed together by the store's batch writers.
-                let outcome = match self.change_batcher() {
+                let applied = match self.change_batcher() {
                     Some(batcher) => batcher
                         .submit(change.clone())
                         .await
                         .unwrap_or_else(|| Err(StoreError::new("the batch writer stopped")))?,
                     None => {
                         let mut conn = self.writer().await?;
-                        apply_one(&mut conn, change).await?
+                        apply_one(&mut conn, change, self.direct_slot()).await?
                     }
                 };
-                if outcome == ChangeOutcome::Applied && !change.events.is_empty() {
-                    self.events_committed();
+                if applied.outcome == ChangeOutcome::Applied && !change.events.is_empty() {
+                    self.announce(applied.claimable);
                 }
-                Ok(outcome)
+                Ok(applied.outcome)
             }
         }
 

@@ -12,6 +12,8 @@ use diesel_async::pooled_connection::{
 use diesel_async::AsyncPgConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use herald_domain::StoreError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// The Postgres connection type.
 pub type PgConn = AsyncPgConnection;
@@ -46,12 +48,14 @@ pub struct PgStore {
     notifier: Notifier,
     changes: Option<ChangeBatcher>,
     webhooks: crate::webhook_cache::WebhookCache,
+    /// The dispatcher in this process that new deliveries go to directly, once attached.
+    direct: crate::direct::DirectSlot,
 }
 
 /// Group commit of messaging changes (see [`crate::batch`]).
 type ChangeBatcher = crate::batch::Batcher<
     herald_domain::message::Change,
-    Result<herald_domain::message::ChangeOutcome, StoreError>,
+    Result<crate::message_repo::Applied, StoreError>,
 >;
 
 impl PgStore {
@@ -74,8 +78,14 @@ impl PgStore {
 
     /// Called after a transaction that appended events has committed: every replica's
     /// listeners (`listen::listen_for_events`) are told, shortly, on [`EVENTS_CHANNEL`].
-    fn events_committed(&self) {
-        self.notifier.poke();
+    /// Announces a commit that appended events to every replica (`claimable`: it left
+    /// deliveries to claim).
+    fn announce(&self, claimable: bool) {
+        self.notifier.poke(claimable);
+    }
+
+    fn direct_slot(&self) -> &crate::direct::DirectSlot {
+        &self.direct
     }
 }
 
@@ -91,27 +101,53 @@ impl PgStore {
 /// statement (a lost announcement only costs latency: listeners also poll).
 struct Notifier {
     poke: Option<tokio::sync::mpsc::Sender<()>>,
+    /// Whether a commit since the last announcement left deliveries to claim.
+    claimable: Arc<AtomicBool>,
 }
 
 impl Notifier {
     fn spawn(pool: Pool<PgConn>) -> Self {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("no async runtime: commits will not be announced to other replicas");
-            return Self { poke: None };
+            return Self::silent();
         };
         let (poke, mut poked) = tokio::sync::mpsc::channel::<()>(1);
+        let claimable = Arc::new(AtomicBool::new(false));
+        let announced = claimable.clone();
         // Ends when the store (the only sender) is dropped.
         runtime.spawn(async move {
             while poked.recv().await.is_some() {
-                if let Err(error) = announce(&pool).await {
+                // Taken before the announcement: a commit flagging work after this point pokes
+                // again, and that announcement carries it.
+                let payload = if announced.swap(false, Ordering::SeqCst) {
+                    ""
+                } else {
+                    crate::listen::LOGGED_PAYLOAD
+                };
+                if let Err(error) = announce(&pool, payload).await {
                     tracing::warn!(%error, "could not announce committed events");
                 }
             }
         });
-        Self { poke: Some(poke) }
+        Self {
+            poke: Some(poke),
+            claimable,
+        }
     }
 
-    fn poke(&self) {
+    /// A notifier that announces nothing.
+    fn silent() -> Self {
+        Self {
+            poke: None,
+            claimable: Arc::default(),
+        }
+    }
+
+    /// Announces a commit; `claimable` when it left deliveries for dispatchers to claim.
+    fn poke(&self, claimable: bool) {
+        if claimable {
+            self.claimable.store(true, Ordering::SeqCst);
+        }
         if let Some(poke) = &self.poke {
             // Full means an announcement is already queued: it covers this commit too.
             let _ = poke.try_send(());
@@ -119,11 +155,12 @@ impl Notifier {
     }
 }
 
-async fn announce(pool: &Pool<PgConn>) -> Result<(), StoreError> {
+async fn announce(pool: &Pool<PgConn>, payload: &str) -> Result<(), StoreError> {
     use diesel_async::RunQueryDsl;
     let mut conn = checkout(pool.get()).await?;
-    diesel::sql_query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
+    diesel::sql_query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)")
         .bind::<diesel::sql_types::Text, _>(EVENTS_CHANNEL)
+        .bind::<diesel::sql_types::Text, _>(payload)
         .execute(&mut conn)
         .await
         .map_err(crate::db_error)?;
@@ -158,7 +195,8 @@ pub(crate) fn open_relaxed(url: &str, options: &StoreOptions) -> Result<PgStore,
     // messaging changes to batch.
     Ok(PgStore {
         pool,
-        notifier: Notifier { poke: None },
+        notifier: Notifier::silent(),
+        direct: Default::default(),
         changes: None,
         webhooks: crate::webhook_cache::WebhookCache::disabled(),
     })
@@ -178,17 +216,21 @@ pub(crate) fn open(url: &str, options: &StoreOptions) -> Result<PgStore, StoreEr
     // they leave most of the pool to reads.
     let writers = (options.max_connections / 4).clamp(1, 4);
     let batch_pool = pool.clone();
+    let direct = crate::direct::DirectSlot::default();
+    let batch_direct = direct.clone();
     let changes = ChangeBatcher::spawn(writers, 128, move |changes| {
         let pool = batch_pool.clone();
+        let direct = batch_direct.clone();
         async move {
             match checkout(pool.get()).await {
-                Ok(mut conn) => message_queries::apply_batch(&mut conn, &changes).await,
+                Ok(mut conn) => message_queries::apply_batch(&mut conn, &changes, &direct).await,
                 Err(error) => changes.iter().map(|_| Err(error.clone())).collect(),
             }
         }
     });
     Ok(PgStore {
         notifier: Notifier::spawn(pool.clone()),
+        direct,
         changes,
         pool,
         webhooks: crate::webhook_cache::WebhookCache::disabled(),

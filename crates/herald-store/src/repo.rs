@@ -21,10 +21,13 @@ macro_rules! store_impl {
         use herald_domain::{ApiKeyId, DeliveryId, Millis, OrgId, SessionId, WebhookId};
 
         /// Inserts events and one pending delivery per matching active webhook; call inside a
-        /// transaction so the event, its cause and its deliveries commit together.
+        /// transaction so the event, its cause and its deliveries commit together. Deliveries
+        /// due at once go to the local dispatcher through `handover` while it has room (written
+        /// leased to it, handed over after the commit); the rest are left for a claim.
         pub(crate) async fn append_in_tx(
             conn: &mut $conn,
             events: &[Envelope],
+            handover: &mut crate::direct::Handover,
         ) -> diesel::QueryResult<()> {
             if events.is_empty() {
                 return Ok(());
@@ -36,27 +39,62 @@ macro_rules! store_impl {
             orgs.dedup();
             let mut deliveries = Vec::new();
             for org in orgs {
-                let hooks: Vec<WebhookRow> = webhooks::table
+                let hooks: Vec<(WebhookRow, Option<String>, Option<String>)> = webhooks::table
                     .filter(webhooks::organization_id.eq(org.as_str()))
                     .filter(webhooks::active.eq(true))
-                    .select(WebhookRow::as_select())
+                    .select((
+                        WebhookRow::as_select(),
+                        webhooks::secret_sealed,
+                        webhooks::previous_secrets,
+                    ))
                     .load(conn)
                     .await?;
-                let hooks: Vec<Webhook> = hooks
+                let hooks: Vec<(Webhook, Option<String>, Option<String>)> = hooks
                     .into_iter()
-                    .filter_map(|h| h.into_domain().ok())
+                    .filter_map(|(h, secret, previous)| {
+                        h.into_domain().ok().map(|h| (h, secret, previous))
+                    })
                     .collect();
-                for event in events
+                for (event, row) in events
                     .iter()
-                    .filter(|e| &e.organization_id == org && e.event.is_logged())
+                    .zip(&rows)
+                    .filter(|(e, _)| &e.organization_id == org && e.event.is_logged())
                 {
-                    for hook in hooks.iter().filter(|h| h.receives(event)) {
-                        deliveries.push(NewDeliveryRow::pending(
+                    for (hook, secret, previous) in hooks.iter().filter(|(h, ..)| h.receives(event))
+                    {
+                        let mut delivery = NewDeliveryRow::pending(
                             DeliveryId::generate().to_string(),
                             hook,
                             event,
                             event.timestamp,
-                        ));
+                        );
+                        let due_now = delivery
+                            .next_attempt_at
+                            .is_none_or(|at| at <= event.timestamp);
+                        let direct = if due_now {
+                            handover.reserve(event.timestamp)
+                        } else {
+                            None
+                        };
+                        match direct.and_then(|lease| {
+                            crate::deliveries::direct_claim(
+                                &delivery,
+                                hook,
+                                secret.as_deref(),
+                                previous.as_deref(),
+                                &row.envelope,
+                                lease.until,
+                            )
+                            .map(|claimed| (lease, claimed))
+                        }) {
+                            Some((lease, claimed)) => {
+                                delivery.lease_owner = Some(lease.owner);
+                                delivery.lease_until = Some(lease.until);
+                                handover.push(claimed);
+                            }
+                            None => handover.left_for_claim(),
+                        }
+                        deliveries.push(delivery);
                     }
                 }
             }
@@ -64,6 +102,15 @@ macro_rules! store_impl {
                 $backend::insert_deliveries(conn, &deliveries).await?;
             }
             $backend::after_events_appended(conn).await
+        }
+
+        impl $store {
+            /// After a commit that appended events: announces it (to other replicas) and hands
+            /// its deliveries to the local dispatcher.
+            pub(crate) fn committed(&self, handover: crate::direct::Handover) {
+                self.announce(handover.claimable());
+                handover.committed();
+            }
         }
 
         #[async_trait]
@@ -297,6 +344,7 @@ macro_rules! store_impl {
             ) -> StoreResult<bool> {
                 let mut conn = self.writer().await?;
                 let row = SessionRow::new(session);
+                let mut handover = crate::direct::Handover::new(self.direct_slot());
                 let inserted = conn
                     .transaction::<_, diesel::result::Error, _>(async |conn| {
                         let bound: i64 = sessions::table
@@ -311,13 +359,13 @@ macro_rules! store_impl {
                             .values(&row)
                             .execute(conn)
                             .await?;
-                        append_in_tx(conn, events).await?;
+                        append_in_tx(conn, events, &mut handover).await?;
                         Ok(true)
                     })
                     .await;
                 match inserted {
                     Ok(true) => {
-                        self.events_committed();
+                        self.committed(handover);
                         Ok(true)
                     }
                     Ok(false) => Ok(false),
@@ -463,12 +511,13 @@ macro_rules! store_impl {
         impl EventStore for $store {
             async fn append_events(&self, events: &[Envelope]) -> StoreResult<()> {
                 let mut conn = self.writer().await?;
+                let mut handover = crate::direct::Handover::new(self.direct_slot());
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    append_in_tx(conn, events).await
+                    append_in_tx(conn, events, &mut handover).await
                 })
                 .await
                 .map_err(db_error)?;
-                self.events_committed();
+                self.committed(handover);
                 Ok(())
             }
         }

@@ -263,9 +263,10 @@ impl NewEventRow {
     }
 }
 
-/// A new row of `deliveries`: pending, due now.
+/// A new row of `deliveries`: pending, due now (or when its webhook's breaker lets it), leased
+/// when it is handed straight to a local dispatcher.
 #[derive(Insertable)]
-#[diesel(table_name = deliveries)]
+#[diesel(table_name = deliveries, treat_none_as_default_value = false)]
 pub struct NewDeliveryRow {
     pub id: String,
     pub organization_id: String,
@@ -275,6 +276,8 @@ pub struct NewDeliveryRow {
     pub status: String,
     pub attempts: i32,
     pub next_attempt_at: Option<i64>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -290,6 +293,8 @@ impl NewDeliveryRow {
             status: "pending".to_owned(),
             attempts: 0,
             next_attempt_at: Some(webhook.first_attempt_at(now)),
+            lease_owner: None,
+            lease_until: None,
             created_at: now,
             updated_at: now,
         }

@@ -117,13 +117,15 @@ pub struct SqliteStore {
     writer: Pool<SqliteConn>,
     changes: Option<ChangeBatcher>,
     webhooks: crate::webhook_cache::WebhookCache,
+    /// The dispatcher in this process that new deliveries go to directly, once attached.
+    direct: crate::direct::DirectSlot,
 }
 
 /// Group commit of messaging changes (see [`crate::batch`]): with one writer, this is what
 /// turns many fsyncs into one.
 type ChangeBatcher = crate::batch::Batcher<
     herald_domain::message::Change,
-    Result<herald_domain::message::ChangeOutcome, StoreError>,
+    Result<crate::message_repo::Applied, StoreError>,
 >;
 
 impl SqliteStore {
@@ -146,19 +148,26 @@ impl SqliteStore {
     }
 
     /// Nothing to announce: no other process shares the file, and this one's listeners are
-    /// woken by the domain's `ChangeListener`.
-    fn events_committed(&self) {}
+    /// woken by the domain's `ChangeListener` (and its dispatcher by the handover).
+    fn announce(&self, _claimable: bool) {}
+
+    fn direct_slot(&self) -> &crate::direct::DirectSlot {
+        &self.direct
+    }
 }
 
 pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, StoreError> {
     let file = prepare_path(path)?;
     let writer = pool(&file, 1, SqliteRuntime { inline: false })?;
     let batch_pool = writer.clone();
+    let direct = crate::direct::DirectSlot::default();
+    let batch_direct = direct.clone();
     let changes = ChangeBatcher::spawn(1, 128, move |changes| {
         let pool = batch_pool.clone();
+        let direct = batch_direct.clone();
         async move {
             match checkout(pool.get()).await {
-                Ok(mut conn) => message_queries::apply_batch(&mut conn, &changes).await,
+                Ok(mut conn) => message_queries::apply_batch(&mut conn, &changes, &direct).await,
                 Err(error) => changes.iter().map(|_| Err(error.clone())).collect(),
             }
         }
@@ -172,6 +181,7 @@ pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, S
         writer,
         changes,
         webhooks: crate::webhook_cache::WebhookCache::enabled(),
+        direct,
     })
 }
 

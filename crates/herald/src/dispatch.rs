@@ -2,9 +2,11 @@
 //! `herald-api --with-dispatcher`) or alone as `herald-dispatcher`, which also serves
 //! `/healthz`, `/readyz` and `/metrics` on `HERALD_DISPATCHER_LISTEN`.
 //!
-//! Wake-ups come from two places: this process's own commits ([`crate::wake::Wakeups`]) and,
-//! on Postgres, every replica's commits through `LISTEN herald_events` on a dedicated
-//! connection that reconnects by itself when Postgres restarts.
+//! Fresh deliveries written by this process's store go to its dispatcher directly (the
+//! dispatcher's direct intake), leased to it, without a claim. Wake-ups for the rest come from
+//! two places: this process's own commits (the direct intake, and [`crate::wake::Wakeups`] for
+//! requeued retries) and, on Postgres, every replica's commits through `LISTEN herald_events`
+//! on a dedicated connection that reconnects by itself when Postgres restarts.
 
 use crate::app::{assemble, Parts, StartError};
 use crate::config::Config;
@@ -74,13 +76,15 @@ impl RunningDispatcher {
                 }
             );
         }
-        let dispatcher = Dispatcher::new(
-            store,
+        let mut dispatcher = Dispatcher::new(
+            store.clone(),
             parts.cipher.clone(),
             parts.gateway.clock.clone(),
             Arc::new(UreqTransport::new(config.delivery_timeout, allow_private)),
             dispatcher_config(config),
         );
+        // Fresh deliveries this store writes come straight here; the rest are claimed.
+        store.attach_direct_dispatch(dispatcher.direct_dispatch());
         let handle = dispatcher.handle();
         let (stop, stopped) = watch::channel(false);
         if let Database::Postgres(url) = &config.database {
@@ -94,14 +98,16 @@ impl RunningDispatcher {
                     Announcement::Events => remote.wake_fresh(),
                     Announcement::Retries => remote.wake_retry(),
                     Announcement::Anything => remote.wake(),
+                    // Nothing to claim: the events' deliveries went to their writer's dispatcher.
+                    Announcement::Logged => {}
                 },
                 async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 },
             ));
         } else {
-            let fresh = handle.clone();
-            parts.wakeups.subscribe(move || fresh.wake_fresh());
+            // Fresh deliveries left for a claim wake the fresh lane through the direct intake
+            // (`claimable_committed`), so only requeued retries need a subscription.
             let retry = handle.clone();
             parts.wakeups.subscribe_requeued(move || retry.wake_retry());
         }

@@ -341,3 +341,107 @@ async fn rotations_compare_and_set_and_housekeeping_erases_ended_graces() {
         assert_eq!(store.webhook_secrets(&other, &hook.id).await.unwrap(), None);
     }
 }
+
+/// A stand-in for a local dispatcher's direct intake: `room` deliveries at most.
+struct Intake {
+    room: std::sync::atomic::AtomicUsize,
+    handed: std::sync::Mutex<Vec<herald_domain::delivery::ClaimedDelivery>>,
+    claimable: std::sync::atomic::AtomicUsize,
+}
+
+impl herald_domain::ports::DirectDispatch for Intake {
+    fn owner(&self) -> &str {
+        "local"
+    }
+    fn lease_ms(&self) -> i64 {
+        60_000
+    }
+    fn reserve(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.room
+            .fetch_update(SeqCst, SeqCst, |room| room.checked_sub(1))
+            .is_ok()
+    }
+    fn unreserve(&self, count: usize) {
+        self.room
+            .fetch_add(count, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn hand_over(&self, deliveries: Vec<herald_domain::delivery::ClaimedDelivery>) {
+        self.handed.lock().unwrap().extend(deliveries);
+    }
+    fn claimable_committed(&self) {
+        self.claimable
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Fresh deliveries go to the attached local dispatcher while it has room — written leased to
+/// it, so no claim takes them — and the rest are left for a claim, with the dispatcher told.
+async fn new_deliveries_go_to_the_local_dispatcher_while_it_has_room(
+    backend: herald_testkit::Backend,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let hook = webhook();
+    store.insert_webhook(&hook, None).await.unwrap();
+    let intake = Arc::new(Intake {
+        room: 2.into(),
+        handed: Default::default(),
+        claimable: 0.into(),
+    });
+    store.attach_direct_dispatch(intake.clone());
+
+    store
+        .append_events(&[event(NOW), event(NOW), event(NOW)])
+        .await
+        .unwrap();
+    let handed = intake.handed.lock().unwrap().clone();
+    assert_eq!(handed.len(), 2, "room for two");
+    assert_eq!(intake.room.load(SeqCst), 0);
+    assert_eq!(
+        intake.claimable.load(SeqCst),
+        1,
+        "the third was left for a claim"
+    );
+    for delivery in &handed {
+        assert_eq!((delivery.attempt, delivery.webhook_id), (1, hook.id));
+        assert_eq!(delivery.lease_until, NOW + 60_000);
+        assert!(delivery.envelope.contains("\"session.status\""));
+    }
+    // Only the one left over can be claimed: the others are leased to the local dispatcher.
+    let claimed = store
+        .claim_deliveries(Lane::Fresh, &lease("other", NOW + 70_000), NOW, 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(handed.iter().all(|d| d.id != claimed[0].id));
+    // The lease holder completes a handed-over delivery like a claimed one.
+    let written = store
+        .complete_attempts(
+            "local",
+            &[outcome(handed[0].id, 1, Some(200), Settlement::Succeeded)],
+            &herald_domain::health::HealthPolicy::default(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, 1);
+    // A lapsed lease makes a handed-over delivery claimable by anyone.
+    let lapsed = store
+        .claim_deliveries(
+            Lane::Fresh,
+            &lease("other", NOW + 200_000),
+            NOW + 61_000,
+            10,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        lapsed.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![handed[1].id]
+    );
+}
+
+herald_testkit::per_backend!(new_deliveries_go_to_the_local_dispatcher_while_it_has_room);
