@@ -39,6 +39,14 @@ bench-dispatch:
 bench-isolation:
     cargo build --release -p herald-api -p herald-dispatcher -p herald-bench && target/release/bench-isolation
 
+# Herald beside a peer gateway: inbound messages (POST /sessions/{id}/inbound) delivered to local
+# keep-alive receivers — closed-loop and paced throughput, 2xx→receiver p50/p99, backlog, CPU per
+# event (Herald and Postgres) and peak RSS — for herald-api --with-dispatcher on Postgres, herald-api
+# on SQLite and herald-api + herald-dispatcher on Postgres, as one Markdown table (BENCH_SECS,
+# BENCH_WARMUP_SECS, BENCH_RUNS, BENCH_SYSTEMS, BENCH_SCENARIOS, BENCH_CONNECTIONS, HERALD_TEST_DATABASE_URL).
+bench-peer:
+    cargo build --release -p herald-api -p herald-dispatcher -p herald-bench && target/release/bench-peer
+
 # Votes/s through the API and 2xx→WebSocket-frame latency with 100 clients, on Postgres
 # (HERALD_TEST_DATABASE_URL). BENCH_BACKEND=sqlite, BENCH_SECONDS, BENCH_WORKERS, BENCH_FANOUT_RATE adjust it.
 bench-events:

@@ -1,6 +1,6 @@
-//! Pieces shared by the delivery benchmarks (`bench-dispatch`, `bench-isolation`): a local
-//! receiver that notes when each event arrives, receivers that never answer, and the plumbing
-//! that starts the release binaries against a store.
+//! Pieces shared by the delivery benchmarks (`bench-dispatch`, `bench-isolation`,
+//! `bench-peer`): a local receiver that notes when each event arrives, receivers that never
+//! answer, paced load, and the plumbing that starts the release binaries against a store.
 
 use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
@@ -232,7 +232,27 @@ pub async fn paced(
     rate: f64,
     duration: Duration,
 ) -> Result<Vec<(String, Instant)>> {
-    if paths.is_empty() || rate <= 0.0 {
+    if paths.is_empty() {
+        tokio::time::sleep(duration).await;
+        return Ok(Vec::new());
+    }
+    paced_with(client, token, rate, duration, |i| {
+        (paths[i % paths.len()].clone(), serde_json::json!({}))
+    })
+    .await
+}
+
+/// Sends `request(i)` (a path and a JSON body) for i = 0, 1, … at `rate` per second for
+/// `duration`, each on its own task so a slow answer never delays the next send; returns the
+/// `eventId` of each `2xx` answer with the moment it arrived.
+pub async fn paced_with(
+    client: &herald_testkit::Client,
+    token: &str,
+    rate: f64,
+    duration: Duration,
+    mut request: impl FnMut(usize) -> (String, serde_json::Value),
+) -> Result<Vec<(String, Instant)>> {
+    if rate <= 0.0 {
         tokio::time::sleep(duration).await;
         return Ok(Vec::new());
     }
@@ -243,17 +263,15 @@ pub async fn paced(
     let mut senders = Vec::with_capacity(total);
     for i in 0..total {
         ticker.tick().await;
-        let (client, token, path, acked) = (
-            client.clone(),
-            token.to_owned(),
-            paths[i % paths.len()].clone(),
-            acked.clone(),
-        );
+        let (path, body) = request(i);
+        let (client, token, acked) = (client.clone(), token.to_owned(), acked.clone());
         senders.push(tokio::spawn(async move {
-            let reply = client.post(&path, &token, &serde_json::json!({})).await;
+            let reply = client.post(&path, &token, &body).await;
             let at = Instant::now();
-            if let Some(id) = reply.json["eventId"].as_str() {
-                acked.lock().unwrap().push((id.to_owned(), at));
+            if (200..300).contains(&reply.status) {
+                if let Some(id) = reply.json["eventId"].as_str() {
+                    acked.lock().unwrap().push((id.to_owned(), at));
+                }
             }
         }));
     }
