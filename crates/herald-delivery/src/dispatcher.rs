@@ -15,7 +15,7 @@
 //! - **Slow lane.** An attempt still running after `slow_after` leaves the lane's shared
 //!   workers (its slot is freed at once) and counts against the lane's separate slow budget;
 //!   its webhook is then *slow*: left out of the ordinary claims, claimed apart
-//!   ([`DeliveryStore::claim_deliveries_of`]) only while the slow budget has room, at most
+//!   ([`DeliveryQueue::claim_deliveries_of`]) only while the slow budget has room, at most
 //!   `slow_per_webhook` at a time. A quick answer makes it ordinary again. So hanging or slow
 //!   receivers, however many, wait on capacity of their own, and the shared workers, the
 //!   claims and the local queue stay free for everyone else.
@@ -37,7 +37,7 @@ use crate::sign;
 use herald_domain::delivery::{
     AttemptError, AttemptOutcome, AttemptRecord, ClaimedDelivery, Lane, Lease, Settlement,
 };
-use herald_domain::ports::{Clock, DeliveryStore, SecretCipher};
+use herald_domain::ports::{Clock, DeliveryQueue, SecretCipher};
 use herald_domain::{DeliveryId, WebhookId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -186,7 +186,7 @@ pub struct Dispatcher {
 }
 
 struct Shared {
-    store: Arc<dyn DeliveryStore>,
+    store: Arc<dyn DeliveryQueue>,
     cipher: Arc<dyn SecretCipher>,
     clock: Arc<dyn Clock>,
     transport: Arc<dyn Transport>,
@@ -198,7 +198,7 @@ struct Shared {
 impl Dispatcher {
     /// A dispatcher with a fresh lease-owner id.
     pub fn new(
-        store: Arc<dyn DeliveryStore>,
+        store: Arc<dyn DeliveryQueue>,
         cipher: Arc<dyn SecretCipher>,
         clock: Arc<dyn Clock>,
         transport: Arc<dyn Transport>,
