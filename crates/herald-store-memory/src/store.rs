@@ -243,11 +243,16 @@ impl WebhookStore for MemoryStore {
 impl SessionStore for MemoryStore {
     async fn insert_session(&self, session: &Session, events: &[Envelope]) -> StoreResult<bool> {
         let mut state = self.state()?;
+        if state.sessions.contains_key(&session.id) {
+            return Err(StoreError::new(format!(
+                "session {} already exists",
+                session.id
+            )));
+        }
         if state
             .sessions
             .values()
             .any(|s| s.engine_session == session.engine_session)
-            || state.sessions.contains_key(&session.id)
         {
             return Ok(false);
         }
