@@ -15,7 +15,7 @@
 //! - **Slow lane.** An attempt still running after `slow_after` leaves the lane's shared
 //!   workers (its slot is freed at once) and counts against the lane's separate slow budget;
 //!   its webhook is then *slow*: left out of the ordinary claims, claimed apart
-//!   ([`DeliveryStore::claim_deliveries_of`]) only while the slow budget has room, at most
+//!   ([`DeliveryQueue::claim_deliveries_of`]) only while the slow budget has room, at most
 //!   `slow_per_webhook` at a time. A quick answer makes it ordinary again. So hanging or slow
 //!   receivers, however many, wait on capacity of their own, and the shared workers, the
 //!   claims and the local queue stay free for everyone else.
@@ -44,7 +44,7 @@ use crate::sign;
 use herald_domain::delivery::{
     AttemptError, AttemptOutcome, AttemptRecord, ClaimedDelivery, Lane, Lease, Settlement,
 };
-use herald_domain::ports::{Clock, DeliveryStore, DirectDispatch, SecretCipher};
+use herald_domain::ports::{Clock, DeliveryQueue, DirectDispatch, SecretCipher};
 use herald_domain::{DeliveryId, WebhookId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -243,7 +243,7 @@ impl DirectDispatch for DirectIntake {
 }
 
 struct Shared {
-    store: Arc<dyn DeliveryStore>,
+    store: Arc<dyn DeliveryQueue>,
     cipher: Arc<dyn SecretCipher>,
     clock: Arc<dyn Clock>,
     transport: Arc<dyn Transport>,
@@ -255,7 +255,7 @@ struct Shared {
 impl Dispatcher {
     /// A dispatcher with a fresh lease-owner id.
     pub fn new(
-        store: Arc<dyn DeliveryStore>,
+        store: Arc<dyn DeliveryQueue>,
         cipher: Arc<dyn SecretCipher>,
         clock: Arc<dyn Clock>,
         transport: Arc<dyn Transport>,
@@ -281,7 +281,7 @@ impl Dispatcher {
     }
 
     /// Opens the fresh lane to deliveries handed over directly by a store in this process
-    /// (attach the result with `DeliveryStore::attach_direct_dispatch`). Only for a store this
+    /// (attach the result with `DeliveryQueue::attach_direct_dispatch`). Only for a store this
     /// dispatcher also claims from.
     pub fn direct_dispatch(&mut self) -> Arc<dyn DirectDispatch> {
         if let Some((intake, _)) = &self.direct {

@@ -15,7 +15,7 @@
 //! - [`metrics`]: the `herald_deliver…` Prometheus metrics.
 //!
 //! This crate knows HTTP-as-a-client and nothing of SQL: it reaches the store only through the
-//! domain's `DeliveryStore` port.
+//! domain's `DeliveryQueue` port.
 
 pub mod client;
 pub mod dispatcher;

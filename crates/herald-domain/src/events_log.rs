@@ -8,14 +8,15 @@
 //! database still running (every one below has finished, so no row can appear below a position
 //! already read); on SQLite, whose one writer commits in `seq` order, every committed row is
 //! settled. Hence: a cursor only moves forward, and nothing can appear behind it later.
+//!
+//! The store reads it through the [`EventLog`](crate::ports::EventLog) port.
 
 use crate::capability::{Capability, Principal};
 use crate::error::DomainError;
 use crate::event::EventType;
 use crate::gateway::Gateway;
 use crate::ids::{EventId, OrgId, SessionId};
-use crate::ports::StoreResult;
-use async_trait::async_trait;
+use crate::Millis;
 
 /// An event's place in the log's total order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -100,20 +101,6 @@ pub struct LogPage {
     pub unsettled: Option<Unsettled>,
 }
 
-/// Reads of the event log.
-#[async_trait]
-pub trait EventLog: Send + Sync {
-    /// Where one of `org`'s logged events is, if it exists.
-    async fn event_position(&self, org: &OrgId, id: &EventId) -> StoreResult<Option<LogPosition>>;
-    /// One organization's settled events after `query.after`, oldest first.
-    async fn read_log(&self, query: &LogQuery) -> StoreResult<LogPage>;
-    /// Every organization's settled events after `after`, oldest first (the live tailer).
-    /// Unsettled events are only looked for when the page is empty.
-    async fn tail_log(&self, after: LogPosition, limit: usize) -> StoreResult<LogPage>;
-    /// The position of the newest settled event ([`LogPosition::START`] when there is none).
-    async fn log_head(&self) -> StoreResult<LogPosition>;
-}
-
 /// A page of the event log as the API shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventsPage {
@@ -127,6 +114,11 @@ pub struct EventsPage {
 
 /// Most events one page of the log holds.
 pub const MAX_PAGE: usize = 200;
+
+/// How long a read of the log waits for events committed before it began to settle (ms).
+pub const SETTLE_WAIT_MS: Millis = 1_000;
+/// How long it pauses between looks meanwhile (ms).
+pub const SETTLE_PAUSE_MS: u64 = 2;
 
 type Result<T> = std::result::Result<T, DomainError>;
 
@@ -177,6 +169,45 @@ impl Gateway {
             unsettled: page.unsettled,
             events: page.events,
         })
+    }
+
+    /// [`Self::list_events`] that reads its own writes: when the last page shows events that
+    /// were committed but are kept unsettled by an older transaction still running, it looks
+    /// again every [`SETTLE_PAUSE_MS`] until they have settled, a later page exists, or
+    /// [`SETTLE_WAIT_MS`] have passed — so an event a client saw committed is on this page, not
+    /// left for the next poll. Whatever it waited for, the page it answers is a settled one.
+    pub async fn list_events_settled(
+        &self,
+        caller: &Principal,
+        since: Option<&str>,
+        filter: LogFilter,
+        limit: usize,
+    ) -> Result<EventsPage> {
+        let deadline = self.clock.now_ms() + SETTLE_WAIT_MS;
+        let mut page = self
+            .list_events(caller, since, filter.clone(), limit)
+            .await?;
+        let Some(waiting) = page.unsettled.filter(|_| page.next_cursor.is_none()) else {
+            return Ok(page);
+        };
+        // The pause count bounds the wait too, so a wall clock set back cannot stretch it.
+        let most_pauses = SETTLE_WAIT_MS as u64 / SETTLE_PAUSE_MS;
+        for _ in 0..most_pauses {
+            if self.clock.now_ms() >= deadline {
+                break;
+            }
+            self.pause.pause(SETTLE_PAUSE_MS).await;
+            page = self
+                .list_events(caller, since, filter.clone(), limit)
+                .await?;
+            let settled = page
+                .unsettled
+                .is_none_or(|u| u.first_seq > waiting.last_seq);
+            if settled || page.next_cursor.is_some() {
+                break;
+            }
+        }
+        Ok(page)
     }
 }
 

@@ -8,8 +8,8 @@ use crate::error::DomainError;
 use crate::event::{Envelope, EventType};
 use crate::ids::{ApiKeyId, OrgId, SessionId, WebhookId};
 use crate::ports::{
-    seal_change, ChangeListener, Clock, Engine, EngineError, KeyMinter, SecretCipher, StatusReport,
-    Store,
+    seal_change, ChangeListener, Clock, Engine, EngineError, KeyMinter, Pause, SecretCipher,
+    StatusReport, Store,
 };
 use crate::session::{Session, SessionStatus};
 use crate::webhook::{
@@ -26,6 +26,8 @@ pub struct Gateway {
     pub cipher: Arc<dyn SecretCipher>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// Lets time pass (the event log's read-your-writes wait).
+    pub pause: Arc<dyn Pause>,
     /// The messaging network.
     pub engine: Arc<dyn Engine>,
     /// Mints and hashes API key tokens.

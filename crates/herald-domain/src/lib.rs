@@ -3,8 +3,11 @@
 //! This crate holds what Herald *means* — ids, capabilities, webhooks and their always-valid
 //! parts, the retry schedule, sessions, polls and votes, events and deliveries — and the
 //! **ports** (async traits) through which the use cases in [`gateway`] reach the outside world:
-//! a store, a secret cipher, a clock, a messaging engine and a change listener. Adapters in
-//! other crates implement the ports; this crate never touches a socket, a file, SQL or HTTP.
+//! a store, a secret cipher, a clock and a pause, a messaging engine and a change listener.
+//! Every port lives in [`ports`], grouped by kind and, for the delivery queue, split by caller
+//! (the dispatcher's [`ports::DeliveryQueue`], the API's [`ports::DeliveryViews`]). Adapters in
+//! other crates implement the ports — `herald-store` on SQL, `herald-store-memory` in memory
+//! for unit tests — and this crate never touches a socket, a file, SQL or HTTP.
 
 #![warn(missing_docs)]
 

@@ -1,5 +1,5 @@
-//! Messages a session sent or received — text and polls — and the store port that keeps them
-//! with their votes. A message is found by `(session, chat, sender, id)`, the way the network
+//! Messages a session sent or received — text and polls — with their votes (kept by the
+//! [`MessageStore`](crate::ports::MessageStore) port). A message is found by `(session, chat, sender, id)`, the way the network
 //! names it: the same id in another chat or from another sender is another message.
 //!
 //! Every state change here travels with its events in one [`Change`], which the store commits in
@@ -10,10 +10,8 @@ use crate::error::DomainError;
 use crate::event::{Envelope, Me};
 use crate::ids::{EventId, OrgId, SessionId};
 use crate::poll::{OptionCount, Poll, VoteChange, VoterSelection};
-use crate::ports::StoreResult;
 use crate::session::Session;
 use crate::Millis;
-use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -237,26 +235,6 @@ pub enum ChangeOutcome {
     TargetMissing,
     /// A message is already stored at the new message's place.
     MessageExists,
-}
-
-/// Messages, votes and inbound idempotency keys.
-#[async_trait]
-pub trait MessageStore: Send + Sync {
-    /// The message at `key`, if it exists and belongs to `org`.
-    async fn find_message(&self, org: &OrgId, key: &MessageRef) -> StoreResult<Option<Message>>;
-    /// `org`'s session `key.session` and, when it exists, the message at `key` — one read for
-    /// the hot path of voting. `None` when the session is not `org`'s.
-    async fn find_session_message(
-        &self,
-        org: &OrgId,
-        key: &MessageRef,
-    ) -> StoreResult<Option<(Session, Option<Message>)>>;
-    /// The current (non-empty) selections on the poll at `key`, ordered by voter.
-    async fn poll_votes(&self, org: &OrgId, key: &MessageRef) -> StoreResult<Vec<VoterSelection>>;
-    /// The event id recorded for an inbound report, if it was accepted before.
-    async fn find_ingested(&self, key: &InboundKey) -> StoreResult<Option<EventId>>;
-    /// Commits a change with its events (and inbound key) in one transaction, or nothing.
-    async fn apply_change(&self, change: &Change) -> StoreResult<ChangeOutcome>;
 }
 
 /// The `me` of a session that may send: it must be `WORKING` with a known account (409 when it

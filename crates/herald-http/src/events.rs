@@ -28,8 +28,6 @@ use std::time::{Duration, Instant};
 
 /// Default page size of the event log.
 pub(crate) const DEFAULT_PAGE: usize = 50;
-/// How long a log read waits for events committed before it began to settle.
-const SETTLE_WAIT: Duration = Duration::from_secs(1);
 
 /// `GET /events?since=&cursor=&sessionId=&event=&limit=`: a page of the caller's log, oldest
 /// first. `cursor` (the previous page's `nextCursor`) and `since` are both event ids; `cursor`
@@ -46,27 +44,12 @@ pub(crate) async fn list(
     };
     let limit = query.limit(DEFAULT_PAGE, MAX_PAGE)?;
     let since = query.get("cursor").or_else(|| query.get("since"));
-    let gateway = &state.gateway;
-    let deadline = Instant::now() + SETTLE_WAIT;
-    let mut page = gateway
-        .list_events(caller, since, filter.clone(), limit)
+    // Read-your-writes: events committed before this request began are waited for (briefly)
+    // when an older transaction still keeps them unsettled; the use case does the waiting.
+    let page = state
+        .gateway
+        .list_events_settled(caller, since, filter, limit)
         .await?;
-    // Read-your-writes: events committed before this request began but kept unsettled by an
-    // older transaction still running are waited for (briefly), not left for the next poll.
-    if let Some(waiting) = page.unsettled.filter(|_| page.next_cursor.is_none()) {
-        while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            page = gateway
-                .list_events(caller, since, filter.clone(), limit)
-                .await?;
-            let settled = page
-                .unsettled
-                .is_none_or(|u| u.first_seq > waiting.last_seq);
-            if settled || page.next_cursor.is_some() {
-                break;
-            }
-        }
-    }
     // The envelopes are stored as the exact JSON delivered; they are spliced in, not re-encoded.
     let mut body = String::with_capacity(
         64 + page

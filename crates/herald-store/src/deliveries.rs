@@ -1,5 +1,6 @@
 //! The delivery queue on both backends: row types for deliveries, attempts and claims, and the
-//! [`DeliveryStore`](herald_domain::ports::DeliveryStore) body written once as
+//! [`DeliveryQueue`](herald_domain::ports::DeliveryQueue) and
+//! [`DeliveryViews`](herald_domain::ports::DeliveryViews) bodies written once as
 //! [`delivery_store_impl!`], instantiated beside `store_impl!` in `pg.rs` and `sqlite.rs`.
 //!
 //! Invariants this module keeps:
@@ -269,8 +270,8 @@ macro_rules! requeued_now {
 }
 pub(crate) use requeued_now;
 
-/// Implements `DeliveryStore` for `$store` over `$conn`; `$backend` holds the claim and
-/// completion queries that differ per database.
+/// Implements `DeliveryQueue` and `DeliveryViews` for `$store` over `$conn`; `$backend` holds
+/// the claim and completion queries that differ per database.
 macro_rules! delivery_store_impl {
     ($store:ty, $conn:ty, $backend:ident) => {
         use crate::db_error;
@@ -493,7 +494,7 @@ macro_rules! delivery_store_impl {
         }
 
         #[async_trait]
-        impl DeliveryStore for $store {
+        impl DeliveryQueue for $store {
             async fn claim_deliveries(
                 &self,
                 lane: Lane,
@@ -674,6 +675,17 @@ macro_rules! delivery_store_impl {
                 })
             }
 
+            async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog> {
+                self.backlog(now).await
+            }
+
+            async fn prune_deliveries(&self, before: Millis) -> StoreResult<Pruned> {
+                self.prune(before).await
+            }
+        }
+
+        #[async_trait]
+        impl DeliveryViews for $store {
             async fn list_deliveries(
                 &self,
                 org: &OrgId,
@@ -953,8 +965,11 @@ macro_rules! delivery_store_impl {
                 handover.committed();
                 Ok(())
             }
+        }
 
-            async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog> {
+        // The queue's upkeep (backlog gauge, retention sweep), reached through `DeliveryQueue`.
+        impl $store {
+            async fn backlog(&self, now: Millis) -> StoreResult<Backlog> {
                 let mut conn = self.reader().await?;
                 let pending: i64 = deliveries::table
                     .filter(sql::<Bool>("status = 'pending'"))
@@ -975,7 +990,7 @@ macro_rules! delivery_store_impl {
                 })
             }
 
-            async fn prune_deliveries(&self, before: Millis) -> StoreResult<Pruned> {
+            async fn prune(&self, before: Millis) -> StoreResult<Pruned> {
                 let mut conn = self.writer().await?;
                 // Secrets whose rotation grace has wholly ended are erased here too (a list
                 // only partly expired is trimmed at the webhook's next rotation or update).

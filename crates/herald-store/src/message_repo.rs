@@ -29,12 +29,10 @@ macro_rules! messages_impl {
         use diesel::prelude::*;
         use diesel::result::{DatabaseErrorKind, Error as DieselError};
         use diesel_async::{AsyncConnection, RunQueryDsl};
-        use herald_domain::events_log::{EventLog, LogPage, LogPosition, LogQuery};
-        use herald_domain::message::{
-            Change, ChangeOutcome, InboundKey, MessageRef, MessageStore, Mutation,
-        };
+        use herald_domain::events_log::{LogPage, LogPosition, LogQuery};
+        use herald_domain::message::{Change, ChangeOutcome, InboundKey, MessageRef, Mutation};
         use herald_domain::poll::{VoteChange, VoterSelection};
-        use herald_domain::ports::StoreResult;
+        use herald_domain::ports::{EventLog, MessageStore, StoreResult};
         use herald_domain::{EventId, OrgId, StoreError};
 
         /// Why a change's transaction stopped early: a definite outcome, or a database error.

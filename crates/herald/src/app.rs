@@ -6,7 +6,7 @@ use crate::embed::Herald;
 use crate::wake::Wakeups;
 use herald_auth::{JwtConfig, JwtVerifier, Sha256Minter};
 use herald_domain::gateway::Gateway;
-use herald_domain::ports::{Engine, Store, SystemClock};
+use herald_domain::ports::{Engine, Pause, Store, SystemClock};
 use herald_domain::StoreError;
 use herald_engine_sim::SimulatorEngine;
 use herald_secrets::{KeyError, SecretsKey, XChaChaCipher};
@@ -127,6 +127,7 @@ pub async fn assemble_with(
         store: store.clone(),
         cipher: cipher.clone(),
         clock: Arc::new(SystemClock),
+        pause: Arc::new(TokioPause),
         engine: Arc::new(engine),
         minter: Arc::new(Sha256Minter),
         listener: wakeups.clone(),
@@ -139,6 +140,16 @@ pub async fn assemble_with(
         cipher,
         engine_metrics,
     })
+}
+
+/// The use cases' [`Pause`] on the tokio runtime they run on.
+struct TokioPause;
+
+#[async_trait::async_trait]
+impl Pause for TokioPause {
+    async fn pause(&self, ms: u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
 }
 
 /// A running gateway: a [`Herald`] served on a listener of its own (what the binaries run).

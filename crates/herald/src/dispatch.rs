@@ -13,7 +13,7 @@ use crate::config::Config;
 use herald_delivery::{
     DeliveryMetrics, Dispatcher, DispatcherConfig, DispatcherHandle, UreqTransport,
 };
-use herald_domain::ports::{DeliveryStore, Store};
+use herald_domain::ports::{DeliveryQueue, Store};
 use herald_http::ops::OpsState;
 use herald_http::readiness::StoreReadiness;
 use herald_http::MetricsSource;
@@ -62,7 +62,7 @@ impl RunningDispatcher {
     }
 
     /// [`RunningDispatcher::start`] with the dispatcher's bookkeeping going through `store`.
-    pub fn start_on(config: &Config, parts: &Parts, store: Arc<dyn DeliveryStore>) -> Self {
+    pub fn start_on(config: &Config, parts: &Parts, store: Arc<dyn DeliveryQueue>) -> Self {
         let allow_private = config.private_destinations_allowed();
         if allow_private {
             // Said once, at start-up: the one place that decides where deliveries may go.
