@@ -17,6 +17,7 @@ mod message_repo;
 mod message_rows;
 mod outage;
 mod pg;
+mod pg_sql;
 mod repo;
 mod rows;
 pub mod schema;

@@ -292,11 +292,8 @@ macro_rules! messages_impl {
         async fn write_state(conn: &mut $conn, change: &Change) -> Result<(), Abort> {
             let now = change.events.iter().next().map_or(0, |e| e.timestamp);
             if let Some(ingested) = &change.inbound {
-                let inserted = diesel::insert_into(inbound_keys::table)
-                    .values(InboundKeyRow::new(ingested, now))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
+                let inserted =
+                    $backend::insert_inbound_key(conn, &InboundKeyRow::new(ingested, now)).await?;
                 if inserted == 0 {
                     // Another request recorded this key first (and, on Postgres, committed:
                     // the insert waited for it), so its answer is visible now.

@@ -16,7 +16,7 @@ fn corrupt(what: &str, id: &str) -> StoreError {
 
 /// A row of `messages`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = messages)]
+#[diesel(table_name = messages, treat_none_as_default_value = false)]
 pub struct MessageRow {
     pub session_id: String,
     pub chat: String,

@@ -158,44 +158,63 @@ impl Notifier {
 async fn announce(pool: &Pool<PgConn>, payload: &str) -> Result<(), StoreError> {
     use diesel_async::RunQueryDsl;
     let mut conn = checkout(pool.get()).await?;
-    diesel::sql_query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)")
-        .bind::<diesel::sql_types::Text, _>(EVENTS_CHANNEL)
-        .bind::<diesel::sql_types::Text, _>(payload)
-        .execute(&mut conn)
-        .await
-        .map_err(crate::db_error)?;
+    use crate::pg_sql::{Param, Prepared};
+    Prepared::new(
+        "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)",
+        vec![
+            Param::Text(EVENTS_CHANNEL.to_owned()),
+            Param::Text(payload.to_owned()),
+        ],
+    )
+    .execute(&mut conn)
+    .await
+    .map_err(crate::db_error)?;
     Ok(())
 }
 
-/// A store whose commits do not wait for the WAL flush (`synchronous_commit = off` on every
-/// connection). Only for the dispatcher's own writes — claims, outcomes, releases — where a
-/// write lost to a database crash means at worst that an attempt is repeated, which
-/// at-least-once delivery allows. Events are never written through it.
-pub(crate) fn open_relaxed(url: &str, options: &StoreOptions) -> Result<PgStore, StoreError> {
-    use diesel_async::pooled_connection::ManagerConfig;
+/// A pool manager whose connections run `settings` (if any) when they open.
+fn manager_with(
+    url: &str,
+    settings: Option<&'static str>,
+) -> AsyncDieselConnectionManager<AsyncPgConnection> {
     use diesel_async::{AsyncConnection, SimpleAsyncConnection};
     use futures_util::FutureExt;
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
-    config.custom_setup = Box::new(|url| {
-        async move {
-            let mut conn = AsyncPgConnection::establish(url).await?;
-            conn.batch_execute("SET synchronous_commit = off")
-                .await
-                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-            Ok(conn)
-        }
-        .boxed()
-    });
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+    // `Fast` recycling trusts the connection's own broken flag instead of a `SELECT 1` per
+    // checkout; a connection that failed a query is marked broken and replaced.
+    config.recycling_method = RecyclingMethod::Fast;
+    if let Some(settings) = settings {
+        config.custom_setup = Box::new(move |url| {
+            async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                conn.batch_execute(settings)
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            }
+            .boxed()
+        });
+    }
+    AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config)
+}
+
+/// A store whose commits do not wait for the WAL flush (`synchronous_commit = off` on every
+/// connection). Only for the dispatcher's own writes — claims, outcomes, releases, and the
+/// operational events a batch of outcomes causes — where a write lost to a database crash is
+/// lost together with the outcome that caused it: the delivery is attempted again, which
+/// at-least-once delivery allows, and its outcome written anew. API requests never write
+/// through it.
+pub(crate) fn open_relaxed(url: &str, options: &StoreOptions) -> Result<PgStore, StoreError> {
+    let manager = manager_with(url, Some("SET synchronous_commit = off"));
     let pool = Pool::builder(manager)
         .max_size(options.max_connections)
         .build()
         .map_err(StoreError::new)?;
-    // No events are written through this store, so it has nothing to announce and no
-    // messaging changes to batch.
+    // Its completions append operational events, announced to every replica like any other
+    // commit; it has no messaging changes to batch.
     Ok(PgStore {
+        notifier: Notifier::spawn(pool.clone()),
         pool,
-        notifier: Notifier::silent(),
         direct: Default::default(),
         changes: None,
         webhooks: crate::webhook_cache::WebhookCache::disabled(),
@@ -203,11 +222,7 @@ pub(crate) fn open_relaxed(url: &str, options: &StoreOptions) -> Result<PgStore,
 }
 
 pub(crate) fn open(url: &str, options: &StoreOptions) -> Result<PgStore, StoreError> {
-    // `Fast` recycling trusts the connection's own broken flag instead of a `SELECT 1` per
-    // checkout; a connection that failed a query is marked broken and replaced.
-    let mut config = ManagerConfig::<AsyncPgConnection>::default();
-    config.recycling_method = RecyclingMethod::Fast;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+    let manager = manager_with(url, None);
     let pool = Pool::builder(manager)
         .max_size(options.max_connections)
         .build()
@@ -262,23 +277,90 @@ pub(crate) mod backend {
                 .await
                 .map(drop);
         }
-        diesel::insert_into(events::table)
-            .values(rows)
-            .execute(conn)
-            .await
-            .map(drop)
+        // Several rows as one statement over arrays: fixed text, so prepared once per
+        // connection, unlike a multi-row `VALUES` whose text changes with the count.
+        use crate::pg_sql::{Param, Prepared};
+        let texts = |f: fn(&NewEventRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+        Prepared::new(
+            "INSERT INTO events (id, organization_id, session_id, event_type, created_at, \
+               envelope, logged) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], \
+               $6::text[], $7::bool[])",
+            vec![
+                Param::TextArray(texts(|r| r.id.clone())),
+                Param::TextArray(texts(|r| r.organization_id.clone())),
+                Param::NullableTextArray(rows.iter().map(|r| r.session_id.clone()).collect()),
+                Param::TextArray(texts(|r| r.event_type.clone())),
+                Param::BigIntArray(rows.iter().map(|r| r.created_at).collect()),
+                Param::TextArray(texts(|r| r.envelope.clone())),
+                Param::BoolArray(rows.iter().map(|r| r.logged).collect()),
+            ],
+        )
+        .execute(conn)
+        .await
+        .map(drop)
     }
 
-    /// One multi-row `INSERT` for a batch of deliveries.
+    /// Records an inbound key unless one is recorded already; how many rows were written.
+    pub async fn insert_inbound_key(
+        conn: &mut AsyncPgConnection,
+        row: &crate::message_rows::InboundKeyRow,
+    ) -> diesel::QueryResult<usize> {
+        use crate::pg_sql::{Param, Prepared};
+
+        Prepared::new(
+            "INSERT INTO inbound_keys (session_id, inbound_id, event_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            vec![
+                Param::Text(row.session_id.clone()),
+                Param::Text(row.inbound_id.clone()),
+                Param::Text(row.event_id.clone()),
+                Param::BigInt(row.created_at),
+            ],
+        )
+        .execute(conn)
+        .await
+    }
+
+    /// One `INSERT` for a batch of deliveries: a single row as a fixed-shape statement (its
+    /// prepared form is cached), several as one statement over arrays (also of fixed text, so
+    /// also prepared once) rather than a multi-row `VALUES` whose text changes with the count.
     pub async fn insert_deliveries(
         conn: &mut AsyncPgConnection,
         rows: &[NewDeliveryRow],
     ) -> diesel::QueryResult<()> {
-        diesel::insert_into(deliveries::table)
-            .values(rows)
-            .execute(conn)
-            .await
-            .map(drop)
+        use crate::pg_sql::{Param, Prepared};
+        if let [row] = rows {
+            return diesel::insert_into(deliveries::table)
+                .values(row)
+                .execute(conn)
+                .await
+                .map(drop);
+        }
+        let column = |f: fn(&NewDeliveryRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+        Prepared::new(
+            "INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, \
+               status, attempts, next_attempt_at, lease_owner, lease_until, created_at, updated_at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+               $6::text[], $7::int4[], $8::int8[], $9::text[], $10::int8[], $11::int8[], $12::int8[])",
+            vec![
+                Param::TextArray(column(|r| r.id.clone())),
+                Param::TextArray(column(|r| r.organization_id.clone())),
+                Param::TextArray(column(|r| r.webhook_id.clone())),
+                Param::TextArray(column(|r| r.event_id.clone())),
+                Param::TextArray(column(|r| r.event_type.clone())),
+                Param::TextArray(column(|r| r.status.clone())),
+                Param::IntArray(rows.iter().map(|r| r.attempts).collect()),
+                Param::NullableBigIntArray(rows.iter().map(|r| r.next_attempt_at).collect()),
+                Param::NullableTextArray(rows.iter().map(|r| r.lease_owner.clone()).collect()),
+                Param::NullableBigIntArray(rows.iter().map(|r| r.lease_until).collect()),
+                Param::BigIntArray(rows.iter().map(|r| r.created_at).collect()),
+                Param::BigIntArray(rows.iter().map(|r| r.updated_at).collect()),
+            ],
+        )
+        .execute(conn)
+        .await
+        .map(drop)
     }
 
     /// Takes a transaction-scoped advisory lock per key, in the order given (callers sort), in
@@ -289,11 +371,11 @@ pub(crate) mod backend {
         conn: &mut AsyncPgConnection,
         keys: &[String],
     ) -> diesel::QueryResult<()> {
-        diesel::sql_query(
+        crate::pg_sql::Prepared::new(
             "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) \
              FROM unnest($1::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+            vec![crate::pg_sql::Param::TextArray(keys.to_vec())],
         )
-        .bind::<diesel::sql_types::Array<Text>, _>(keys)
         .execute(conn)
         .await
         .map(drop)
@@ -373,7 +455,6 @@ pub(crate) mod backend {
         webhooks: &[String],
         only: bool,
     ) -> diesel::QueryResult<Vec<crate::deliveries::ClaimRow>> {
-        use diesel::sql_types::{Array, BigInt, Text};
         let sql = format!(
             "WITH claimed AS ( \
                UPDATE deliveries SET lease_owner = $1, lease_until = $2 \
@@ -396,14 +477,19 @@ pub(crate) mod backend {
                 "webhook_id <> ALL($4)"
             },
         );
-        diesel::sql_query(sql)
-            .bind::<Text, _>(&lease.owner)
-            .bind::<BigInt, _>(lease.until)
-            .bind::<BigInt, _>(now)
-            .bind::<Array<Text>, _>(webhooks)
-            .bind::<BigInt, _>(limit)
-            .load(conn)
-            .await
+        use crate::pg_sql::{Param, Prepared};
+        Prepared::new(
+            sql,
+            vec![
+                Param::Text(lease.owner.clone()),
+                Param::BigInt(lease.until),
+                Param::BigInt(now),
+                Param::TextArray(webhooks.to_vec()),
+                Param::BigInt(limit),
+            ],
+        )
+        .load(conn)
+        .await
     }
 
     /// Writes a batch of attempt outcomes in one statement: the deliveries still leased to
@@ -416,7 +502,6 @@ pub(crate) mod backend {
         now: i64,
     ) -> diesel::QueryResult<usize> {
         use crate::deliveries::OutcomeColumns;
-        use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
         let rows: Vec<OutcomeColumns> = outcomes.iter().map(OutcomeColumns::new).collect();
         let sql = "WITH v AS ( \
                SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::int8[], $5::int8[], \
@@ -437,22 +522,38 @@ pub(crate) mod backend {
              SELECT v.id, v.attempt, v.started_at, v.duration_ms, v.code, v.err, v.body \
              FROM v JOIN upd ON upd.id = v.id \
              ON CONFLICT DO NOTHING";
-        diesel::sql_query(sql)
-            .bind::<Array<Text>, _>(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
-            .bind::<Array<Integer>, _>(rows.iter().map(|r| r.attempt).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(rows.iter().map(|r| r.status.clone()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<BigInt>>, _>(rows.iter().map(|r| r.next_at).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.started_at).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.duration_ms).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Integer>>, _>(rows.iter().map(|r| r.code).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Text>>, _>(
-                rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(rows.iter().map(|r| r.body.clone()).collect::<Vec<_>>())
-            .bind::<Text, _>(owner)
-            .bind::<BigInt, _>(now)
-            .execute(conn)
-            .await
+        use crate::pg_sql::{Param, Prepared};
+        Prepared::new(
+            sql,
+            vec![
+                Param::TextArray(rows.iter().map(|r| r.id.clone()).collect()),
+                Param::IntArray(rows.iter().map(|r| r.attempt).collect()),
+                Param::TextArray(rows.iter().map(|r| r.status.clone()).collect()),
+                Param::NullableBigIntArray(rows.iter().map(|r| r.next_at).collect()),
+                Param::BigIntArray(rows.iter().map(|r| r.started_at).collect()),
+                Param::BigIntArray(rows.iter().map(|r| r.duration_ms).collect()),
+                Param::NullableIntArray(rows.iter().map(|r| r.code).collect()),
+                Param::NullableTextArray(rows.iter().map(|r| r.error.clone()).collect()),
+                Param::TextArray(rows.iter().map(|r| r.body.clone()).collect()),
+                Param::Text(owner.to_owned()),
+                Param::BigInt(now),
+            ],
+        )
+        .execute(conn)
+        .await
+    }
+
+    /// Lets the current transaction commit without waiting for the WAL flush. Only for a
+    /// completion of attempts: lost to a database crash, it is lost together with everything
+    /// it caused, and the deliveries, still leased, are attempted again.
+    pub async fn relax_commit(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        crate::pg_sql::Prepared::new(
+            "SELECT set_config('synchronous_commit', 'off', true)",
+            Vec::new(),
+        )
+        .execute(conn)
+        .await
+        .map(drop)
     }
 
     /// Announces deliveries made due again (manual retry, recovery) to every replica's retry
@@ -475,7 +576,6 @@ pub(crate) mod backend {
         event: &NewEventRow,
         delivery: &NewDeliveryRow,
     ) -> diesel::QueryResult<()> {
-        use diesel::sql_types::{BigInt, Bool, Nullable, Text};
         let sql = format!(
             "WITH e AS ( \
                INSERT INTO events (id, organization_id, session_id, event_type, created_at, envelope, logged) \
@@ -487,21 +587,26 @@ pub(crate) mod backend {
              SELECT pg_notify('{}', '')",
             super::EVENTS_CHANNEL
         );
-        diesel::sql_query(sql)
-            .bind::<Text, _>(&event.id)
-            .bind::<Text, _>(&event.organization_id)
-            .bind::<Nullable<Text>, _>(&event.session_id)
-            .bind::<Text, _>(&event.event_type)
-            .bind::<BigInt, _>(event.created_at)
-            .bind::<Text, _>(&event.envelope)
-            .bind::<Bool, _>(event.logged)
-            .bind::<Text, _>(&delivery.id)
-            .bind::<Text, _>(&delivery.organization_id)
-            .bind::<Text, _>(&delivery.webhook_id)
-            .bind::<BigInt, _>(delivery.created_at)
-            .execute(conn)
-            .await
-            .map(drop)
+        use crate::pg_sql::{Param, Prepared};
+        Prepared::new(
+            sql,
+            vec![
+                Param::Text(event.id.clone()),
+                Param::Text(event.organization_id.clone()),
+                Param::NullableText(event.session_id.clone()),
+                Param::Text(event.event_type.clone()),
+                Param::BigInt(event.created_at),
+                Param::Text(event.envelope.clone()),
+                Param::Bool(event.logged),
+                Param::Text(delivery.id.clone()),
+                Param::Text(delivery.organization_id.clone()),
+                Param::Text(delivery.webhook_id.clone()),
+                Param::BigInt(delivery.created_at),
+            ],
+        )
+        .execute(conn)
+        .await
+        .map(drop)
     }
 
     /// The event log's order predicate on Postgres: `(tx_id, seq) > (pos.tx, pos.seq)`.

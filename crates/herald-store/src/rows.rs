@@ -16,7 +16,7 @@ fn corrupt(what: &str, id: &str) -> StoreError {
 
 /// A row of `api_keys`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = api_keys)]
+#[diesel(table_name = api_keys, treat_none_as_default_value = false)]
 pub struct ApiKeyRow {
     pub id: String,
     pub organization_id: String,
@@ -58,7 +58,7 @@ impl ApiKeyRow {
 
 /// A row of `sessions`.
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = sessions, treat_none_as_null = true)]
+#[diesel(table_name = sessions, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct SessionRow {
     pub id: String,
     pub organization_id: String,
@@ -101,7 +101,7 @@ impl SessionRow {
 
 /// A row of `webhooks` without the secret (which only the dispatcher reads).
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = webhooks, treat_none_as_null = true)]
+#[diesel(table_name = webhooks, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct WebhookRow {
     pub id: String,
     pub organization_id: String,
@@ -238,7 +238,7 @@ impl WebhookRow {
 
 /// A new row of `events` (`seq` and `tx_id` come from the database).
 #[derive(Insertable)]
-#[diesel(table_name = events)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct NewEventRow {
     pub id: String,
     pub organization_id: String,
