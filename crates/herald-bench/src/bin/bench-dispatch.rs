@@ -10,7 +10,9 @@
 //! 3. API 2xx → receiver latency p50/p95/p99 at a fixed 500 events/s;
 //! 4. the dispatcher's RSS while 100,000 deliveries are pending.
 //!
-//! Sizes can be scaled down with `HERALD_BENCH_SCALE` (e.g. `0.1`) for a quick look.
+//! Sizes can be scaled down with `HERALD_BENCH_SCALE` (e.g. `0.1`) for a quick look;
+//! `HERALD_BENCH_SIGNING` chooses how endpoints sign: `waha` (default), `standard`, or either
+//! with `+rotation` (a secret rotation in its grace period: two signatures per delivery).
 
 use anyhow::{bail, Context, Result};
 use herald_bench::delivery::{
@@ -64,6 +66,13 @@ async fn push(
         ids.extend(task.await??);
     }
     Ok(ids)
+}
+
+/// A webhook to `url` signed with the scheme `signing` names (`waha` or `standard`, with or
+/// without `+rotation`), with a secret Herald generates.
+fn webhook_body(url: &str, signing: &str) -> serde_json::Value {
+    let scheme = signing.trim_end_matches("+rotation");
+    json!({"url": url, "signing": scheme})
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -129,13 +138,30 @@ async fn main() -> Result<()> {
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_default()
     };
+    // How the endpoints sign: `waha` (default), `standard`, or either with `+rotation` (a
+    // rotation in its grace period, so two signatures per delivery).
+    let signing = std::env::var("HERALD_BENCH_SIGNING").unwrap_or_else(|_| "waha".into());
+    println!("# signing: {signing}");
     println!("# bench-dispatch (Postgres; herald-api and herald-dispatcher as separate release processes; one machine for all; load average before: {})", loadavg());
 
     // 1. One endpoint: events/s accepted and delivered.
     let created = client
-        .post("/api/v1/webhooks", &token, &json!({"url": url}))
+        .post("/api/v1/webhooks", &token, &webhook_body(&url, &signing))
         .await;
     let one = created.json["id"].as_str().context("webhook")?.to_owned();
+    if signing.ends_with("+rotation") {
+        // A rotation with an hour's grace: every delivery carries two signatures.
+        let rotated = client
+            .post(
+                &format!("/api/v1/webhooks/{one}/secret/rotate"),
+                &token,
+                &json!({"graceSeconds": 3600}),
+            )
+            .await;
+        if rotated.status != 200 {
+            bail!("rotation answered {}: {}", rotated.status, rotated.json);
+        }
+    }
     let test_path = vec![format!("/api/v1/webhooks/{one}/test")];
     if std::env::var("HERALD_BENCH_API_ONLY").is_ok() {
         // Diagnostic: the API's accept rate alone, with no dispatcher competing for the CPU.
@@ -218,7 +244,7 @@ async fn main() -> Result<()> {
         .await;
     for _ in 0..10 {
         client
-            .post("/api/v1/webhooks", &token, &json!({"url": url}))
+            .post("/api/v1/webhooks", &token, &webhook_body(&url, &signing))
             .await;
     }
     let sessions = scaled(2_000);
