@@ -9,25 +9,23 @@ use herald_domain::session::{Session, SessionStatus};
 use herald_domain::webhook::{Webhook, WebhookFields};
 use herald_domain::{ApiKeyId, Capabilities, OrgId, SessionId, WebhookId};
 use herald_store::StoreOptions;
-use herald_testkit::{TestDb, BACKENDS};
+use herald_testkit::{per_backend, Backend, TestDb};
 use std::sync::Arc;
 
 fn org(name: &str) -> OrgId {
     OrgId::parse(name).unwrap()
 }
 
-async fn each_store(test: impl AsyncFn(Arc<dyn Store>)) {
-    for backend in BACKENDS {
-        let db = TestDb::new(backend).await;
-        let store = herald_store::open(&db.database, &StoreOptions { max_connections: 4 })
-            .await
-            .expect("open");
-        // Opening twice must be harmless: migrations are idempotent.
-        herald_store::migrate(&db.database)
-            .await
-            .expect("migrate again");
-        test(store).await;
-    }
+/// The store on `db`, opened (so migrated) and then migrated once more.
+async fn open(db: &TestDb) -> Arc<dyn Store> {
+    let store = herald_store::open(&db.database, &StoreOptions { max_connections: 4 })
+        .await
+        .expect("open");
+    // Opening twice must be harmless: migrations are idempotent.
+    herald_store::migrate(&db.database)
+        .await
+        .expect("migrate again");
+    store
 }
 
 fn webhook(org_id: &OrgId, url: &str) -> Webhook {
@@ -40,236 +38,235 @@ fn webhook(org_id: &OrgId, url: &str) -> Webhook {
     .webhook
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhooks_round_trip_and_stay_in_their_organization() {
-    each_store(async |store| {
-        let (a, b) = (org("org_a"), org("org_b"));
-        let mut hook = webhook(&a, "https://example.com/a");
-        hook.custom_headers =
-            herald_domain::webhook::CustomHeaders::parse(vec![("X-Tenant".into(), "acme".into())])
-                .unwrap();
-        store
-            .insert_webhook(&hook, Some(&SealedSecret("v1:sealed".into())))
-            .await
+async fn webhooks_round_trip_and_stay_in_their_organization(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let (a, b) = (org("org_a"), org("org_b"));
+    let mut hook = webhook(&a, "https://example.com/a");
+    hook.custom_headers =
+        herald_domain::webhook::CustomHeaders::parse(vec![("X-Tenant".into(), "acme".into())])
             .unwrap();
-        store
-            .insert_webhook(&webhook(&b, "https://example.com/b"), None)
+    store
+        .insert_webhook(&hook, Some(&SealedSecret("v1:sealed".into())))
+        .await
+        .unwrap();
+    store
+        .insert_webhook(&webhook(&b, "https://example.com/b"), None)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.find_webhook(&a, &hook.id).await.unwrap(),
+        Some(hook.clone())
+    );
+    assert_eq!(
+        store.find_webhook(&b, &hook.id).await.unwrap(),
+        None,
+        "foreign ids are invisible"
+    );
+    assert_eq!(store.list_webhooks(&a).await.unwrap(), vec![hook.clone()]);
+
+    let mut changed = hook.clone();
+    changed.active = false;
+    changed.updated_at = 2_000;
+    assert!(store
+        .update_webhook(&changed, &SealedSecretChange::Remove)
+        .await
+        .unwrap());
+    // A list read before the change never outlives it (the embedded store keeps lists).
+    assert_eq!(
+        store.list_webhooks(&a).await.unwrap(),
+        vec![changed.clone()]
+    );
+    assert!(
+        !store
+            .find_webhook(&a, &hook.id)
             .await
-            .unwrap();
-
-        assert_eq!(
-            store.find_webhook(&a, &hook.id).await.unwrap(),
-            Some(hook.clone())
-        );
-        assert_eq!(
-            store.find_webhook(&b, &hook.id).await.unwrap(),
-            None,
-            "foreign ids are invisible"
-        );
-        assert_eq!(store.list_webhooks(&a).await.unwrap(), vec![hook.clone()]);
-
-        let mut changed = hook.clone();
-        changed.active = false;
-        changed.updated_at = 2_000;
-        assert!(store
-            .update_webhook(&changed, &SealedSecretChange::Remove)
-            .await
-            .unwrap());
-        // A list read before the change never outlives it (the embedded store keeps lists).
-        assert_eq!(
-            store.list_webhooks(&a).await.unwrap(),
-            vec![changed.clone()]
-        );
-        assert!(
-            !store
-                .find_webhook(&a, &hook.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .active
-        );
-        let mut foreign = changed.clone();
-        foreign.organization_id = b.clone();
-        assert!(!store
-            .update_webhook(&foreign, &SealedSecretChange::Keep)
-            .await
-            .unwrap());
-
-        assert!(!store.delete_webhook(&b, &hook.id).await.unwrap());
-        assert!(store.delete_webhook(&a, &hook.id).await.unwrap());
-        assert!(store.list_webhooks(&a).await.unwrap().is_empty());
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_change_state_together_with_their_events() {
-    each_store(async |store| {
-        let a = org("org_a");
-        let mut session = Session::new(a.clone(), "sales", 1_000).unwrap();
-        let started = Envelope::new(
-            EventType::SessionStatus,
-            a.clone(),
-            Some(session.id),
-            None,
-            1_000,
-            session.status_payload(),
-        );
-        assert!(store.insert_session(&session, &[started]).await.unwrap());
-
-        // One engine session binds one Herald session, across organizations; the refused
-        // creation writes nothing.
-        let rival = Session::new(org("org_b"), "rival", 1_000)
             .unwrap()
-            .with_engine_session(&session.engine_session)
-            .unwrap();
-        assert!(!store.insert_session(&rival, &[]).await.unwrap());
-        assert!(store.list_sessions(&org("org_b")).await.unwrap().is_empty());
-        assert_eq!(
-            store
-                .find_session_by_engine(&session.engine_session)
-                .await
-                .unwrap()
-                .map(|s| s.id),
-            Some(session.id)
-        );
-        assert_eq!(store.find_session_by_engine("nope").await.unwrap(), None);
+            .unwrap()
+            .active
+    );
+    let mut foreign = changed.clone();
+    foreign.organization_id = b.clone();
+    assert!(!store
+        .update_webhook(&foreign, &SealedSecretChange::Keep)
+        .await
+        .unwrap());
 
-        session.status = SessionStatus::Working;
-        session.me = Some(Me {
-            id: "15550001234@c.us".into(),
-        });
-        session.updated_at = 2_000;
-        let working = Envelope::new(
-            EventType::SessionStatus,
-            a.clone(),
-            Some(session.id),
-            session.me.clone(),
-            2_000,
-            session.status_payload(),
-        );
-        let status_change = |session: &Session, events: Vec<Envelope>| Change {
-            organization_id: session.organization_id.clone(),
-            mutation: Mutation::SessionStatus(session.clone()),
-            events,
-            inbound: None,
-        };
-        assert_eq!(
-            store
-                .apply_change(&status_change(&session, vec![working]))
-                .await
-                .unwrap(),
-            ChangeOutcome::Applied
-        );
-        assert_eq!(
-            store.find_session(&a, &session.id).await.unwrap(),
-            Some(session.clone())
-        );
-        assert_eq!(
-            store
-                .find_session(&org("org_b"), &session.id)
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(store.list_sessions(&a).await.unwrap().len(), 1);
-
-        // An update of a missing session writes nothing, not even its event.
-        let ghost = Session {
-            id: SessionId::generate(),
-            ..session.clone()
-        };
-        assert_eq!(
-            store
-                .apply_change(&status_change(&ghost, Vec::new()))
-                .await
-                .unwrap(),
-            ChangeOutcome::TargetMissing
-        );
-
-        assert!(store.delete_session(&a, &session.id).await.unwrap());
-        assert!(!store.delete_session(&a, &session.id).await.unwrap());
-    })
-    .await;
+    assert!(!store.delete_webhook(&b, &hook.id).await.unwrap());
+    assert!(store.delete_webhook(&a, &hook.id).await.unwrap());
+    assert!(store.list_webhooks(&a).await.unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_keys_are_found_by_hash_until_revoked() {
-    each_store(async |store| {
-        let a = org("org_a");
-        let key = ApiKey {
-            id: ApiKeyId::generate(),
-            organization_id: a.clone(),
-            name: "ops".into(),
-            capabilities: Capabilities::parse_list("manage,read").unwrap(),
-            created_at: 1_000,
-            last_used_at: None,
-        };
-        store.insert_api_key(&key, "hash-1").await.unwrap();
-        assert_eq!(
-            store.find_api_key_by_hash("hash-1").await.unwrap(),
-            Some(key.clone())
-        );
-        assert_eq!(store.find_api_key_by_hash("hash-2").await.unwrap(), None);
+async fn sessions_change_state_together_with_their_events(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let a = org("org_a");
+    let mut session = Session::new(a.clone(), "sales", 1_000).unwrap();
+    let started = Envelope::new(
+        EventType::SessionStatus,
+        a.clone(),
+        Some(session.id),
+        None,
+        1_000,
+        session.status_payload(),
+    );
+    assert!(store.insert_session(&session, &[started]).await.unwrap());
 
-        store.touch_api_key(&key.id, 5_000).await.unwrap();
-        assert_eq!(
-            store.list_api_keys(&a).await.unwrap()[0].last_used_at,
-            Some(5_000)
-        );
-
-        assert!(
-            !store
-                .revoke_api_key(Some(&org("org_b")), &key.id, 6_000)
-                .await
-                .unwrap(),
-            "not across orgs"
-        );
-        assert!(store
-            .revoke_api_key(Some(&a), &key.id, 6_000)
-            .await
-            .unwrap());
-        assert!(
-            !store.revoke_api_key(None, &key.id, 7_000).await.unwrap(),
-            "already revoked"
-        );
-        assert_eq!(store.find_api_key_by_hash("hash-1").await.unwrap(), None);
-        assert!(store.list_api_keys(&a).await.unwrap().is_empty());
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appending_events_is_atomic_and_the_store_answers_pings() {
-    each_store(async |store| {
-        store.ping().await.unwrap();
-        let a = org("org_a");
+    // One engine session binds one Herald session, across organizations; the refused
+    // creation writes nothing.
+    let rival = Session::new(org("org_b"), "rival", 1_000)
+        .unwrap()
+        .with_engine_session(&session.engine_session)
+        .unwrap();
+    assert!(!store.insert_session(&rival, &[]).await.unwrap());
+    assert!(store.list_sessions(&org("org_b")).await.unwrap().is_empty());
+    assert_eq!(
         store
-            .insert_webhook(&webhook(&a, "https://example.com/all"), None)
+            .find_session_by_engine(&session.engine_session)
             .await
-            .unwrap();
-        let event = Envelope::new(
-            EventType::Message,
-            a.clone(),
-            None,
-            None,
-            1_000,
-            serde_json::json!({"id": "m1"}),
-        );
+            .unwrap()
+            .map(|s| s.id),
+        Some(session.id)
+    );
+    assert_eq!(store.find_session_by_engine("nope").await.unwrap(), None);
+
+    session.status = SessionStatus::Working;
+    session.me = Some(Me {
+        id: "15550001234@c.us".into(),
+    });
+    session.updated_at = 2_000;
+    let working = Envelope::new(
+        EventType::SessionStatus,
+        a.clone(),
+        Some(session.id),
+        session.me.clone(),
+        2_000,
+        session.status_payload(),
+    );
+    let status_change = |session: &Session, events: Vec<Envelope>| Change {
+        organization_id: session.organization_id.clone(),
+        mutation: Mutation::SessionStatus(session.clone()),
+        events,
+        inbound: None,
+    };
+    assert_eq!(
         store
-            .append_events(std::slice::from_ref(&event))
+            .apply_change(&status_change(&session, vec![working]))
             .await
-            .unwrap();
-        // The same event id twice violates the log's uniqueness: the whole batch is refused.
-        let fresh = Envelope::new(
-            EventType::Message,
-            a.clone(),
-            None,
-            None,
-            1_001,
-            serde_json::json!({}),
-        );
-        assert!(store.append_events(&[fresh, event]).await.is_err());
-    })
-    .await;
+            .unwrap(),
+        ChangeOutcome::Applied
+    );
+    assert_eq!(
+        store.find_session(&a, &session.id).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        store
+            .find_session(&org("org_b"), &session.id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.list_sessions(&a).await.unwrap().len(), 1);
+
+    // An update of a missing session writes nothing, not even its event.
+    let ghost = Session {
+        id: SessionId::generate(),
+        ..session.clone()
+    };
+    assert_eq!(
+        store
+            .apply_change(&status_change(&ghost, Vec::new()))
+            .await
+            .unwrap(),
+        ChangeOutcome::TargetMissing
+    );
+
+    assert!(store.delete_session(&a, &session.id).await.unwrap());
+    assert!(!store.delete_session(&a, &session.id).await.unwrap());
 }
+
+async fn api_keys_are_found_by_hash_until_revoked(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let a = org("org_a");
+    let key = ApiKey {
+        id: ApiKeyId::generate(),
+        organization_id: a.clone(),
+        name: "ops".into(),
+        capabilities: Capabilities::parse_list("manage,read").unwrap(),
+        created_at: 1_000,
+        last_used_at: None,
+    };
+    store.insert_api_key(&key, "hash-1").await.unwrap();
+    assert_eq!(
+        store.find_api_key_by_hash("hash-1").await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(store.find_api_key_by_hash("hash-2").await.unwrap(), None);
+
+    store.touch_api_key(&key.id, 5_000).await.unwrap();
+    assert_eq!(
+        store.list_api_keys(&a).await.unwrap()[0].last_used_at,
+        Some(5_000)
+    );
+
+    assert!(
+        !store
+            .revoke_api_key(Some(&org("org_b")), &key.id, 6_000)
+            .await
+            .unwrap(),
+        "not across orgs"
+    );
+    assert!(store
+        .revoke_api_key(Some(&a), &key.id, 6_000)
+        .await
+        .unwrap());
+    assert!(
+        !store.revoke_api_key(None, &key.id, 7_000).await.unwrap(),
+        "already revoked"
+    );
+    assert_eq!(store.find_api_key_by_hash("hash-1").await.unwrap(), None);
+    assert!(store.list_api_keys(&a).await.unwrap().is_empty());
+}
+
+async fn appending_events_is_atomic_and_the_store_answers_pings(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    store.ping().await.unwrap();
+    let a = org("org_a");
+    store
+        .insert_webhook(&webhook(&a, "https://example.com/all"), None)
+        .await
+        .unwrap();
+    let event = Envelope::new(
+        EventType::Message,
+        a.clone(),
+        None,
+        None,
+        1_000,
+        serde_json::json!({"id": "m1"}),
+    );
+    store
+        .append_events(std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    // The same event id twice violates the log's uniqueness: the whole batch is refused.
+    let fresh = Envelope::new(
+        EventType::Message,
+        a.clone(),
+        None,
+        None,
+        1_001,
+        serde_json::json!({}),
+    );
+    assert!(store.append_events(&[fresh, event]).await.is_err());
+}
+
+per_backend!(
+    webhooks_round_trip_and_stay_in_their_organization,
+    sessions_change_state_together_with_their_events,
+    api_keys_are_found_by_hash_until_revoked,
+    appending_events_is_atomic_and_the_store_answers_pings,
+);

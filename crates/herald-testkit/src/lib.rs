@@ -50,9 +50,6 @@ pub enum Backend {
     Postgres,
 }
 
-/// Both backends, for tests that run once per store.
-pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
-
 /// Runs a scenario once per backend as two separate tests, so a failure names its store.
 ///
 /// `per_backend!(webhooks_round_trip);` next to `async fn webhooks_round_trip(backend: Backend)`

@@ -3,7 +3,7 @@
 //! within 5 s on another one sharing the database.
 
 use herald_testkit::jwks::claims;
-use herald_testkit::{eventually, Backend, JwksServer, SigningKey, TestServer, BACKENDS};
+use herald_testkit::{eventually, per_backend, Backend, JwksServer, SigningKey, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -16,118 +16,113 @@ fn key_ids(list: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_is_created_shown_once_listed_without_token_used_and_revoked() {
-    for backend in BACKENDS {
-        let server = TestServer::start(backend).await;
-        let admin = server.api_key("org_keys", "manage,send,read").await;
-        let created = server
-            .client
-            .post(
-                "/api/v1/api-keys",
-                &admin,
-                &json!({"name": "ci script", "capabilities": ["read", "send"]}),
-            )
-            .await;
-        assert_eq!(created.status, 201, "{backend:?}: {:?}", created.json);
-        let body = created.json.as_object().unwrap();
-        let mut fields: Vec<&str> = body.keys().map(String::as_str).collect();
-        fields.sort();
-        assert_eq!(fields, ["capabilities", "createdAt", "id", "name", "token"]);
-        let id = created.json["id"].as_str().unwrap().to_owned();
-        let token = created.json["token"].as_str().unwrap().to_owned();
-        assert!(id.starts_with("key_") && token.starts_with("hk_") && token.len() >= 40);
-        assert_eq!(created.json["name"], "ci script");
-        assert_eq!(created.json["capabilities"], json!(["read", "send"]));
-        assert!(created.json["createdAt"].as_i64().unwrap() > 1_600_000_000_000);
-
-        // The token works, with exactly its capabilities.
-        assert_eq!(
-            server.client.get("/api/v1/sessions", &token).await.status,
-            200
-        );
-        let denied = server.client.get("/api/v1/webhooks", &token).await;
-        assert_eq!((denied.status, denied.error_code()), (403, "forbidden"));
-
-        // Listed without its token, with lastUsedAt filled in after use.
-        let listed = eventually(
-            "lastUsedAt to be recorded",
-            Duration::from_secs(5),
-            || async {
-                let list = server.client.get("/api/v1/api-keys", &admin).await;
-                assert_eq!(list.status, 200);
-                assert_eq!(list.json["nextCursor"], "");
-                let entry = list.json["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|k| k["id"] == id.as_str())
-                    .cloned()
-                    .expect("the new key is listed");
-                assert!(!String::from_utf8_lossy(&list.body).contains(&token));
-                entry["lastUsedAt"].is_i64().then_some(entry)
-            },
+async fn a_key_is_created_shown_once_listed_without_token_used_and_revoked(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.api_key("org_keys", "manage,send,read").await;
+    let created = server
+        .client
+        .post(
+            "/api/v1/api-keys",
+            &admin,
+            &json!({"name": "ci script", "capabilities": ["read", "send"]}),
         )
         .await;
-        let mut fields: Vec<&str> = listed
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        fields.sort();
-        assert_eq!(
-            fields,
-            ["capabilities", "createdAt", "id", "lastUsedAt", "name"]
-        );
-        assert!(
-            listed["lastUsedAt"].as_i64().unwrap() >= created.json["createdAt"].as_i64().unwrap()
-        );
+    assert_eq!(created.status, 201, "{backend:?}: {:?}", created.json);
+    let body = created.json.as_object().unwrap();
+    let mut fields: Vec<&str> = body.keys().map(String::as_str).collect();
+    fields.sort();
+    assert_eq!(fields, ["capabilities", "createdAt", "id", "name", "token"]);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let token = created.json["token"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("key_") && token.starts_with("hk_") && token.len() >= 40);
+    assert_eq!(created.json["name"], "ci script");
+    assert_eq!(created.json["capabilities"], json!(["read", "send"]));
+    assert!(created.json["createdAt"].as_i64().unwrap() > 1_600_000_000_000);
 
-        // A key never used shows lastUsedAt: null.
-        let idle = server
-            .client
-            .post(
-                "/api/v1/api-keys",
-                &admin,
-                &json!({"name": "idle", "capabilities": ["read"]}),
-            )
-            .await;
-        let list = server.client.get("/api/v1/api-keys", &admin).await;
-        let idle_entry = list.json["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["id"] == idle.json["id"])
-            .unwrap()
-            .clone();
-        assert_eq!(idle_entry["lastUsedAt"], Value::Null);
+    // The token works, with exactly its capabilities.
+    assert_eq!(
+        server.client.get("/api/v1/sessions", &token).await.status,
+        200
+    );
+    let denied = server.client.get("/api/v1/webhooks", &token).await;
+    assert_eq!((denied.status, denied.error_code()), (403, "forbidden"));
 
-        // Revoked: refused at once on this replica, gone from the list, a second revoke is 404.
-        let revoked = server
+    // Listed without its token, with lastUsedAt filled in after use.
+    let listed = eventually(
+        "lastUsedAt to be recorded",
+        Duration::from_secs(5),
+        || async {
+            let list = server.client.get("/api/v1/api-keys", &admin).await;
+            assert_eq!(list.status, 200);
+            assert_eq!(list.json["nextCursor"], "");
+            let entry = list.json["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["id"] == id.as_str())
+                .cloned()
+                .expect("the new key is listed");
+            assert!(!String::from_utf8_lossy(&list.body).contains(&token));
+            entry["lastUsedAt"].is_i64().then_some(entry)
+        },
+    )
+    .await;
+    let mut fields: Vec<&str> = listed
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["capabilities", "createdAt", "id", "lastUsedAt", "name"]
+    );
+    assert!(listed["lastUsedAt"].as_i64().unwrap() >= created.json["createdAt"].as_i64().unwrap());
+
+    // A key never used shows lastUsedAt: null.
+    let idle = server
+        .client
+        .post(
+            "/api/v1/api-keys",
+            &admin,
+            &json!({"name": "idle", "capabilities": ["read"]}),
+        )
+        .await;
+    let list = server.client.get("/api/v1/api-keys", &admin).await;
+    let idle_entry = list.json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == idle.json["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(idle_entry["lastUsedAt"], Value::Null);
+
+    // Revoked: refused at once on this replica, gone from the list, a second revoke is 404.
+    let revoked = server
+        .client
+        .delete(&format!("/api/v1/api-keys/{id}"), &admin)
+        .await;
+    assert_eq!(revoked.status, 204, "{:?}", revoked.json);
+    assert!(revoked.body.is_empty());
+    let refused = server.client.get("/api/v1/sessions", &token).await;
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (401, "unauthorized")
+    );
+    assert!(!key_ids(&server.client.get("/api/v1/api-keys", &admin).await.json).contains(&id));
+    let again = server
+        .client
+        .delete(&format!("/api/v1/api-keys/{id}"), &admin)
+        .await;
+    assert_eq!((again.status, again.error_code()), (404, "not_found"));
+    for bad in ["key_nope", "nope", "wh_01J9ZX8K2QHV0M3T6R7P4N5W8C"] {
+        let reply = server
             .client
-            .delete(&format!("/api/v1/api-keys/{id}"), &admin)
+            .delete(&format!("/api/v1/api-keys/{bad}"), &admin)
             .await;
-        assert_eq!(revoked.status, 204, "{:?}", revoked.json);
-        assert!(revoked.body.is_empty());
-        let refused = server.client.get("/api/v1/sessions", &token).await;
-        assert_eq!(
-            (refused.status, refused.error_code()),
-            (401, "unauthorized")
-        );
-        assert!(!key_ids(&server.client.get("/api/v1/api-keys", &admin).await.json).contains(&id));
-        let again = server
-            .client
-            .delete(&format!("/api/v1/api-keys/{id}"), &admin)
-            .await;
-        assert_eq!((again.status, again.error_code()), (404, "not_found"));
-        for bad in ["key_nope", "nope", "wh_01J9ZX8K2QHV0M3T6R7P4N5W8C"] {
-            let reply = server
-                .client
-                .delete(&format!("/api/v1/api-keys/{bad}"), &admin)
-                .await;
-            assert_eq!(reply.status, 404, "{bad}");
-        }
+        assert_eq!(reply.status, 404, "{bad}");
     }
 }
 
@@ -226,27 +221,24 @@ async fn a_caller_grants_only_what_it_holds_plus_ingest_for_manage() {
     assert_eq!(reply.status, 403, "members lack manage");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_organizations_key_cannot_be_listed_or_revoked() {
-    for backend in BACKENDS {
-        let server = TestServer::start(backend).await;
-        let a = server.api_key("org_a", "manage").await;
-        let b = server.api_key("org_b", "manage,read").await;
-        let b_ids = key_ids(&server.client.get("/api/v1/api-keys", &b).await.json);
-        assert_eq!(b_ids.len(), 1);
-        let a_ids = key_ids(&server.client.get("/api/v1/api-keys", &a).await.json);
-        assert!(a_ids.iter().all(|id| !b_ids.contains(id)), "{backend:?}");
-        let reply = server
-            .client
-            .delete(&format!("/api/v1/api-keys/{}", b_ids[0]), &a)
-            .await;
-        assert_eq!(
-            (reply.status, reply.error_code()),
-            (404, "not_found"),
-            "{backend:?}"
-        );
-        assert_eq!(server.client.get("/api/v1/sessions", &b).await.status, 200);
-    }
+async fn another_organizations_key_cannot_be_listed_or_revoked(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = server.api_key("org_a", "manage").await;
+    let b = server.api_key("org_b", "manage,read").await;
+    let b_ids = key_ids(&server.client.get("/api/v1/api-keys", &b).await.json);
+    assert_eq!(b_ids.len(), 1);
+    let a_ids = key_ids(&server.client.get("/api/v1/api-keys", &a).await.json);
+    assert!(a_ids.iter().all(|id| !b_ids.contains(id)), "{backend:?}");
+    let reply = server
+        .client
+        .delete(&format!("/api/v1/api-keys/{}", b_ids[0]), &a)
+        .await;
+    assert_eq!(
+        (reply.status, reply.error_code()),
+        (404, "not_found"),
+        "{backend:?}"
+    );
+    assert_eq!(server.client.get("/api/v1/sessions", &b).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,3 +296,8 @@ async fn a_revoked_key_is_refused_within_five_seconds_by_another_replica() {
     );
     drop(second);
 }
+
+per_backend!(
+    a_key_is_created_shown_once_listed_without_token_used_and_revoked,
+    another_organizations_key_cannot_be_listed_or_revoked
+);

@@ -38,7 +38,7 @@
 use herald_domain::Capability;
 use herald_http::routes::{Access, Route, ROUTES};
 use herald_testkit::openapi::Conformance;
-use herald_testkit::{Backend, Reply, TestServer, BACKENDS};
+use herald_testkit::{per_backend, Backend, Reply, TestServer};
 use serde_json::{json, Value};
 
 /// One organization's fixtures, created through the API.
@@ -599,11 +599,8 @@ async fn run_matrix(backend: Backend) {
     assert!(calls > plan.len() * 5, "the matrix ran ({calls} calls)");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_keeps_organizations_apart() {
-    for backend in BACKENDS {
-        run_matrix(backend).await;
-    }
+async fn every_route_keeps_organizations_apart(backend: Backend) {
+    run_matrix(backend).await;
 }
 
 #[test]
@@ -611,3 +608,5 @@ fn every_authenticated_route_has_a_recipe() {
     // Fails fast (without a server) when a route is added without its recipe.
     assert!(!planned().is_empty());
 }
+
+per_backend!(every_route_keeps_organizations_apart);
