@@ -184,6 +184,101 @@ impl Health {
     }
 }
 
+/// What one webhook's share of a batch of attempt outcomes does to it (see [`settle_batch`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchEffect {
+    /// Its health after the batch.
+    pub health: Health,
+    /// Set when the batch disabled it.
+    pub disabled: Option<DisabledReason>,
+    /// Set when its breaker opened or stayed open: its deliveries wait for a probe at this time.
+    pub hold: Option<Millis>,
+    /// Its breaker closed: held deliveries are due again now.
+    pub release: bool,
+    /// The operational events the batch causes, in order.
+    pub events: Vec<Envelope>,
+}
+
+impl BatchEffect {
+    /// Whether the webhook's stored row must be written: anything changed but a success
+    /// timestamp that moved by less than a second (so a healthy endpoint costs no write).
+    pub fn needs_write(&self, before: &Health) -> bool {
+        let success_moved = match (before.last_success_at, self.health.last_success_at) {
+            (Some(a), Some(b)) => b - a >= 1_000,
+            (a, b) => a != b,
+        };
+        let same_but_success = Health {
+            last_success_at: before.last_success_at,
+            ..self.health.clone()
+        } == *before;
+        self.disabled.is_some() || !same_but_success || success_moved
+    }
+}
+
+/// Folds one webhook's outcomes of a batch, in order, into its health ([`Health::after`]) and
+/// the operational events they cause: `webhook.disabled`, `webhook.paused`/`resumed`, and
+/// `delivery.failed` for every dead letter except those `quiet` names (a dead letter of an
+/// operational event is not announced: two failing webhooks would otherwise tell each other
+/// about each other's failures forever). Both stores apply a batch through this one function.
+pub fn settle_batch<'a>(
+    (org, webhook): (&OrgId, &WebhookId),
+    health: &Health,
+    active: bool,
+    outcomes: impl IntoIterator<Item = &'a crate::delivery::AttemptOutcome>,
+    quiet: impl Fn(&crate::ids::DeliveryId) -> bool,
+    policy: &HealthPolicy,
+    now: Millis,
+) -> BatchEffect {
+    use crate::delivery::Settlement;
+    let mut effect = BatchEffect {
+        health: health.clone(),
+        disabled: None,
+        hold: None,
+        release: false,
+        events: Vec::new(),
+    };
+    let mut active = active;
+    for outcome in outcomes {
+        let streak = effect.health.consecutive_failures;
+        match effect.health.after(active, &outcome.record, policy, now) {
+            Some(HealthChange::Disabled(reason)) => {
+                active = false;
+                effect.disabled = Some(reason);
+                effect
+                    .events
+                    .push(disabled_event(org, webhook, reason, now));
+            }
+            Some(HealthChange::Paused { until }) => {
+                effect.hold = Some(until);
+                let failures = effect.health.consecutive_failures;
+                effect
+                    .events
+                    .push(breaker_event(org, webhook, true, failures, now));
+            }
+            Some(HealthChange::Extended { until }) => effect.hold = Some(until),
+            Some(HealthChange::Resumed) => {
+                effect.hold = None;
+                effect.release = true;
+                effect
+                    .events
+                    .push(breaker_event(org, webhook, false, streak, now));
+            }
+            None => {}
+        }
+        if outcome.settlement == Settlement::Failed && !quiet(&outcome.delivery_id) {
+            effect.events.push(delivery_failed_event(
+                org,
+                webhook,
+                &outcome.delivery_id,
+                &outcome.event_id,
+                &outcome.record,
+                now,
+            ));
+        }
+    }
+    effect
+}
+
 /// `webhook.disabled` `{"webhookId","reason"}`.
 pub fn disabled_event(
     org: &OrgId,
@@ -250,6 +345,77 @@ pub fn delivery_failed_event(
 mod tests {
     use super::*;
     use crate::delivery::AttemptError;
+
+    fn outcome(
+        webhook_id: WebhookId,
+        status: Option<u16>,
+        at: Millis,
+        settlement: crate::delivery::Settlement,
+    ) -> crate::delivery::AttemptOutcome {
+        crate::delivery::AttemptOutcome {
+            delivery_id: crate::ids::DeliveryId::generate(),
+            webhook_id,
+            event_id: crate::ids::EventId::generate(),
+            record: attempt(status, at),
+            settlement,
+        }
+    }
+
+    #[test]
+    fn a_batch_announces_a_disable_and_dead_letters_except_quiet_ones() {
+        use crate::delivery::Settlement;
+        let org = OrgId::parse("org_a").unwrap();
+        let id = WebhookId::generate();
+        let loud = outcome(id, Some(500), 10, Settlement::Failed);
+        let quiet = outcome(id, Some(500), 11, Settlement::Failed);
+        let gone = outcome(id, Some(410), 12, Settlement::Failed);
+        let batch = [loud.clone(), quiet.clone(), gone];
+        let effect = settle_batch(
+            (&org, &id),
+            &Health::default(),
+            true,
+            &batch,
+            |d| *d == quiet.delivery_id,
+            &HealthPolicy::default(),
+            20,
+        );
+        assert_eq!(effect.disabled, Some(DisabledReason::Gone));
+        let kinds: Vec<EventType> = effect.events.iter().map(|e| e.event).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventType::DeliveryFailed,
+                EventType::WebhookDisabled,
+                EventType::DeliveryFailed
+            ]
+        );
+        assert!(effect.needs_write(&Health::default()));
+    }
+
+    #[test]
+    fn a_success_that_only_moves_the_success_time_a_little_needs_no_write() {
+        use crate::delivery::Settlement;
+        let org = OrgId::parse("org_a").unwrap();
+        let id = WebhookId::generate();
+        let before = Health {
+            last_success_at: Some(1_000),
+            ..Health::default()
+        };
+        let run = |at| {
+            settle_batch(
+                (&org, &id),
+                &before,
+                true,
+                &[outcome(id, Some(200), at, Settlement::Succeeded)],
+                |_| false,
+                &HealthPolicy::default(),
+                at,
+            )
+        };
+        assert!(!run(1_500).needs_write(&before));
+        assert!(run(2_000).needs_write(&before));
+        assert!(run(1_500).events.is_empty());
+    }
 
     fn attempt(status: Option<u16>, at: Millis) -> AttemptRecord {
         AttemptRecord {

@@ -10,10 +10,10 @@ use async_trait::async_trait;
 use herald_domain::deliveries::{nearest_rank, AttemptTally, DeliveryQuery, LATENCY_PERCENTILES};
 use herald_domain::delivery::{
     AttemptOutcome, Backlog, ClaimedDelivery, DeliveryDetail, DeliveryPage, DeliveryStatus, Lane,
-    Lease, Pruned, RetryAnswer, Settlement,
+    Lease, Pruned, RetryAnswer,
 };
 use herald_domain::event::Envelope;
-use herald_domain::health::{self, HealthChange, HealthPolicy};
+use herald_domain::health::{self, HealthPolicy};
 use herald_domain::ids::{DeliveryId, OrgId, WebhookId};
 use herald_domain::ports::{DeliveryQueue, DeliveryViews, StoreResult};
 use herald_domain::webhook::Webhook;
@@ -94,54 +94,28 @@ impl State {
                 continue;
             };
             let org = stored.webhook.organization_id.clone();
-            let mut health = stored.webhook.health.clone();
-            let mut active = stored.webhook.active;
-            let mut disabled = None;
-            let mut hold = None;
-            let mut release = false;
-            for outcome in outcomes.iter().filter(|o| o.webhook_id == id) {
-                let streak = health.consecutive_failures;
-                match health.after(active, &outcome.record, policy, now) {
-                    Some(HealthChange::Disabled(reason)) => {
-                        active = false;
-                        disabled = Some(reason);
-                        events.push(health::disabled_event(&org, &id, reason, now));
-                    }
-                    Some(HealthChange::Paused { until }) => {
-                        hold = Some(until);
-                        events.push(health::breaker_event(
-                            &org,
-                            &id,
-                            true,
-                            health.consecutive_failures,
-                            now,
-                        ));
-                    }
-                    Some(HealthChange::Extended { until }) => hold = Some(until),
-                    Some(HealthChange::Resumed) => {
-                        hold = None;
-                        release = true;
-                        events.push(health::breaker_event(&org, &id, false, streak, now));
-                    }
-                    None => {}
-                }
-                // A dead letter of an operational event is not announced: two failing webhooks
-                // would otherwise tell each other about each other's failures forever.
-                let quiet = self
-                    .deliveries
-                    .get(&outcome.delivery_id)
-                    .is_some_and(|d| d.event.is_operational());
-                if outcome.settlement == Settlement::Failed && !quiet {
-                    events.push(health::delivery_failed_event(
-                        &org,
-                        &id,
-                        &outcome.delivery_id,
-                        &outcome.event_id,
-                        &outcome.record,
-                        now,
-                    ));
-                }
-            }
+            let deliveries = &self.deliveries;
+            let effect = health::settle_batch(
+                (&org, &id),
+                &stored.webhook.health,
+                stored.webhook.active,
+                outcomes.iter().filter(|o| o.webhook_id == id),
+                |delivery| {
+                    deliveries
+                        .get(delivery)
+                        .is_some_and(|d| d.event.is_operational())
+                },
+                policy,
+                now,
+            );
+            events.extend(effect.events.iter().cloned());
+            let health::BatchEffect {
+                health,
+                disabled,
+                hold,
+                release,
+                ..
+            } = effect;
             if let Some(stored) = self.webhooks.get_mut(&id) {
                 stored.webhook.health = health;
                 if let Some(reason) = disabled {

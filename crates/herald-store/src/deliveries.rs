@@ -309,7 +309,7 @@ macro_rules! delivery_store_impl {
             handover: &mut crate::direct::Handover,
         ) -> diesel::QueryResult<HealthEffects> {
             use crate::rows::HealthRow;
-            use herald_domain::health::{self, HealthChange};
+            use herald_domain::health;
             let mut ids: Vec<String> = outcomes.iter().map(|o| o.webhook_id.to_string()).collect();
             ids.sort();
             ids.dedup();
@@ -348,52 +348,20 @@ macro_rules! delivery_store_impl {
                     continue;
                 };
                 let before = row.health();
-                let mut health = before.clone();
-                let mut active = row.active;
-                let mut disabled = None;
-                let mut hold = None;
-                let mut release = false;
-                for outcome in outcomes.iter().filter(|o| o.webhook_id == id) {
-                    let streak = health.consecutive_failures;
-                    match health.after(active, &outcome.record, policy, now) {
-                        Some(HealthChange::Disabled(reason)) => {
-                            active = false;
-                            disabled = Some(reason);
-                            events.push(health::disabled_event(&org, &id, reason, now));
-                        }
-                        Some(HealthChange::Paused { until }) => {
-                            hold = Some(until);
-                            events.push(health::breaker_event(&org, &id, true, health.consecutive_failures, now));
-                        }
-                        Some(HealthChange::Extended { until }) => hold = Some(until),
-                        Some(HealthChange::Resumed) => {
-                            hold = None;
-                            release = true;
-                            events.push(health::breaker_event(&org, &id, false, streak, now));
-                        }
-                        None => {}
-                    }
-                    if outcome.settlement == Settlement::Failed
-                        && !quiet.contains(&outcome.delivery_id.to_string())
-                    {
-                        events.push(health::delivery_failed_event(
-                            &org,
-                            &id,
-                            &outcome.delivery_id,
-                            &outcome.event_id,
-                            &outcome.record,
-                            now,
-                        ));
-                    }
-                }
-                let success_moved = match (before.last_success_at, health.last_success_at) {
-                    (Some(a), Some(b)) => b - a >= 1_000,
-                    (a, b) => a != b,
-                };
-                let same_but_success = health::Health { last_success_at: before.last_success_at, ..health.clone() } == before;
-                if disabled.is_none() && same_but_success && !success_moved {
+                let effect = health::settle_batch(
+                    (&org, &id),
+                    &before,
+                    row.active,
+                    outcomes.iter().filter(|o| o.webhook_id == id),
+                    |delivery| quiet.contains(&delivery.to_string()),
+                    policy,
+                    now,
+                );
+                events.extend(effect.events.iter().cloned());
+                if !effect.needs_write(&before) {
                     continue;
                 }
+                let health::BatchEffect { health, disabled, hold, release, .. } = effect;
                 webhooks_changed = true;
                 let target = webhooks::table.filter(webhooks::id.eq(&row.id));
                 diesel::update(target)
