@@ -645,11 +645,66 @@ macro_rules! delivery_store_impl {
             }
 
             async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog> {
-                self.backlog(now).await
+                let mut conn = self.reader().await?;
+                let pending: i64 = deliveries::table
+                    .filter(sql::<Bool>("status = 'pending'"))
+                    .count()
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                let oldest: Option<i64> = deliveries::table
+                    .filter(sql::<Bool>("status = 'pending'"))
+                    .filter(deliveries::next_attempt_at.le(now))
+                    .select(diesel::dsl::min(deliveries::next_attempt_at))
+                    .first(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                Ok(Backlog {
+                    pending: pending.max(0) as u64,
+                    oldest_due_age_ms: oldest.map_or(0, |at| (now - at).max(0)),
+                })
             }
 
             async fn prune_deliveries(&self, before: Millis) -> StoreResult<Pruned> {
-                self.prune(before).await
+                let mut conn = self.writer().await?;
+                // Secrets whose rotation grace has wholly ended are erased here too (a list
+                // only partly expired is trimmed at the webhook's next rotation or update).
+                let erased = diesel::update(
+                    webhooks::table.filter(webhooks::previous_valid_until.le(crate::now_ms())),
+                )
+                .set((
+                    webhooks::previous_secrets.eq(None::<String>),
+                    webhooks::previous_valid_until.eq(None::<i64>),
+                ))
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                if erased > 0 {
+                    self.webhook_cache().invalidate();
+                }
+                let deliveries_removed = diesel::delete(
+                    deliveries::table
+                        .filter(sql::<Bool>("status <> 'pending'"))
+                        .filter(deliveries::created_at.lt(before)),
+                )
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                let still_needed = deliveries::table
+                    .filter(sql::<Bool>("status = 'pending'"))
+                    .select(deliveries::event_id);
+                let events_removed = diesel::delete(
+                    events::table
+                        .filter(events::created_at.lt(before))
+                        .filter(diesel::dsl::not(events::id.eq_any(still_needed))),
+                )
+                .execute(&mut conn)
+                .await
+                .map_err(db_error)?;
+                Ok(Pruned {
+                    deliveries: deliveries_removed as u64,
+                    events: events_removed as u64,
+                })
             }
         }
 
@@ -933,72 +988,6 @@ macro_rules! delivery_store_impl {
                 handover.left_for_claim();
                 handover.committed();
                 Ok(())
-            }
-        }
-
-        // The queue's upkeep (backlog gauge, retention sweep), reached through `DeliveryQueue`.
-        impl $store {
-            async fn backlog(&self, now: Millis) -> StoreResult<Backlog> {
-                let mut conn = self.reader().await?;
-                let pending: i64 = deliveries::table
-                    .filter(sql::<Bool>("status = 'pending'"))
-                    .count()
-                    .get_result(&mut conn)
-                    .await
-                    .map_err(db_error)?;
-                let oldest: Option<i64> = deliveries::table
-                    .filter(sql::<Bool>("status = 'pending'"))
-                    .filter(deliveries::next_attempt_at.le(now))
-                    .select(diesel::dsl::min(deliveries::next_attempt_at))
-                    .first(&mut conn)
-                    .await
-                    .map_err(db_error)?;
-                Ok(Backlog {
-                    pending: pending.max(0) as u64,
-                    oldest_due_age_ms: oldest.map_or(0, |at| (now - at).max(0)),
-                })
-            }
-
-            async fn prune(&self, before: Millis) -> StoreResult<Pruned> {
-                let mut conn = self.writer().await?;
-                // Secrets whose rotation grace has wholly ended are erased here too (a list
-                // only partly expired is trimmed at the webhook's next rotation or update).
-                let erased = diesel::update(
-                    webhooks::table.filter(webhooks::previous_valid_until.le(crate::now_ms())),
-                )
-                .set((
-                    webhooks::previous_secrets.eq(None::<String>),
-                    webhooks::previous_valid_until.eq(None::<i64>),
-                ))
-                .execute(&mut conn)
-                .await
-                .map_err(db_error)?;
-                if erased > 0 {
-                    self.webhook_cache().invalidate();
-                }
-                let deliveries_removed = diesel::delete(
-                    deliveries::table
-                        .filter(sql::<Bool>("status <> 'pending'"))
-                        .filter(deliveries::created_at.lt(before)),
-                )
-                .execute(&mut conn)
-                .await
-                .map_err(db_error)?;
-                let still_needed = deliveries::table
-                    .filter(sql::<Bool>("status = 'pending'"))
-                    .select(deliveries::event_id);
-                let events_removed = diesel::delete(
-                    events::table
-                        .filter(events::created_at.lt(before))
-                        .filter(diesel::dsl::not(events::id.eq_any(still_needed))),
-                )
-                .execute(&mut conn)
-                .await
-                .map_err(db_error)?;
-                Ok(Pruned {
-                    deliveries: deliveries_removed as u64,
-                    events: events_removed as u64,
-                })
             }
         }
     };
