@@ -122,6 +122,39 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Migrates `config`'s store and mints an API key of `capabilities` (for example
+    /// `"manage,read"`) for the organization `org_bench` in it, before any Herald process
+    /// opens the store (the embedded file is one process's); returns the environment of the
+    /// processes under test and the key.
+    pub async fn prepare(
+        config: &herald::config::Config,
+        capabilities: &str,
+    ) -> Result<(Self, String)> {
+        herald_store::migrate(&config.database).await?;
+        let parts = herald::app::assemble(config).await?;
+        let token = parts
+            .gateway
+            .mint_api_key(
+                herald_domain::OrgId::parse("org_bench").context("organization id")?,
+                "bench",
+                herald_domain::Capabilities::parse_list(capabilities)
+                    .map_err(|e| anyhow::anyhow!("capabilities: {e:?}"))?,
+            )
+            .await?
+            .token;
+        let database_url = match &config.database {
+            herald_store::Database::Postgres(url) => url.clone(),
+            herald_store::Database::Sqlite(path) => format!("sqlite://{}", path.display()),
+        };
+        let env = Self {
+            database_url,
+            secrets_key: config.secrets_key.clone().unwrap_or_default(),
+        };
+        Ok((env, token))
+    }
+}
+
 /// Starts `herald-dispatcher` with its operations port on a free port.
 pub fn dispatcher(env: &Env) -> Result<Child> {
     Ok(env

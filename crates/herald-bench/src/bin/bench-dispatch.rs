@@ -16,9 +16,9 @@
 
 use anyhow::{bail, Context, Result};
 use herald_bench::delivery::{
-    dispatcher, free_port, paced, percentile, rss_kib, start_sink, terminate, wait_for, Env,
+    dispatcher, free_port, paced, percentile, rss_kib, start_sink, terminate, wait_for,
+    wait_for_port, Env,
 };
-use herald_domain::{Capabilities, OrgId};
 use herald_testkit::{Backend, Client, TestDb};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,24 +90,9 @@ async fn main() -> Result<()> {
 
     let db = TestDb::new(Backend::Postgres).await;
     let config = db.config();
-    let herald_store::Database::Postgres(database_url) = &config.database else {
-        bail!("the benchmark runs on Postgres");
-    };
-    let env = Env {
-        database_url: database_url.clone(),
-        secrets_key: config.secrets_key.clone().unwrap_or_default(),
-    };
-    herald_store::migrate(&config.database).await?;
+    let (env, token) = Env::prepare(&config, "manage,read").await?;
+    // The bench reads the backlog through the store itself (Postgres: shared with the processes).
     let parts = herald::app::assemble(&config).await?;
-    let token = parts
-        .gateway
-        .mint_api_key(
-            OrgId::parse("org_bench").unwrap(),
-            "bench",
-            Capabilities::parse_list("manage,read").unwrap(),
-        )
-        .await?
-        .token;
 
     let api_port = free_port()?;
     let mut api = env
@@ -115,21 +100,7 @@ async fn main() -> Result<()> {
         .env("HERALD_LISTEN", format!("127.0.0.1:{api_port}"))
         .spawn()?;
     let client = Client::new(&format!("http://127.0.0.1:{api_port}"));
-    let ready = async {
-        for _ in 0..200 {
-            let probe = tokio::time::timeout(
-                Duration::from_millis(200),
-                tokio::net::TcpStream::connect(("127.0.0.1", api_port)),
-            )
-            .await;
-            if matches!(probe, Ok(Ok(_))) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("herald-api did not start")
-    };
-    ready.await?;
+    wait_for_port(api_port).await?;
     let (sink, sink_addr) = start_sink().await?;
     let url = format!("http://{sink_addr}/hook");
 

@@ -17,7 +17,6 @@ use herald_bench::delivery::{
     dispatcher, free_port, loadavg, paced, percentile, start_hanging, start_sink, wait_for,
     wait_for_port, Env, Sink,
 };
-use herald_domain::{Capabilities, OrgId};
 use herald_testkit::{Backend, Client, TestDb};
 use serde_json::json;
 use std::process::Child;
@@ -47,27 +46,7 @@ async fn run(backend: Backend, steps: &[usize]) -> Result<()> {
     let hanging_rate = env_num("HERALD_BENCH_HANGING_RATE", 30.0);
     let db = TestDb::new(backend).await;
     let config = db.config();
-    herald_store::migrate(&config.database).await?;
-    let token = {
-        let parts = herald::app::assemble(&config).await?;
-        parts
-            .gateway
-            .mint_api_key(
-                OrgId::parse("org_bench").unwrap(),
-                "bench",
-                Capabilities::parse_list("manage,read").unwrap(),
-            )
-            .await?
-            .token
-    };
-    let database_url = match &config.database {
-        herald_store::Database::Postgres(url) => url.clone(),
-        herald_store::Database::Sqlite(path) => format!("sqlite://{}", path.display()),
-    };
-    let env = Env {
-        database_url,
-        secrets_key: config.secrets_key.clone().unwrap_or_default(),
-    };
+    let (env, token) = Env::prepare(&config, "manage,read").await?;
     let api_port = free_port()?;
     let api = env
         .command("herald-api")?

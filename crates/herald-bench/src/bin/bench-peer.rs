@@ -58,7 +58,6 @@ use herald_bench::delivery::{
     dispatcher, free_port, loadavg, paced_with, percentile, rss_kib, start_sink, wait_for,
     wait_for_port, Env, Sink,
 };
-use herald_domain::{Capabilities, OrgId};
 use herald_testkit::{Backend, Client, TestDb};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -184,28 +183,7 @@ impl Stack {
     async fn start(system: System, webhooks: usize) -> Result<Self> {
         let db = TestDb::new(system.backend()).await;
         let config = db.config();
-        herald_store::migrate(&config.database).await?;
-        let token = {
-            // The embedded store is one process's: the key is minted before herald-api opens it.
-            let parts = herald::app::assemble(&config).await?;
-            parts
-                .gateway
-                .mint_api_key(
-                    OrgId::parse("org_bench").unwrap(),
-                    "bench-peer",
-                    Capabilities::parse_list("manage,read,ingest").unwrap(),
-                )
-                .await?
-                .token
-        };
-        let database_url = match &config.database {
-            herald_store::Database::Postgres(url) => url.clone(),
-            herald_store::Database::Sqlite(path) => format!("sqlite://{}", path.display()),
-        };
-        let env = Env {
-            database_url,
-            secrets_key: config.secrets_key.clone().unwrap_or_default(),
-        };
+        let (env, token) = Env::prepare(&config, "manage,read,ingest").await?;
         let api_port = free_port()?;
         let mut command = env.command("herald-api")?;
         command.env("HERALD_LISTEN", format!("127.0.0.1:{api_port}"));
