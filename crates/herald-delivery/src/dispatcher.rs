@@ -674,16 +674,15 @@ async fn run_lane(
                 }
                 release(&shared, late).await;
             }
-            Some(item) = take_direct(&mut direct), if !stopping && state.free() > 0 => {
+            Some(first) = take_direct(&mut direct), if !stopping && state.free() > 0 => {
                 let mut late = Vec::new();
-                let mut item = Some(item);
-                while let Some(taken) = item.take() {
-                    if let Some((intake, _)) = &direct {
+                if let Some((intake, queue)) = &mut direct {
+                    // Take what waits while workers are free; each taken delivery frees room.
+                    let mut next = Some(first);
+                    while let Some(item) = next {
                         intake.room.fetch_add(1, Ordering::AcqRel);
-                    }
-                    admit(&shared, &mut state, taken, &done_tx, &mut late);
-                    if state.free() > 0 {
-                        item = direct.as_mut().and_then(|(_, queue)| queue.try_recv().ok());
+                        admit(&shared, &mut state, item, &done_tx, &mut late);
+                        next = if state.free() > 0 { queue.try_recv().ok() } else { None };
                     }
                 }
                 release(&shared, late).await;
