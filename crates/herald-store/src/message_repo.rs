@@ -17,6 +17,39 @@ pub(crate) struct Applied {
     pub claimable: bool,
 }
 
+/// Splits a batch into the changes that can share one transaction and the *repeats*: changes
+/// naming an inbound key or a new message that an earlier change of the same batch names
+/// (WAHA sends an event twice, often before the first is answered). A repeat in the shared
+/// transaction would stop it early and send every change of the batch to a transaction of its
+/// own; applied after the batch has committed, it simply finds the first one's answer.
+/// Returns indexes into `changes`, each list in arrival order.
+pub(crate) fn split_repeats(
+    changes: &[herald_domain::message::Change],
+) -> (Vec<usize>, Vec<usize>) {
+    use herald_domain::message::Mutation;
+    use std::collections::HashSet;
+    let mut keys = HashSet::new();
+    let mut messages = HashSet::new();
+    let (mut first, mut repeats) = (Vec::new(), Vec::new());
+    for (i, change) in changes.iter().enumerate() {
+        let key = change.inbound.as_ref().map(|ingested| &ingested.key);
+        let message = match &change.mutation {
+            Mutation::InsertMessage(message) => Some(&message.key),
+            _ => None,
+        };
+        let repeated =
+            key.is_some_and(|k| keys.contains(k)) || message.is_some_and(|m| messages.contains(m));
+        if repeated {
+            repeats.push(i);
+        } else {
+            keys.extend(key);
+            messages.extend(message);
+            first.push(i);
+        }
+    }
+    (first, repeats)
+}
+
 /// Implements `MessageStore` and `EventLog` for `$store` over `$conn`; `$backend` names the
 /// module with that backend's own queries. Expects `super::queries::append_in_tx` (from
 /// `repo::store_impl!`) beside it.
@@ -216,38 +249,46 @@ macro_rules! messages_impl {
         /// written, then all their events in one append (log order = arrival order). If
         /// anything stops it early — a repeated inbound key, an existing message, a vanished
         /// poll, an error — it is rolled back and each change is committed alone instead, so
-        /// one change's outcome never becomes another's.
+        /// one change's outcome never becomes another's. Repeats within the batch
+        /// ([`split_repeats`](crate::message_repo::split_repeats)) are kept out of it and
+        /// applied alone once it has committed.
         pub(crate) async fn apply_batch(
             conn: &mut $conn,
             changes: &[Change],
             direct: &crate::direct::DirectSlot,
         ) -> Vec<StoreResult<crate::message_repo::Applied>> {
-            if changes.len() > 1 {
-                let all: Vec<&Change> = changes.iter().collect();
+            let (together, repeats) = crate::message_repo::split_repeats(changes);
+            if together.len() > 1 {
+                let all: Vec<&Change> = together.iter().map(|&i| &changes[i]).collect();
                 let mut handover = crate::direct::Handover::new(direct);
-                let together = conn
+                let committed = conn
                     .transaction::<_, Abort, _>(async |conn| {
                         lock_rows(conn, &all).await?;
                         write_batch_state(conn, &all).await?;
-                        let events: Vec<herald_domain::event::Envelope> = changes
-                            .iter()
-                            .flat_map(|c| c.events.iter().cloned())
-                            .collect();
+                        let events: Vec<herald_domain::event::Envelope> =
+                            all.iter().flat_map(|c| c.events.iter().cloned()).collect();
                         super::queries::append_in_tx(conn, &events, &mut handover).await?;
                         Ok(())
                     })
                     .await;
-                if together.is_ok() {
+                if committed.is_ok() {
                     let claimable = handover.claimable();
                     handover.committed();
-                    return changes
-                        .iter()
-                        .map(|_| {
-                            Ok(crate::message_repo::Applied {
-                                outcome: ChangeOutcome::Applied,
-                                claimable,
-                            })
-                        })
+                    let mut results: Vec<Option<StoreResult<crate::message_repo::Applied>>> =
+                        changes.iter().map(|_| None).collect();
+                    for &i in &together {
+                        results[i] = Some(Ok(crate::message_repo::Applied {
+                            outcome: ChangeOutcome::Applied,
+                            claimable,
+                        }));
+                    }
+                    // After the commit, so each repeat sees the change it repeats.
+                    for &i in &repeats {
+                        results[i] = Some(apply_one(conn, &changes[i], direct).await);
+                    }
+                    return results
+                        .into_iter()
+                        .map(|r| r.expect("every change of the batch has a result"))
                         .collect();
                 }
                 // Dropped: the batch rolled back, its reserved room is given back.
@@ -591,3 +632,70 @@ macro_rules! messages_impl {
 }
 
 pub(crate) use messages_impl;
+
+#[cfg(test)]
+mod tests {
+    use super::split_repeats;
+    use herald_domain::message::{
+        Change, InboundKey, Ingested, Message, MessageContent, MessageRef, Mutation,
+    };
+    use herald_domain::{EventId, OrgId, SessionId};
+
+    fn change(session: SessionId, inbound: Option<&str>, message: Option<&str>) -> Change {
+        let organization_id = OrgId::parse("org_a").expect("an org id");
+        let mutation = match message {
+            Some(id) => Mutation::InsertMessage(Message {
+                organization_id: organization_id.clone(),
+                key: MessageRef {
+                    session,
+                    chat: "1@c.us".to_owned(),
+                    sender: "2@c.us".to_owned(),
+                    id: id.to_owned(),
+                },
+                from_me: false,
+                timestamp: 0,
+                content: MessageContent::Text { body: None },
+            }),
+            None => Mutation::EventsOnly,
+        };
+        Change {
+            organization_id,
+            mutation,
+            events: Vec::new(),
+            inbound: inbound.map(|id| Ingested {
+                key: InboundKey {
+                    session,
+                    id: id.to_owned(),
+                },
+                event_id: EventId::generate(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_change_naming_an_earlier_changes_inbound_key_or_message_waits_for_the_batch() {
+        let (s, t) = (SessionId::generate(), SessionId::generate());
+        let batch = [
+            change(s, Some("a"), Some("m1")),
+            change(s, Some("a"), Some("m1")), // WAHA's duplicate
+            change(t, Some("a"), Some("m1")), // same ids, another session
+            change(s, Some("b"), Some("m1")), // a new key for a stored message
+            change(s, Some("c"), None),
+            change(s, None, Some("m2")),
+            change(s, None, Some("m2")),
+        ];
+        let (together, repeats) = split_repeats(&batch);
+        assert_eq!(together, vec![0, 2, 4, 5]);
+        assert_eq!(repeats, vec![1, 3, 6]);
+    }
+
+    #[test]
+    fn a_batch_without_repeats_stays_whole() {
+        let s = SessionId::generate();
+        let batch = [
+            change(s, Some("a"), Some("1")),
+            change(s, Some("b"), Some("2")),
+        ];
+        assert_eq!(split_repeats(&batch), (vec![0, 1], vec![]));
+    }
+}
