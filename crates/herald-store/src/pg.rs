@@ -206,10 +206,7 @@ fn manager_with(
 /// through it.
 pub(crate) fn open_relaxed(url: &str, options: &StoreOptions) -> Result<PgStore, StoreError> {
     let manager = manager_with(url, Some("SET synchronous_commit = off"));
-    let pool = Pool::builder(manager)
-        .max_size(options.max_connections)
-        .build()
-        .map_err(StoreError::new)?;
+    let pool = crate::hot_first_pool(manager, options.max_connections)?;
     // Its completions append operational events, announced to every replica like any other
     // commit; it has no messaging changes to batch.
     Ok(PgStore {
@@ -223,10 +220,7 @@ pub(crate) fn open_relaxed(url: &str, options: &StoreOptions) -> Result<PgStore,
 
 pub(crate) fn open(url: &str, options: &StoreOptions) -> Result<PgStore, StoreError> {
     let manager = manager_with(url, None);
-    let pool = Pool::builder(manager)
-        .max_size(options.max_connections)
-        .build()
-        .map_err(StoreError::new)?;
+    let pool = crate::hot_first_pool(manager, options.max_connections)?;
     // A few writers, each committing whatever has queued while the previous batch committed;
     // they leave most of the pool to reads.
     let writers = (options.max_connections / 4).clamp(1, 4);

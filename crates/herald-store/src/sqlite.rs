@@ -97,10 +97,7 @@ fn pool(file: &str, size: usize) -> Result<Pool<SqliteConn>, StoreError> {
         .boxed()
     });
     let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(file, config);
-    Pool::builder(manager)
-        .max_size(size)
-        .build()
-        .map_err(StoreError::new)
+    crate::hot_first_pool(manager, size)
 }
 
 /// The embedded store: writes go through one connection (SQLite's one-writer rule, kept
