@@ -52,9 +52,10 @@ bench-peer:
 bench-events:
     cargo run --release -p herald --example bench_events
 
-# WAHA events accepted/s through POST /api/v1/engines/waha/events (signed by the WAHA double's
-# emitter, 10% duplicates) and send→200 latency at 500/s, on SQLite and Postgres
-# (HERALD_TEST_DATABASE_URL). BENCH_BACKEND, BENCH_EVENTS, BENCH_CONNECTIONS adjust it.
+# WAHA events in through POST /api/v1/engines/waha/events (signed by the WAHA double's emitter,
+# 10% duplicates) and out to one webhook: events/s accepted and delivered, and at 500/s the
+# send→200 and 200→receiver latency, on SQLite and Postgres (HERALD_TEST_DATABASE_URL), medians
+# of BENCH_RUNS (3). BENCH_BACKEND, BENCH_EVENTS, BENCH_CONNECTIONS, BENCH_BASELINE adjust it.
 bench-engine:
     RUST_LOG=warn cargo run --release -p herald --example bench_engine
 

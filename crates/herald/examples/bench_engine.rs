@@ -50,7 +50,7 @@ struct Figures {
 async fn run(backend: Backend, server_runtime: &tokio::runtime::Handle) -> Figures {
     let waha = WahaDouble::start().await;
     let url = waha.url();
-    let server = server_runtime
+    let mut server = server_runtime
         .spawn(async move {
             TestServer::start_waha_with(backend, &url, |config| {
                 config.pool_size = 32;
@@ -160,6 +160,12 @@ async fn run(backend: Backend, server_runtime: &tokio::runtime::Handle) -> Figur
         figures.steady_delivery_p99_ms,
         ms(percentile(&to_receiver, 100.0)),
     );
+    // On the server's runtime, so its dispatcher and listeners stop before the next run starts
+    // (a server left running keeps polling and slows every later run).
+    server_runtime
+        .spawn(async move { server.stop().await })
+        .await
+        .expect("the server stops");
     figures
 }
 
