@@ -150,6 +150,9 @@ pub struct ClaimRow {
 
 /// The columns a claim returns, in [`ClaimRow`]'s names; `d`, `w`, `e` alias deliveries,
 /// webhooks and events.
+/// Rows the retention sweep deletes per statement (see `prune_deliveries`).
+pub(crate) const PRUNE_CHUNK: i64 = 1000;
+
 pub(crate) const CLAIM_COLUMNS: &str = "d.id AS id, d.webhook_id AS webhook_id, \
      d.event_id AS event_id, d.attempts AS attempts, d.budget_base AS budget_base, \
      d.lease_until AS lease_until, w.url AS url, w.custom_headers AS custom_headers, \
@@ -682,25 +685,53 @@ macro_rules! delivery_store_impl {
                 if erased > 0 {
                     self.webhook_cache().invalidate();
                 }
-                let deliveries_removed = diesel::delete(
-                    deliveries::table
-                        .filter(sql::<Bool>("status <> 'pending'"))
-                        .filter(deliveries::created_at.lt(before)),
-                )
-                .execute(&mut conn)
-                .await
-                .map_err(db_error)?;
-                let still_needed = deliveries::table
-                    .filter(sql::<Bool>("status = 'pending'"))
-                    .select(deliveries::event_id);
-                let events_removed = diesel::delete(
-                    events::table
-                        .filter(events::created_at.lt(before))
-                        .filter(diesel::dsl::not(events::id.eq_any(still_needed))),
-                )
-                .execute(&mut conn)
-                .await
-                .map_err(db_error)?;
+                drop(conn);
+                // In bounded chunks, each its own statement on a fresh checkout of the writer:
+                // one unbounded `DELETE` of a large backlog would hold the embedded store's one
+                // writer (and the runtime worker it runs on) for its whole length, and every
+                // API write behind it.
+                let mut deliveries_removed = 0;
+                loop {
+                    let mut conn = self.writer().await?;
+                    let inner = diesel::alias!(deliveries as inner);
+                    let chunk = inner
+                        .filter(inner.field(deliveries::status).ne("pending"))
+                        .filter(inner.field(deliveries::created_at).lt(before))
+                        .select(inner.field(deliveries::id))
+                        .limit(crate::deliveries::PRUNE_CHUNK);
+                    let removed =
+                        diesel::delete(deliveries::table.filter(deliveries::id.eq_any(chunk)))
+                            .execute(&mut conn)
+                            .await
+                            .map_err(db_error)?;
+                    deliveries_removed += removed;
+                    if removed < crate::deliveries::PRUNE_CHUNK as usize {
+                        break;
+                    }
+                }
+                let mut events_removed = 0;
+                loop {
+                    let mut conn = self.writer().await?;
+                    let still_needed = deliveries::table
+                        .filter(sql::<Bool>("status = 'pending'"))
+                        .select(deliveries::event_id);
+                    let inner = diesel::alias!(events as inner);
+                    let chunk = inner
+                        .filter(inner.field(events::created_at).lt(before))
+                        .filter(diesel::dsl::not(
+                            inner.field(events::id).eq_any(still_needed),
+                        ))
+                        .select(inner.field(events::id))
+                        .limit(crate::deliveries::PRUNE_CHUNK);
+                    let removed = diesel::delete(events::table.filter(events::id.eq_any(chunk)))
+                        .execute(&mut conn)
+                        .await
+                        .map_err(db_error)?;
+                    events_removed += removed;
+                    if removed < crate::deliveries::PRUNE_CHUNK as usize {
+                        break;
+                    }
+                }
                 Ok(Pruned {
                     deliveries: deliveries_removed as u64,
                     events: events_removed as u64,
