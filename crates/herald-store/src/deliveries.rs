@@ -148,11 +148,11 @@ pub struct ClaimRow {
     pub rate_limit: Option<i32>,
 }
 
-/// The columns a claim returns, in [`ClaimRow`]'s names; `d`, `w`, `e` alias deliveries,
-/// webhooks and events.
 /// Rows the retention sweep deletes per statement (see `prune_deliveries`).
 pub(crate) const PRUNE_CHUNK: i64 = 1000;
 
+/// The columns a claim returns, in [`ClaimRow`]'s names; `d`, `w`, `e` alias deliveries,
+/// webhooks and events.
 pub(crate) const CLAIM_COLUMNS: &str = "d.id AS id, d.webhook_id AS webhook_id, \
      d.event_id AS event_id, d.attempts AS attempts, d.budget_base AS budget_base, \
      d.lease_until AS lease_until, w.url AS url, w.custom_headers AS custom_headers, \
@@ -686,52 +686,37 @@ macro_rules! delivery_store_impl {
                     self.webhook_cache().invalidate();
                 }
                 drop(conn);
-                // In bounded chunks, each its own statement on a fresh checkout of the writer:
-                // one unbounded `DELETE` of a large backlog would hold the embedded store's one
-                // writer (and the runtime worker it runs on) for its whole length, and every
-                // API write behind it.
-                let mut deliveries_removed = 0;
-                loop {
-                    let mut conn = self.writer().await?;
-                    let inner = diesel::alias!(deliveries as inner);
-                    let chunk = inner
-                        .filter(inner.field(deliveries::status).ne("pending"))
-                        .filter(inner.field(deliveries::created_at).lt(before))
-                        .select(inner.field(deliveries::id))
-                        .limit(crate::deliveries::PRUNE_CHUNK);
-                    let removed =
+                let deliveries_removed = self
+                    .delete_in_chunks(async move |conn| {
+                        let inner = diesel::alias!(deliveries as inner);
+                        let chunk = inner
+                            .filter(inner.field(deliveries::status).ne("pending"))
+                            .filter(inner.field(deliveries::created_at).lt(before))
+                            .select(inner.field(deliveries::id))
+                            .limit(crate::deliveries::PRUNE_CHUNK);
                         diesel::delete(deliveries::table.filter(deliveries::id.eq_any(chunk)))
-                            .execute(&mut conn)
+                            .execute(conn)
                             .await
-                            .map_err(db_error)?;
-                    deliveries_removed += removed;
-                    if removed < crate::deliveries::PRUNE_CHUNK as usize {
-                        break;
-                    }
-                }
-                let mut events_removed = 0;
-                loop {
-                    let mut conn = self.writer().await?;
-                    let still_needed = deliveries::table
-                        .filter(sql::<Bool>("status = 'pending'"))
-                        .select(deliveries::event_id);
-                    let inner = diesel::alias!(events as inner);
-                    let chunk = inner
-                        .filter(inner.field(events::created_at).lt(before))
-                        .filter(diesel::dsl::not(
-                            inner.field(events::id).eq_any(still_needed),
-                        ))
-                        .select(inner.field(events::id))
-                        .limit(crate::deliveries::PRUNE_CHUNK);
-                    let removed = diesel::delete(events::table.filter(events::id.eq_any(chunk)))
-                        .execute(&mut conn)
-                        .await
-                        .map_err(db_error)?;
-                    events_removed += removed;
-                    if removed < crate::deliveries::PRUNE_CHUNK as usize {
-                        break;
-                    }
-                }
+                    })
+                    .await?;
+                let events_removed = self
+                    .delete_in_chunks(async move |conn| {
+                        let still_needed = deliveries::table
+                            .filter(sql::<Bool>("status = 'pending'"))
+                            .select(deliveries::event_id);
+                        let inner = diesel::alias!(events as inner);
+                        let chunk = inner
+                            .filter(inner.field(events::created_at).lt(before))
+                            .filter(diesel::dsl::not(
+                                inner.field(events::id).eq_any(still_needed),
+                            ))
+                            .select(inner.field(events::id))
+                            .limit(crate::deliveries::PRUNE_CHUNK);
+                        diesel::delete(events::table.filter(events::id.eq_any(chunk)))
+                            .execute(conn)
+                            .await
+                    })
+                    .await?;
                 Ok(Pruned {
                     deliveries: deliveries_removed as u64,
                     events: events_removed as u64,
@@ -1019,6 +1004,30 @@ macro_rules! delivery_store_impl {
                 handover.left_for_claim();
                 handover.committed();
                 Ok(())
+            }
+        }
+
+        impl $store {
+            /// Runs `delete_chunk` (a `DELETE` of at most [`PRUNE_CHUNK`] rows) until it
+            /// removes fewer than that, each time on a fresh checkout of the writer: one
+            /// unbounded `DELETE` of a large backlog would hold the embedded store's one writer
+            /// (and the runtime worker it runs on), and every API write behind it, for its
+            /// whole length. Returns the rows removed.
+            ///
+            /// [`PRUNE_CHUNK`]: crate::deliveries::PRUNE_CHUNK
+            async fn delete_in_chunks(
+                &self,
+                delete_chunk: impl AsyncFn(&mut $conn) -> diesel::QueryResult<usize>,
+            ) -> StoreResult<usize> {
+                let mut removed = 0;
+                loop {
+                    let mut conn = self.writer().await?;
+                    let chunk = delete_chunk(&mut conn).await.map_err(db_error)?;
+                    removed += chunk;
+                    if chunk < crate::deliveries::PRUNE_CHUNK as usize {
+                        return Ok(removed);
+                    }
+                }
             }
         }
     };

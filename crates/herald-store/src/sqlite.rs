@@ -25,8 +25,9 @@ pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, SqliteRuntime>;
 /// back; and the writer runs each statement of a transaction as its own call, so handing each
 /// to the blocking pool cost a thread wake-up and a context switch per statement — measured,
 /// it held the embedded store to 1,400 events/s with a core idle; in place it serves 3,200.
-/// The price is that a commit's `fsync` (about 0.3 ms here, once per group commit) and the
-/// hourly retention delete hold the worker they run on; the runtime's other workers go on.
+/// The price is that a commit's `fsync` (about 0.3 ms here, once per group commit) and each
+/// 1,000-row chunk of the hourly retention sweep hold the worker they run on; the runtime's
+/// other workers go on.
 #[derive(Clone, Copy, Debug)]
 pub struct SqliteRuntime;
 

@@ -295,6 +295,45 @@ async fn dead_letters_recover_and_retention_keeps_what_is_pending(backend: Backe
     assert_eq!(backlog.oldest_due_age_ms, 10);
 }
 
+/// The retention sweep deletes in bounded chunks; a backlog of more than two chunks' worth of
+/// finished deliveries (and their events) goes all the same, and what is pending stays.
+async fn retention_sweeps_a_backlog_larger_than_its_chunks(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let hook = webhook();
+    store.insert_webhook(&hook, None).await.unwrap();
+    const OLD: usize = 2_100;
+    let old: Vec<Envelope> = (0..OLD).map(|_| event(NOW - 10_000)).collect();
+    store.append_events(&old).await.unwrap();
+    let claimed = store
+        .claim_deliveries(Lane::Fresh, &lease("me", NOW + 70_000), NOW, OLD, &[])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), OLD, "{backend:?}");
+    let outcomes: Vec<AttemptOutcome> = claimed
+        .iter()
+        .map(|c| outcome(c.id, 1, Some(200), Settlement::Succeeded))
+        .collect();
+    store
+        .complete_attempts(
+            "me",
+            &outcomes,
+            &herald_domain::health::HealthPolicy::default(),
+            NOW,
+        )
+        .await
+        .unwrap();
+    store.append_events(&[event(NOW - 10_000)]).await.unwrap();
+
+    let pruned = store.prune_deliveries(NOW - 1).await.unwrap();
+    assert_eq!(
+        (pruned.deliveries, pruned.events),
+        (OLD as u64, OLD as u64),
+        "{backend:?}"
+    );
+    assert_eq!(store.delivery_backlog(NOW).await.unwrap().pending, 1);
+}
+
 async fn rotations_compare_and_set_and_housekeeping_erases_ended_graces(backend: Backend) {
     use herald_domain::ports::{PreviousSecret, SealedSecret, StoredSecrets};
     let db = TestDb::new(backend).await;
@@ -436,6 +475,7 @@ async fn new_deliveries_go_to_the_local_dispatcher_while_it_has_room(backend: Ba
 per_backend!(
     claims_are_exclusive_and_only_the_holder_completes,
     dead_letters_recover_and_retention_keeps_what_is_pending,
+    retention_sweeps_a_backlog_larger_than_its_chunks,
     rotations_compare_and_set_and_housekeeping_erases_ended_graces,
     new_deliveries_go_to_the_local_dispatcher_while_it_has_room
 );
