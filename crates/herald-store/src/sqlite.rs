@@ -153,7 +153,7 @@ pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, S
     let batch_pool = writer.clone();
     let direct = crate::direct::DirectSlot::default();
     let batch_direct = direct.clone();
-    let changes = ChangeBatcher::spawn(1, 128, move |changes| {
+    let changes = ChangeBatcher::spawn(128, move |changes| {
         let pool = batch_pool.clone();
         let direct = batch_direct.clone();
         async move {
