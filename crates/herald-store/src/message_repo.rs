@@ -274,22 +274,20 @@ macro_rules! messages_impl {
                 if committed.is_ok() {
                     let claimable = handover.claimable();
                     handover.committed();
-                    let mut results: Vec<Option<StoreResult<crate::message_repo::Applied>>> =
-                        changes.iter().map(|_| None).collect();
-                    for &i in &together {
-                        results[i] = Some(Ok(crate::message_repo::Applied {
-                            outcome: ChangeOutcome::Applied,
-                            claimable,
-                        }));
-                    }
+                    let mut results: Vec<StoreResult<crate::message_repo::Applied>> = changes
+                        .iter()
+                        .map(|_| {
+                            Ok(crate::message_repo::Applied {
+                                outcome: ChangeOutcome::Applied,
+                                claimable,
+                            })
+                        })
+                        .collect();
                     // After the commit, so each repeat sees the change it repeats.
                     for &i in &repeats {
-                        results[i] = Some(apply_one(conn, &changes[i], direct).await);
+                        results[i] = apply_one(conn, &changes[i], direct).await;
                     }
-                    return results
-                        .into_iter()
-                        .map(|r| r.expect("every change of the batch has a result"))
-                        .collect();
+                    return results;
                 }
                 // Dropped: the batch rolled back, its reserved room is given back.
                 drop(handover);

@@ -162,6 +162,26 @@ async fn the_same_inbound_id_is_accepted_once(backend: Backend) {
     assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
     assert_eq!(w.all_events("&event=message").await.len(), 2);
 
+    // Repeats racing beside other reports (so likely in one group commit with them): each
+    // other report is accepted with its own event, and the repeats all answer alike.
+    let repeated = json!({"event": "message", "id": "engine-44", "payload": {
+        "id": "M4", "chat": CHAT, "sender": BOB, "type": "text", "body": "twice"}});
+    let burst = (0..12).map(|i| {
+        let report = if i % 3 == 0 {
+            repeated.clone()
+        } else {
+            json!({"event": "message", "id": format!("engine-b{i}"), "payload": {
+                "id": format!("B{i}"), "chat": CHAT, "sender": BOB, "type": "text"}})
+        };
+        w.ingest_on(&w.session, report)
+    });
+    let answers = futures_util::future::join_all(burst).await;
+    let repeats: Vec<_> = answers.iter().step_by(3).collect();
+    assert!(repeats.iter().all(|a| *a == repeats[0]), "{answers:?}");
+    let distinct: std::collections::HashSet<_> = answers.iter().collect();
+    assert_eq!(distinct.len(), 1 + 8, "{answers:?}");
+    assert_eq!(w.all_events("&event=message").await.len(), 2 + 1 + 8);
+
     // Votes and status changes are idempotent the same way.
     w.inbound_poll("P", ALICE, &["A", "B"], 0).await;
     let vote = json!({"event": "poll.vote", "id": "vote-1", "payload": {
