@@ -201,11 +201,7 @@ pub async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> b
 
 /// The `p`-th percentile of sorted values (nearest rank).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+    herald_testkit::percentile(sorted, p).unwrap_or(f64::NAN)
 }
 
 /// Starts a receiver that accepts connections, reads what is sent and never answers (until the

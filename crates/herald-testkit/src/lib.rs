@@ -35,6 +35,14 @@ mod ws;
 pub use receiver::{Behaviour, Received, Receiver};
 pub use ws::{WsClient, WsNext, WsRefused};
 
+/// The `p`th percentile (0..=100) of `sorted` (ascending), by the nearest rank on the
+/// 0-based scale (`p50` of 1..=4 is the 3rd); `None` when empty. The benches' one rule.
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let last = sorted.len().checked_sub(1)?;
+    let rank = ((p / 100.0) * last as f64).round() as usize;
+    Some(sorted[rank.min(last)])
+}
+
 /// The Postgres server tests use (a database is created on it per test).
 pub fn postgres_admin_url() -> String {
     std::env::var("HERALD_TEST_DATABASE_URL")
@@ -474,5 +482,18 @@ where
             panic!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod percentile_tests {
+    #[test]
+    fn nearest_rank_on_the_zero_based_scale() {
+        let sorted = [1, 2, 3, 4];
+        assert_eq!(super::percentile(&sorted, 0.0), Some(1));
+        assert_eq!(super::percentile(&sorted, 50.0), Some(3));
+        assert_eq!(super::percentile(&sorted, 99.0), Some(4));
+        assert_eq!(super::percentile(&sorted, 100.0), Some(4));
+        assert_eq!(super::percentile::<u8>(&[], 50.0), None);
     }
 }

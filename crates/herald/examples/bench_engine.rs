@@ -207,11 +207,7 @@ async fn wait_for_deliveries(
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+    herald_testkit::percentile(sorted, p).unwrap_or(Duration::ZERO)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -584,12 +584,8 @@ impl BatchReport {
             .iter()
             .map(|i| i.acknowledged_at.saturating_duration_since(i.sent_at))
             .collect();
-        if times.is_empty() {
-            return Duration::ZERO;
-        }
         times.sort();
-        let rank = ((p / 100.0) * (times.len() - 1) as f64).round() as usize;
-        times[rank.min(times.len() - 1)]
+        crate::percentile(&times, p).unwrap_or(Duration::ZERO)
     }
 }
 
