@@ -108,6 +108,11 @@ impl Receiver {
         format!("http://{}/hook", self.addr)
     }
 
+    /// How many requests arrived so far (without copying them, unlike [`Self::received`]).
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("lock").len()
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("lock").clone()

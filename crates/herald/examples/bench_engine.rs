@@ -38,7 +38,7 @@ fn env_num(name: &str, default: u64) -> u64 {
 }
 
 /// One run's figures, for the medians.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Figures {
     accepted_per_sec: f64,
     delivered_per_sec: f64,
@@ -94,11 +94,12 @@ async fn run(backend: Backend, server_runtime: &tokio::runtime::Handle) -> Figur
     if env_num("BENCH_BASELINE", 0) == 1 {
         baseline(&server, &session, count, connections).await;
     }
+    let before = receiver.count();
     let report = waha
         .emitter()
         .run_batch(&plan(count, Pacing::ClosedLoop { connections }))
         .await;
-    let delivered_at = wait_for_deliveries(&receiver, &report).await;
+    let delivered_at = wait_for_deliveries(&receiver, &report, before).await;
     let first_send = report.items.iter().map(|i| i.sent_at).min();
     let last_arrival = delivered_at.values().max().copied();
     let delivered_per_sec = match (first_send, last_arrival) {
@@ -120,6 +121,7 @@ async fn run(backend: Backend, server_runtime: &tokio::runtime::Handle) -> Figur
         delivered_per_sec,
     );
 
+    let before = receiver.count();
     let steady = waha
         .emitter()
         .run_batch(&plan(
@@ -130,7 +132,7 @@ async fn run(backend: Backend, server_runtime: &tokio::runtime::Handle) -> Figur
             },
         ))
         .await;
-    let delivered_at = wait_for_deliveries(&receiver, &steady).await;
+    let delivered_at = wait_for_deliveries(&receiver, &steady, before).await;
     let mut to_receiver: Vec<Duration> = steady
         .items
         .iter()
@@ -169,38 +171,46 @@ async fn run(backend: Backend, server_runtime: &tokio::runtime::Handle) -> Figur
     figures
 }
 
-/// Waits (up to a minute) until the receiver has a delivery of every distinct message the
-/// batch carried, and returns when each first arrived, by WAHA message id (the delivered
-/// envelope's `payload.id`).
+/// Waits (up to a minute) until the receiver, past its first `before` requests, has a
+/// delivery of every distinct message the batch carried, and returns when each first arrived,
+/// by WAHA message id (the delivered envelope's `payload.id`). The bodies are parsed only once
+/// enough have arrived, not on every poll: the waiting shares the machine with the deliveries
+/// it waits for.
 async fn wait_for_deliveries(
     receiver: &Receiver,
     report: &BatchReport,
+    before: usize,
 ) -> HashMap<String, Instant> {
     let wanted: std::collections::HashSet<&str> = report.unique_messages().into_iter().collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let mut first: HashMap<String, Instant> = HashMap::new();
-        for delivery in receiver.received() {
-            let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(&delivery.body) else {
-                continue;
-            };
-            let Some(id) = envelope["payload"]["id"].as_str() else {
-                continue;
-            };
-            if wanted.contains(id) {
-                let at = first.entry(id.to_owned()).or_insert(delivery.at);
-                *at = (*at).min(delivery.at);
+        let late = Instant::now() > deadline;
+        if late || receiver.count() - before >= wanted.len() {
+            let mut first: HashMap<String, Instant> = HashMap::new();
+            for delivery in receiver.received().into_iter().skip(before) {
+                let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(&delivery.body)
+                else {
+                    continue;
+                };
+                let Some(id) = envelope["payload"]["id"].as_str() else {
+                    continue;
+                };
+                if wanted.contains(id) {
+                    let at = first.entry(id.to_owned()).or_insert(delivery.at);
+                    *at = (*at).min(delivery.at);
+                }
             }
-        }
-        if first.len() == wanted.len() || Instant::now() > deadline {
-            if first.len() < wanted.len() {
+            if first.len() == wanted.len() {
+                return first;
+            }
+            if late {
                 println!(
                     "  {} of {} events were not delivered within a minute",
                     wanted.len() - first.len(),
                     wanted.len()
                 );
+                return first;
             }
-            return first;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
