@@ -505,7 +505,7 @@ macro_rules! delivery_store_impl {
                 let mut handover = crate::direct::Handover::new(self.direct_slot());
                 let (written, effects) = conn
                     .transaction::<_, diesel::result::Error, _>(async |conn| {
-                        $backend::relax_commit(conn).await?;
+                        $backend::begin_completion(conn).await?;
                         let written = $backend::complete(conn, owner, outcomes, now).await?;
                         let effects =
                             apply_health(conn, outcomes, policy, now, &mut handover).await?;

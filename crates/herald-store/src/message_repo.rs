@@ -68,9 +68,13 @@ macro_rules! messages_impl {
         use herald_domain::ports::{EventLog, MessageStore, StoreResult};
         use herald_domain::{EventId, OrgId, StoreError};
 
-        /// Why a change's transaction stopped early: a definite outcome, or a database error.
+        /// Why a change's transaction stopped early: a definite outcome, a batch that must be
+        /// applied change by change, or a database error.
         enum Abort {
             Outcome(ChangeOutcome),
+            /// A batch found a key or message already stored; only a change applied alone can
+            /// tell whose it was.
+            Apart,
             Db(DieselError),
         }
 
@@ -181,6 +185,8 @@ macro_rules! messages_impl {
                     _,
                 ))) => Ok(unchanged(ChangeOutcome::TargetMissing)),
                 Err(Abort::Db(error)) => Err(db_error(error)),
+                // Only a batch stops this way.
+                Err(Abort::Apart) => Err(StoreError::new("a lone change was refused as a batch")),
             }
         }
 
@@ -223,9 +229,12 @@ macro_rules! messages_impl {
                 }
                 return Ok(());
             }
-            for change in changes.iter().filter(|c| plain_vote(c).is_none()) {
-                write_state(conn, change).await?;
-            }
+            let others: Vec<&Change> = changes
+                .iter()
+                .copied()
+                .filter(|c| plain_vote(c).is_none())
+                .collect();
+            write_states_together(conn, &others).await?;
             let mut selections = Vec::new();
             for (i, change) in changes.iter().enumerate() {
                 let Some((poll, voter, vote, at)) = plain_vote(change) else {
@@ -327,12 +336,17 @@ macro_rules! messages_impl {
             Ok(())
         }
 
+        /// When a change happened: its first event's time (the inbound key's `created_at`).
+        fn change_time(change: &Change) -> i64 {
+            change.events.iter().next().map_or(0, |e| e.timestamp)
+        }
+
         /// The inbound key and the mutation of a change, without its events.
         async fn write_state(conn: &mut $conn, change: &Change) -> Result<(), Abort> {
-            let now = change.events.iter().next().map_or(0, |e| e.timestamp);
             if let Some(ingested) = &change.inbound {
+                let key = InboundKeyRow::new(ingested, change_time(change));
                 let inserted =
-                    $backend::insert_inbound_key(conn, &InboundKeyRow::new(ingested, now)).await?;
+                    $backend::insert_inbound_keys(conn, std::slice::from_ref(&key)).await?;
                 if inserted == 0 {
                     // Another request recorded this key first (and, on Postgres, committed:
                     // the insert waited for it), so its answer is visible now.
@@ -347,14 +361,55 @@ macro_rules! messages_impl {
                     return Err(Abort::Outcome(ChangeOutcome::AlreadyIngested(first)));
                 }
             }
+            write_mutation(conn, change).await
+        }
+
+        /// The state of several changes (none of them a plain vote) with one statement per
+        /// kind of row — their inbound keys, then their new messages — and the remaining
+        /// mutations one by one in arrival order: under load a batch costs a handful of round
+        /// trips instead of two per change. A key or message already stored stops it with
+        /// [`Abort::Apart`].
+        async fn write_states_together(conn: &mut $conn, changes: &[&Change]) -> Result<(), Abort> {
+            let keys: Vec<InboundKeyRow> = changes
+                .iter()
+                .filter_map(|c| {
+                    c.inbound
+                        .as_ref()
+                        .map(|i| InboundKeyRow::new(i, change_time(c)))
+                })
+                .collect();
+            if !keys.is_empty() && $backend::insert_inbound_keys(conn, &keys).await? < keys.len() {
+                return Err(Abort::Apart);
+            }
+            let messages: Vec<MessageRow> = changes
+                .iter()
+                .filter_map(|c| match &c.mutation {
+                    Mutation::InsertMessage(message) => Some(MessageRow::new(message)),
+                    _ => None,
+                })
+                .collect();
+            if !messages.is_empty()
+                && $backend::insert_messages(conn, &messages).await? < messages.len()
+            {
+                return Err(Abort::Apart);
+            }
+            for change in changes
+                .iter()
+                .filter(|c| !matches!(c.mutation, Mutation::InsertMessage(_)))
+            {
+                write_mutation(conn, change).await?;
+            }
+            Ok(())
+        }
+
+        /// A change's mutation: the state it writes beside its inbound key.
+        async fn write_mutation(conn: &mut $conn, change: &Change) -> Result<(), Abort> {
             match &change.mutation {
                 Mutation::EventsOnly => {}
                 Mutation::InsertMessage(message) => {
-                    let inserted = diesel::insert_into(messages::table)
-                        .values(MessageRow::new(message))
-                        .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?;
+                    let row = MessageRow::new(message);
+                    let inserted =
+                        $backend::insert_messages(conn, std::slice::from_ref(&row)).await?;
                     if inserted == 0 {
                         return Err(Abort::Outcome(ChangeOutcome::MessageExists));
                     }

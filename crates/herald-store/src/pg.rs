@@ -293,21 +293,58 @@ pub(crate) mod backend {
         .map(drop)
     }
 
-    /// Records an inbound key unless one is recorded already; how many rows were written.
-    pub async fn insert_inbound_key(
+    /// Records inbound keys, skipping those recorded already (waiting for a concurrent
+    /// transaction holding one to end); how many rows were written.
+    pub async fn insert_inbound_keys(
         conn: &mut AsyncPgConnection,
-        row: &crate::message_rows::InboundKeyRow,
+        rows: &[crate::message_rows::InboundKeyRow],
     ) -> diesel::QueryResult<usize> {
         use crate::pg_sql::{Param, Prepared};
-
+        let texts = |f: fn(&crate::message_rows::InboundKeyRow) -> String| {
+            rows.iter().map(f).collect::<Vec<_>>()
+        };
         Prepared::new(
             "INSERT INTO inbound_keys (session_id, inbound_id, event_id, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) \
+             ON CONFLICT DO NOTHING",
             vec![
-                Param::Text(row.session_id.clone()),
-                Param::Text(row.inbound_id.clone()),
-                Param::Text(row.event_id.clone()),
-                Param::BigInt(row.created_at),
+                Param::TextArray(texts(|r| r.session_id.clone())),
+                Param::TextArray(texts(|r| r.inbound_id.clone())),
+                Param::TextArray(texts(|r| r.event_id.clone())),
+                Param::BigIntArray(rows.iter().map(|r| r.created_at).collect()),
+            ],
+        )
+        .execute(conn)
+        .await
+    }
+
+    /// Inserts messages, skipping those stored already; how many rows were written.
+    pub async fn insert_messages(
+        conn: &mut AsyncPgConnection,
+        rows: &[crate::message_rows::MessageRow],
+    ) -> diesel::QueryResult<usize> {
+        use crate::message_rows::MessageRow;
+        use crate::pg_sql::{Param, Prepared};
+        let texts = |f: fn(&MessageRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+        let optional =
+            |f: fn(&MessageRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+        Prepared::new(
+            "INSERT INTO messages (session_id, chat, sender, id, organization_id, from_me, kind, \
+               body, poll, timestamp) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+               $6::bool[], $7::text[], $8::text[], $9::text[], $10::int8[]) \
+             ON CONFLICT DO NOTHING",
+            vec![
+                Param::TextArray(texts(|r| r.session_id.clone())),
+                Param::TextArray(texts(|r| r.chat.clone())),
+                Param::TextArray(texts(|r| r.sender.clone())),
+                Param::TextArray(texts(|r| r.id.clone())),
+                Param::TextArray(texts(|r| r.organization_id.clone())),
+                Param::BoolArray(rows.iter().map(|r| r.from_me).collect()),
+                Param::TextArray(texts(|r| r.kind.clone())),
+                Param::NullableTextArray(optional(|r| r.body.clone())),
+                Param::NullableTextArray(optional(|r| r.poll.clone())),
+                Param::BigIntArray(rows.iter().map(|r| r.timestamp).collect()),
             ],
         )
         .execute(conn)
@@ -535,12 +572,19 @@ pub(crate) mod backend {
         .await
     }
 
-    /// Lets the current transaction commit without waiting for the WAL flush. Only for a
-    /// completion of attempts: lost to a database crash, it is lost together with everything
-    /// it caused, and the deliveries, still leased, are attempted again.
-    pub async fn relax_commit(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    /// Sets up the transaction of a completion of attempts, in one round trip:
+    /// - it commits without waiting for the WAL flush: lost to a database crash, it is lost
+    ///   together with everything it caused, and the deliveries, still leased, are attempted
+    ///   again;
+    /// - its statements find deliveries by key, never by scanning the table. Postgres plans a
+    ///   prepared statement once per connection and keeps that plan until the table is next
+    ///   analyzed; planned while `deliveries` was nearly empty (a fresh database, the first
+    ///   minute of a busy one) the completion scanned the whole table on every call: measured
+    ///   at 4.4 ms a call and 70% of Postgres's time at 2,000 events/s after 10 s.
+    pub async fn begin_completion(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
         crate::pg_sql::Prepared::new(
-            "SELECT set_config('synchronous_commit', 'off', true)",
+            "SELECT set_config('synchronous_commit', 'off', true), \
+                    set_config('enable_seqscan', 'off', true)",
             Vec::new(),
         )
         .execute(conn)

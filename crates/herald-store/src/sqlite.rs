@@ -184,22 +184,43 @@ pub(crate) mod backend {
     // SQLite has no `DEFAULT` keyword in multi-row inserts, so rows go one statement each;
     // inside the surrounding transaction that costs no extra fsync.
 
-    /// Nothing to relax: the file's one writer commits with `synchronous = FULL`, and a
-    /// commit here is cheap next to Postgres's round trips.
-    pub async fn relax_commit(_conn: &mut super::SqliteConn) -> diesel::QueryResult<()> {
+    /// Nothing to set up: the file's one writer commits with `synchronous = FULL` (a commit
+    /// here is cheap next to Postgres's round trips), and SQLite's planner, which keeps no
+    /// statistics, looks rows up by key without being told.
+    pub async fn begin_completion(_conn: &mut super::SqliteConn) -> diesel::QueryResult<()> {
         Ok(())
     }
 
-    /// Records an inbound key unless one is recorded already; how many rows were written.
-    pub async fn insert_inbound_key(
+    /// Records inbound keys, skipping those recorded already; how many rows were written.
+    pub async fn insert_inbound_keys(
         conn: &mut super::SqliteConn,
-        row: &crate::message_rows::InboundKeyRow,
+        rows: &[crate::message_rows::InboundKeyRow],
     ) -> diesel::QueryResult<usize> {
-        diesel::insert_into(crate::schema::inbound_keys::table)
-            .values(row)
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await
+        let mut written = 0;
+        for row in rows {
+            written += diesel::insert_into(crate::schema::inbound_keys::table)
+                .values(row)
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+        }
+        Ok(written)
+    }
+
+    /// Inserts messages, skipping those stored already; how many rows were written.
+    pub async fn insert_messages(
+        conn: &mut super::SqliteConn,
+        rows: &[crate::message_rows::MessageRow],
+    ) -> diesel::QueryResult<usize> {
+        let mut written = 0;
+        for row in rows {
+            written += diesel::insert_into(crate::schema::messages::table)
+                .values(row)
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+        }
+        Ok(written)
     }
 
     /// Inserts a batch of events.

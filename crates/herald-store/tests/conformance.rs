@@ -3,7 +3,9 @@
 
 use herald_domain::api_key::ApiKey;
 use herald_domain::event::{Envelope, EventType, Me};
-use herald_domain::message::{Change, ChangeOutcome, Mutation};
+use herald_domain::message::{
+    Change, ChangeOutcome, InboundKey, Ingested, Message, MessageContent, MessageRef, Mutation,
+};
 use herald_domain::ports::{SealedSecret, SealedSecretChange, Store};
 use herald_domain::session::{Session, SessionStatus};
 use herald_domain::webhook::{Webhook, WebhookFields};
@@ -264,9 +266,99 @@ async fn appending_events_is_atomic_and_the_store_answers_pings(backend: Backend
     assert!(store.append_events(&[fresh, event]).await.is_err());
 }
 
+/// Concurrent changes are written together (group commit); one that repeats a stored inbound
+/// key or message must still get its own outcome and write nothing, without costing the
+/// others theirs.
+async fn concurrent_changes_each_get_their_own_outcome(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let a = org("org_a");
+    let session = Session::new(a.clone(), "sales", 1_000).unwrap();
+    assert!(store.insert_session(&session, &[]).await.unwrap());
+    let place = |message: &str| MessageRef {
+        session: session.id,
+        chat: "chat@c.us".into(),
+        sender: "alice@c.us".into(),
+        id: message.into(),
+    };
+    let key = |id: &str| InboundKey {
+        session: session.id,
+        id: id.into(),
+    };
+    let report = |id: &str, message: &str| {
+        let event = Envelope::new(
+            EventType::Message,
+            a.clone(),
+            Some(session.id),
+            None,
+            1_000,
+            serde_json::json!({ "id": message }),
+        );
+        Change {
+            organization_id: a.clone(),
+            inbound: Some(Ingested {
+                key: key(id),
+                event_id: event.id,
+            }),
+            mutation: Mutation::InsertMessage(Message {
+                organization_id: a.clone(),
+                key: place(message),
+                from_me: false,
+                timestamp: 1_000,
+                content: MessageContent::Text { body: None },
+            }),
+            events: vec![event],
+        }
+    };
+    let first = report("k-first", "m-first");
+    let first_event = first.events[0].id;
+    assert_eq!(
+        store.apply_change(&first).await.unwrap(),
+        ChangeOutcome::Applied
+    );
+    // Rounds with a repeated key, a repeated message, and both.
+    for (round, repeats) in [[3, 8], [8, 5], [3, 5]].into_iter().enumerate() {
+        let own = |i: usize| (format!("k-{round}-{i}"), format!("m-{round}-{i}"));
+        let kind = |i: usize| repeats.iter().position(|&r| r == i);
+        let changes: Vec<Change> = (0..8)
+            .map(|i| match kind(i) {
+                Some(0) => report("k-first", &own(i).1),
+                Some(_) => report(&own(i).0, "m-first"),
+                None => report(&own(i).0, &own(i).1),
+            })
+            .collect();
+        let outcomes =
+            futures_util::future::join_all(changes.iter().map(|c| store.apply_change(c))).await;
+        for (i, (change, outcome)) in changes.iter().zip(outcomes).enumerate() {
+            let (id, message) = own(i);
+            let stored_key = store.find_ingested(&key(&id)).await.unwrap();
+            let stored_message = store.find_message(&a, &place(&message)).await.unwrap();
+            match kind(i) {
+                Some(0) => {
+                    assert_eq!(
+                        outcome.unwrap(),
+                        ChangeOutcome::AlreadyIngested(first_event)
+                    );
+                    assert_eq!(stored_message, None, "a repeated report writes nothing");
+                }
+                Some(_) => {
+                    assert_eq!(outcome.unwrap(), ChangeOutcome::MessageExists);
+                    assert_eq!(stored_key, None, "a refused change records no key");
+                }
+                _ => {
+                    assert_eq!(outcome.unwrap(), ChangeOutcome::Applied, "change {i}");
+                    assert_eq!(stored_key, Some(change.events[0].id));
+                    assert!(stored_message.is_some());
+                }
+            }
+        }
+    }
+}
+
 per_backend!(
     webhooks_round_trip_and_stay_in_their_organization,
     sessions_change_state_together_with_their_events,
     api_keys_are_found_by_hash_until_revoked,
     appending_events_is_atomic_and_the_store_answers_pings,
+    concurrent_changes_each_get_their_own_outcome,
 );
