@@ -17,19 +17,46 @@ pub(crate) struct Applied {
     pub claimable: bool,
 }
 
-/// Splits a batch into the changes that can share one transaction and the *repeats*: changes
-/// naming an inbound key or a new message that an earlier change of the same batch names
-/// (WAHA sends an event twice, often before the first is answered). A repeat in the shared
-/// transaction would stop it early and send every change of the batch to a transaction of its
-/// own; applied after the batch has committed, it simply finds the first one's answer.
-/// Returns indexes into `changes`, each list in arrival order.
+/// A change of a batch that names an inbound key or a new message that an earlier change of
+/// the same batch names (WAHA sends an event twice, often before the first is answered).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Repeat {
+    /// The repeating change.
+    pub index: usize,
+    /// The earlier change it repeats.
+    pub of: usize,
+    /// Whether it repeats the inbound key (which wins, as the key is written first) or only
+    /// the message.
+    pub key: bool,
+}
+
+impl Repeat {
+    /// Its outcome once the change it repeats has been applied: the first answer for a
+    /// repeated key, else the message is there already. Exactly what applying it alone would
+    /// find, without a transaction.
+    pub(crate) fn outcome(
+        &self,
+        changes: &[herald_domain::message::Change],
+    ) -> herald_domain::message::ChangeOutcome {
+        use herald_domain::message::ChangeOutcome;
+        match (&changes[self.of].inbound, self.key) {
+            (Some(first), true) => ChangeOutcome::AlreadyIngested(first.event_id),
+            _ => ChangeOutcome::MessageExists,
+        }
+    }
+}
+
+/// Splits a batch into the changes that can share one transaction and the [`Repeat`]s. A
+/// repeat in the shared transaction would stop it early and send every change of the batch to
+/// a transaction of its own; once the batch has committed, its outcome is known. Indexes into
+/// `changes`, each list in arrival order.
 pub(crate) fn split_repeats(
     changes: &[herald_domain::message::Change],
-) -> (Vec<usize>, Vec<usize>) {
+) -> (Vec<usize>, Vec<Repeat>) {
     use herald_domain::message::Mutation;
-    use std::collections::HashSet;
-    let mut keys = HashSet::new();
-    let mut messages = HashSet::new();
+    use std::collections::HashMap;
+    let mut keys = HashMap::new();
+    let mut messages = HashMap::new();
     let (mut first, mut repeats) = (Vec::new(), Vec::new());
     for (i, change) in changes.iter().enumerate() {
         let key = change.inbound.as_ref().map(|ingested| &ingested.key);
@@ -37,14 +64,29 @@ pub(crate) fn split_repeats(
             Mutation::InsertMessage(message) => Some(&message.key),
             _ => None,
         };
-        let repeated =
-            key.is_some_and(|k| keys.contains(k)) || message.is_some_and(|m| messages.contains(m));
-        if repeated {
-            repeats.push(i);
-        } else {
-            keys.extend(key);
-            messages.extend(message);
-            first.push(i);
+        let repeat = match (
+            key.and_then(|k| keys.get(k)),
+            message.and_then(|m| messages.get(m)),
+        ) {
+            (Some(&of), _) => Some(Repeat {
+                index: i,
+                of,
+                key: true,
+            }),
+            (None, Some(&of)) => Some(Repeat {
+                index: i,
+                of,
+                key: false,
+            }),
+            (None, None) => None,
+        };
+        match repeat {
+            Some(repeat) => repeats.push(repeat),
+            None => {
+                keys.extend(key.map(|k| (k, i)));
+                messages.extend(message.map(|m| (m, i)));
+                first.push(i);
+            }
         }
     }
     (first, repeats)
@@ -260,7 +302,7 @@ macro_rules! messages_impl {
         /// poll, an error — it is rolled back and each change is committed alone instead, so
         /// one change's outcome never becomes another's. Repeats within the batch
         /// ([`split_repeats`](crate::message_repo::split_repeats)) are kept out of it and
-        /// applied alone once it has committed.
+        /// answered once it has committed.
         pub(crate) async fn apply_batch(
             conn: &mut $conn,
             changes: &[Change],
@@ -292,9 +334,11 @@ macro_rules! messages_impl {
                             })
                         })
                         .collect();
-                    // After the commit, so each repeat sees the change it repeats.
-                    for &i in &repeats {
-                        results[i] = apply_one(conn, &changes[i], direct).await;
+                    for repeat in &repeats {
+                        results[repeat.index] = Ok(crate::message_repo::Applied {
+                            outcome: repeat.outcome(changes),
+                            claimable: false,
+                        });
                     }
                     return results;
                 }
@@ -688,9 +732,9 @@ pub(crate) use messages_impl;
 
 #[cfg(test)]
 mod tests {
-    use super::split_repeats;
+    use super::{split_repeats, Repeat};
     use herald_domain::message::{
-        Change, InboundKey, Ingested, Message, MessageContent, MessageRef, Mutation,
+        Change, ChangeOutcome, InboundKey, Ingested, Message, MessageContent, MessageRef, Mutation,
     };
     use herald_domain::{EventId, OrgId, SessionId};
 
@@ -736,10 +780,32 @@ mod tests {
             change(s, Some("c"), None),
             change(s, None, Some("m2")),
             change(s, None, Some("m2")),
+            change(s, Some("c"), Some("m3")), // a repeated key wins over a new message
+            change(s, Some("m3"), Some("m3")), // m3 was never written: not a repeat
         ];
         let (together, repeats) = split_repeats(&batch);
-        assert_eq!(together, vec![0, 2, 4, 5]);
-        assert_eq!(repeats, vec![1, 3, 6]);
+        assert_eq!(together, vec![0, 2, 4, 5, 8]);
+        let repeat = |index, of, key| Repeat { index, of, key };
+        assert_eq!(
+            repeats,
+            vec![
+                repeat(1, 0, true),
+                repeat(3, 0, false),
+                repeat(6, 5, false),
+                repeat(7, 4, true)
+            ]
+        );
+        let first_answer = |i: usize| batch[i].inbound.as_ref().map(|k| k.event_id).unwrap();
+        assert_eq!(
+            repeats[0].outcome(&batch),
+            ChangeOutcome::AlreadyIngested(first_answer(0))
+        );
+        assert_eq!(repeats[1].outcome(&batch), ChangeOutcome::MessageExists);
+        assert_eq!(repeats[2].outcome(&batch), ChangeOutcome::MessageExists);
+        assert_eq!(
+            repeats[3].outcome(&batch),
+            ChangeOutcome::AlreadyIngested(first_answer(4))
+        );
     }
 
     #[test]
