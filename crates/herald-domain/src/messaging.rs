@@ -14,7 +14,7 @@ use crate::message::{
     MessageContent, MessageRef, Mutation, PollTally, SendResult,
 };
 use crate::poll::{Poll, PollVotes, VoteChange};
-use crate::ports::StatusReport;
+use crate::ports::{ReportSession, StatusReport};
 use crate::session::{Session, SessionStatus};
 use crate::Millis;
 use serde_json::Value;
@@ -339,16 +339,22 @@ impl Gateway {
                 return Err(DomainError::invalid("id", "id must be 1 to 256 characters"));
             }
         }
-        let session = self.find_session(&caller.organization, session_id).await?;
+        let id = SessionId::parse(session_id).ok_or(DomainError::NotFound("session"))?;
+        let (session, first) = self
+            .store
+            .find_report_session(
+                ReportSession::Owned(&caller.organization, &id),
+                inbound.id.as_deref(),
+            )
+            .await?
+            .ok_or(DomainError::NotFound("session"))?;
+        if let Some(first) = first {
+            return Ok(first);
+        }
         let key = inbound.id.map(|id| InboundKey {
             session: session.id,
             id,
         });
-        if let Some(key) = &key {
-            if let Some(first) = self.store.find_ingested(key).await? {
-                return Ok(first);
-            }
-        }
         let now = self.clock.now_ms();
         let (mutation, events, missing) = match inbound.event {
             InboundEvent::Message(m) => self.incoming_message(&session, m, now),
@@ -463,18 +469,20 @@ impl Gateway {
         key: Option<String>,
         report: EngineReport,
     ) -> Result<EngineAnswer> {
-        let Some(session) = self.store.find_session_by_engine(engine_session).await? else {
+        let Some((session, first)) = self
+            .store
+            .find_report_session(ReportSession::Engine(engine_session), key.as_deref())
+            .await?
+        else {
             return Ok(EngineAnswer::Ignored("unknown session"));
         };
+        if let Some(first) = first {
+            return Ok(EngineAnswer::Duplicate(first));
+        }
         let key = key.map(|id| InboundKey {
             session: session.id,
             id,
         });
-        if let Some(key) = &key {
-            if let Some(first) = self.store.find_ingested(key).await? {
-                return Ok(EngineAnswer::Duplicate(first));
-            }
-        }
         let now = self.clock.now_ms();
         let (mutation, events, _) = match report {
             EngineReport::Message(m) => self.incoming_message(&session, m, now),

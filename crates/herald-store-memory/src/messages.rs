@@ -8,9 +8,9 @@ use crate::MemoryStore;
 use async_trait::async_trait;
 use herald_domain::events_log::{LogPage, LogPosition, LogQuery, LoggedEvent, Unsettled};
 use herald_domain::ids::{EventId, OrgId};
-use herald_domain::message::{Change, ChangeOutcome, InboundKey, Message, MessageRef, Mutation};
+use herald_domain::message::{Change, ChangeOutcome, Message, MessageRef, Mutation};
 use herald_domain::poll::{VoteChange, VoterSelection};
-use herald_domain::ports::{EventLog, MessageStore, StoreResult};
+use herald_domain::ports::{EventLog, MessageStore, ReportSession, StoreResult};
 use herald_domain::session::Session;
 
 fn key_of(r: &MessageRef) -> MessageKey {
@@ -153,12 +153,26 @@ impl MessageStore for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn find_ingested(&self, key: &InboundKey) -> StoreResult<Option<EventId>> {
-        Ok(self
-            .state()?
-            .inbound
-            .get(&(key.session, key.id.clone()))
-            .copied())
+    async fn find_report_session(
+        &self,
+        session: ReportSession<'_>,
+        inbound_id: Option<&str>,
+    ) -> StoreResult<Option<(Session, Option<EventId>)>> {
+        let state = self.state()?;
+        let found = match session {
+            ReportSession::Owned(org, id) => {
+                state.sessions.get(id).filter(|s| &s.organization_id == org)
+            }
+            ReportSession::Engine(name) => {
+                state.sessions.values().find(|s| s.engine_session == name)
+            }
+        };
+        Ok(found.map(|session| {
+            let first = inbound_id
+                .and_then(|id| state.inbound.get(&(session.id, id.to_owned())))
+                .copied();
+            (session.clone(), first)
+        }))
     }
 
     async fn apply_change(&self, change: &Change) -> StoreResult<ChangeOutcome> {

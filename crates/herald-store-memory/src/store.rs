@@ -280,15 +280,6 @@ impl SessionStore for MemoryStore {
             .cloned())
     }
 
-    async fn find_session_by_engine(&self, engine_session: &str) -> StoreResult<Option<Session>> {
-        Ok(self
-            .state()?
-            .sessions
-            .values()
-            .find(|s| s.engine_session == engine_session)
-            .cloned())
-    }
-
     async fn delete_session(&self, org: &OrgId, id: &SessionId) -> StoreResult<bool> {
         let mut state = self.state()?;
         if state

@@ -105,9 +105,9 @@ macro_rules! messages_impl {
         use diesel::result::{DatabaseErrorKind, Error as DieselError};
         use diesel_async::{AsyncConnection, RunQueryDsl};
         use herald_domain::events_log::{LogPage, LogPosition, LogQuery};
-        use herald_domain::message::{Change, ChangeOutcome, InboundKey, MessageRef, Mutation};
+        use herald_domain::message::{Change, ChangeOutcome, MessageRef, Mutation};
         use herald_domain::poll::{VoteChange, VoterSelection};
-        use herald_domain::ports::{EventLog, MessageStore, StoreResult};
+        use herald_domain::ports::{EventLog, MessageStore, ReportSession, StoreResult};
         use herald_domain::{EventId, OrgId, StoreError};
 
         /// Why a change's transaction stopped early: a definite outcome, a batch that must be
@@ -589,17 +589,36 @@ macro_rules! messages_impl {
                 rows.into_iter().map(VoteRow::into_domain).collect()
             }
 
-            async fn find_ingested(&self, key: &InboundKey) -> StoreResult<Option<EventId>> {
+            async fn find_report_session(
+                &self,
+                session: ReportSession<'_>,
+                inbound_id: Option<&str>,
+            ) -> StoreResult<Option<(herald_domain::session::Session, Option<EventId>)>> {
+                use crate::rows::SessionRow;
                 let mut conn = self.reader().await?;
-                let found: Option<String> = inbound_keys::table
-                    .filter(inbound_keys::session_id.eq(key.session.to_string()))
-                    .filter(inbound_keys::inbound_id.eq(&key.id))
-                    .select(inbound_keys::event_id)
-                    .first(&mut conn)
-                    .await
-                    .optional()
-                    .map_err(db_error)?;
-                found.as_deref().map(event_id).transpose()
+                // Without an id the join matches nothing (`= NULL`), so the statement keeps one
+                // shape either way.
+                let query = sessions::table
+                    .left_join(
+                        inbound_keys::table.on(inbound_keys::session_id
+                            .eq(sessions::id)
+                            .and(inbound_keys::inbound_id.nullable().eq(inbound_id))),
+                    )
+                    .select((SessionRow::as_select(), inbound_keys::event_id.nullable()))
+                    .into_boxed();
+                let query = match session {
+                    ReportSession::Owned(org, id) => query
+                        .filter(sessions::organization_id.eq(org.as_str()))
+                        .filter(sessions::id.eq(id.to_string())),
+                    ReportSession::Engine(name) => query.filter(sessions::engine_session.eq(name)),
+                };
+                let row: Option<(SessionRow, Option<String>)> =
+                    query.first(&mut conn).await.optional().map_err(db_error)?;
+                let Some((session, first)) = row else {
+                    return Ok(None);
+                };
+                let first = first.as_deref().map(event_id).transpose()?;
+                Ok(Some((session.into_domain()?, first)))
             }
 
             async fn apply_change(&self, change: &Change) -> StoreResult<ChangeOutcome> {

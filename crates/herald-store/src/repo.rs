@@ -378,21 +378,6 @@ macro_rules! store_impl {
                 }
             }
 
-            async fn find_session_by_engine(
-                &self,
-                engine_session: &str,
-            ) -> StoreResult<Option<Session>> {
-                let mut conn = self.reader().await?;
-                let row: Option<SessionRow> = sessions::table
-                    .filter(sessions::engine_session.eq(engine_session))
-                    .select(SessionRow::as_select())
-                    .first(&mut conn)
-                    .await
-                    .optional()
-                    .map_err(db_error)?;
-                row.map(SessionRow::into_domain).transpose()
-            }
-
             async fn list_sessions(&self, org: &OrgId) -> StoreResult<Vec<Session>> {
                 let mut conn = self.reader().await?;
                 let rows: Vec<SessionRow> = sessions::table

@@ -6,7 +6,7 @@ use herald_domain::event::{Envelope, EventType, Me};
 use herald_domain::message::{
     Change, ChangeOutcome, InboundKey, Ingested, Message, MessageContent, MessageRef, Mutation,
 };
-use herald_domain::ports::{SealedSecret, SealedSecretChange, Store};
+use herald_domain::ports::{ReportSession, SealedSecret, SealedSecretChange, Store};
 use herald_domain::session::{Session, SessionStatus};
 use herald_domain::webhook::{Webhook, WebhookFields};
 use herald_domain::{ApiKeyId, Capabilities, OrgId, SessionId, WebhookId};
@@ -125,13 +125,27 @@ async fn sessions_change_state_together_with_their_events(backend: Backend) {
     assert!(store.list_sessions(&org("org_b")).await.unwrap().is_empty());
     assert_eq!(
         store
-            .find_session_by_engine(&session.engine_session)
+            .find_report_session(ReportSession::Engine(&session.engine_session), Some("r1"))
             .await
             .unwrap()
-            .map(|s| s.id),
-        Some(session.id)
+            .map(|(s, first)| (s.id, first)),
+        Some((session.id, None))
     );
-    assert_eq!(store.find_session_by_engine("nope").await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_report_session(ReportSession::Engine("nope"), None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_report_session(ReportSession::Owned(&org("org_b"), &session.id), None)
+            .await
+            .unwrap(),
+        None,
+        "another organization's session is not found"
+    );
 
     session.status = SessionStatus::Working;
     session.me = Some(Me {
@@ -331,7 +345,12 @@ async fn concurrent_changes_each_get_their_own_outcome(backend: Backend) {
             futures_util::future::join_all(changes.iter().map(|c| store.apply_change(c))).await;
         for (i, (change, outcome)) in changes.iter().zip(outcomes).enumerate() {
             let (id, message) = own(i);
-            let stored_key = store.find_ingested(&key(&id)).await.unwrap();
+            let stored_key = store
+                .find_report_session(ReportSession::Owned(&a, &session.id), Some(&id))
+                .await
+                .unwrap()
+                .expect("the session")
+                .1;
             let stored_message = store.find_message(&a, &place(&message)).await.unwrap();
             match kind(i) {
                 Some(0) => {

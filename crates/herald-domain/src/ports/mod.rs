@@ -38,7 +38,8 @@ pub use secrets::{
     StoredSecrets,
 };
 pub use store::{
-    ApiKeyStore, EventLog, EventStore, MessageStore, SessionStore, Store, StoreHealth, WebhookStore,
+    ApiKeyStore, EventLog, EventStore, MessageStore, ReportSession, SessionStore, Store,
+    StoreHealth, WebhookStore,
 };
 pub use time::{Clock, Pause, SystemClock};
 

@@ -10,7 +10,7 @@ use crate::api_key::ApiKey;
 use crate::event::Envelope;
 use crate::events_log::{LogPage, LogPosition, LogQuery};
 use crate::ids::{ApiKeyId, EventId, OrgId, SessionId, WebhookId};
-use crate::message::{Change, ChangeOutcome, InboundKey, Message, MessageRef};
+use crate::message::{Change, ChangeOutcome, Message, MessageRef};
 use crate::poll::VoterSelection;
 use crate::session::Session;
 use crate::webhook::Webhook;
@@ -68,9 +68,6 @@ pub trait SessionStore: Send + Sync {
     async fn list_sessions(&self, org: &OrgId) -> StoreResult<Vec<Session>>;
     /// One session of the organization.
     async fn find_session(&self, org: &OrgId, id: &SessionId) -> StoreResult<Option<Session>>;
-    /// The session bound to an engine's session name, whatever its organization (for the
-    /// engine's own webhook, which names only that).
-    async fn find_session_by_engine(&self, engine_session: &str) -> StoreResult<Option<Session>>;
     /// Deletes a session with its messages and votes. `false` if it did not exist.
     async fn delete_session(&self, org: &OrgId, id: &SessionId) -> StoreResult<bool>;
 }
@@ -115,6 +112,15 @@ pub trait StoreHealth: Send + Sync {
     async fn probe_write(&self) -> StoreResult<()>;
 }
 
+/// How an inbound report names its session.
+#[derive(Clone, Copy, Debug)]
+pub enum ReportSession<'a> {
+    /// Herald's inbound API: a session of the caller's organization.
+    Owned(&'a OrgId, &'a SessionId),
+    /// An engine's webhook: the engine's name for the session, whatever its organization.
+    Engine(&'a str),
+}
+
 /// Messages, votes and inbound idempotency keys.
 #[async_trait]
 pub trait MessageStore: Send + Sync {
@@ -129,8 +135,14 @@ pub trait MessageStore: Send + Sync {
     ) -> StoreResult<Option<(Session, Option<Message>)>>;
     /// The current (non-empty) selections on the poll at `key`, ordered by voter.
     async fn poll_votes(&self, org: &OrgId, key: &MessageRef) -> StoreResult<Vec<VoterSelection>>;
-    /// The event id recorded for an inbound report, if it was accepted before.
-    async fn find_ingested(&self, key: &InboundKey) -> StoreResult<Option<EventId>>;
+    /// The session an inbound report is for and, when the report carries an id, the event id
+    /// recorded for that id on the session if it was accepted before — one read where the
+    /// report path would otherwise make two. `None` when there is no such session.
+    async fn find_report_session(
+        &self,
+        session: ReportSession<'_>,
+        inbound_id: Option<&str>,
+    ) -> StoreResult<Option<(Session, Option<EventId>)>>;
     /// Commits a change with its events (and inbound key) in one transaction, or nothing.
     async fn apply_change(&self, change: &Change) -> StoreResult<ChangeOutcome>;
 }
