@@ -55,7 +55,8 @@ bench-events:
 # WAHA events in through POST /api/v1/engines/waha/events (signed by the WAHA double's emitter,
 # 10% duplicates) and out to one webhook: events/s accepted and delivered, and at 500/s the
 # send→200 and 200→receiver latency, on SQLite and Postgres (HERALD_TEST_DATABASE_URL), medians
-# of BENCH_RUNS (3). BENCH_BACKEND, BENCH_EVENTS, BENCH_CONNECTIONS, BENCH_BASELINE adjust it.
+# of BENCH_RUNS (3), after BENCH_WARMUP_EVENTS (1000) unmeasured. BENCH_BACKEND, BENCH_EVENTS,
+# BENCH_CONNECTIONS, BENCH_BASELINE adjust it.
 bench-engine:
     RUST_LOG=warn cargo run --release -p herald --example bench_engine
 

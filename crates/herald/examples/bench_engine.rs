@@ -10,7 +10,8 @@
 //! event is delivered to the organization's one webhook (subscribed to `message`).
 //!
 //! Per store and run, on a fresh database:
-//! 1. **throughput**: `BENCH_EVENTS` (default 5000) requests from `BENCH_CONNECTIONS`
+//! 1. **throughput**: after `BENCH_WARMUP_EVENTS` (default 1000) sent the same way and not
+//!    measured, `BENCH_EVENTS` (default 5000) requests from `BENCH_CONNECTIONS`
 //!    (default 32) keep-alive senders, each sending its next when the last is answered:
 //!    events accepted per second, and events in *and delivered* per second (from the first send
 //!    to the moment the receiver has every distinct message);
@@ -93,6 +94,17 @@ async fn run(backend: Backend, server_runtime: &tokio::runtime::Handle) -> Figur
     let connections = env_num("BENCH_CONNECTIONS", 32) as usize;
     if env_num("BENCH_BASELINE", 0) == 1 {
         baseline(&server, &session, count, connections).await;
+    }
+    // Warm-up, not measured: the pool's connections open, statements get prepared, caches
+    // fill — costs a long-running gateway has long paid.
+    let warmup = env_num("BENCH_WARMUP_EVENTS", 1000) as usize;
+    if warmup > 0 {
+        let before = receiver.count();
+        let report = waha
+            .emitter()
+            .run_batch(&plan(warmup, Pacing::ClosedLoop { connections }))
+            .await;
+        wait_for_deliveries(&receiver, &report, before).await;
     }
     let before = receiver.count();
     let report = waha
