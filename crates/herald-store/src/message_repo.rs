@@ -31,17 +31,26 @@ pub(crate) struct Repeat {
 }
 
 impl Repeat {
-    /// Its outcome once the change it repeats has been applied: the first answer for a
-    /// repeated key, else the message is there already. Exactly what applying it alone would
-    /// find, without a transaction.
+    /// Its outcome, given what became of the change it repeats in the committed batch —
+    /// exactly what applying it alone would find, without a transaction — or `None` when only
+    /// applying it can tell: the change it repeats wrote nothing (its key had been recorded
+    /// before), so a repeated message may still be new.
     pub(crate) fn outcome(
         &self,
         changes: &[herald_domain::message::Change],
-    ) -> herald_domain::message::ChangeOutcome {
+        first: &herald_domain::message::ChangeOutcome,
+    ) -> Option<herald_domain::message::ChangeOutcome> {
         use herald_domain::message::ChangeOutcome;
-        match (&changes[self.of].inbound, self.key) {
-            (Some(first), true) => ChangeOutcome::AlreadyIngested(first.event_id),
-            _ => ChangeOutcome::MessageExists,
+        match (first, self.key) {
+            (ChangeOutcome::AlreadyIngested(answer), true) => {
+                Some(ChangeOutcome::AlreadyIngested(*answer))
+            }
+            (ChangeOutcome::Applied, true) => changes[self.of]
+                .inbound
+                .as_ref()
+                .map(|first| ChangeOutcome::AlreadyIngested(first.event_id)),
+            (ChangeOutcome::Applied, false) => Some(ChangeOutcome::MessageExists),
+            _ => None,
         }
     }
 }
@@ -105,7 +114,7 @@ macro_rules! messages_impl {
         use diesel::result::{DatabaseErrorKind, Error as DieselError};
         use diesel_async::{AsyncConnection, RunQueryDsl};
         use herald_domain::events_log::{LogPage, LogPosition, LogQuery};
-        use herald_domain::message::{Change, ChangeOutcome, MessageRef, Mutation};
+        use herald_domain::message::{Change, ChangeOutcome, InboundKey, MessageRef, Mutation};
         use herald_domain::poll::{VoteChange, VoterSelection};
         use herald_domain::ports::{EventLog, MessageStore, ReportSession, StoreResult};
         use herald_domain::{EventId, OrgId, StoreError};
@@ -251,7 +260,11 @@ macro_rules! messages_impl {
         /// Writes a batch's state in one go: the other changes one by one in arrival order,
         /// then each voter's *last* plain vote (one upsert for all selections, one clear each).
         /// When a row is touched both ways, everything is written in arrival order instead.
-        async fn write_batch_state(conn: &mut $conn, changes: &[&Change]) -> Result<(), Abort> {
+        /// Returns the changes already answered (see [`write_states_together`]), by index.
+        async fn write_batch_state(
+            conn: &mut $conn,
+            changes: &[&Change],
+        ) -> Result<Vec<(usize, EventId)>, Abort> {
             let mut last: std::collections::HashMap<(&MessageRef, &str), usize> =
                 std::collections::HashMap::new();
             for (i, change) in changes.iter().enumerate() {
@@ -269,14 +282,15 @@ macro_rules! messages_impl {
                 for change in changes {
                     write_state(conn, change).await?;
                 }
-                return Ok(());
+                return Ok(Vec::new());
             }
-            let others: Vec<&Change> = changes
+            let others: Vec<(usize, &Change)> = changes
                 .iter()
                 .copied()
-                .filter(|c| plain_vote(c).is_none())
+                .enumerate()
+                .filter(|(_, c)| plain_vote(c).is_none())
                 .collect();
-            write_states_together(conn, &others).await?;
+            let answered = write_states_together(conn, &others).await?;
             let mut selections = Vec::new();
             for (i, change) in changes.iter().enumerate() {
                 let Some((poll, voter, vote, at)) = plain_vote(change) else {
@@ -293,13 +307,14 @@ macro_rules! messages_impl {
                 }
             }
             $backend::upsert_votes(conn, &selections).await?;
-            Ok(())
+            Ok(answered)
         }
 
         /// Commits a batch of changes in one transaction: their rows locked, their state
-        /// written, then all their events in one append (log order = arrival order). If
-        /// anything stops it early — a repeated inbound key, an existing message, a vanished
-        /// poll, an error — it is rolled back and each change is committed alone instead, so
+        /// written, then all their events in one append (log order = arrival order). A change
+        /// whose inbound key is already recorded is answered with the first answer and writes
+        /// nothing. If anything else stops it early — an existing message, a vanished poll, an
+        /// error — it is rolled back and each change is committed alone instead, so
         /// one change's outcome never becomes another's. Repeats within the batch
         /// ([`split_repeats`](crate::message_repo::split_repeats)) are kept out of it and
         /// answered once it has committed.
@@ -315,14 +330,18 @@ macro_rules! messages_impl {
                 let committed = conn
                     .transaction::<_, Abort, _>(async |conn| {
                         lock_rows(conn, &all).await?;
-                        write_batch_state(conn, &all).await?;
-                        let events: Vec<herald_domain::event::Envelope> =
-                            all.iter().flat_map(|c| c.events.iter().cloned()).collect();
+                        let answered = write_batch_state(conn, &all).await?;
+                        let events: Vec<herald_domain::event::Envelope> = all
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| !answered.iter().any(|(a, _)| a == i))
+                            .flat_map(|(_, c)| c.events.iter().cloned())
+                            .collect();
                         super::queries::append_in_tx(conn, &events, &mut handover).await?;
-                        Ok(())
+                        Ok(answered)
                     })
                     .await;
-                if committed.is_ok() {
+                if let Ok(answered) = committed {
                     let claimable = handover.claimable();
                     handover.committed();
                     let mut results: Vec<StoreResult<crate::message_repo::Applied>> = changes
@@ -334,11 +353,24 @@ macro_rules! messages_impl {
                             })
                         })
                         .collect();
-                    for repeat in &repeats {
-                        results[repeat.index] = Ok(crate::message_repo::Applied {
-                            outcome: repeat.outcome(changes),
+                    for (i, first) in answered {
+                        results[together[i]] = Ok(crate::message_repo::Applied {
+                            outcome: ChangeOutcome::AlreadyIngested(first),
                             claimable: false,
                         });
+                    }
+                    for repeat in &repeats {
+                        let first = match &results[repeat.of] {
+                            Ok(applied) => applied.outcome.clone(),
+                            Err(_) => ChangeOutcome::TargetMissing,
+                        };
+                        results[repeat.index] = match repeat.outcome(changes, &first) {
+                            Some(outcome) => Ok(crate::message_repo::Applied {
+                                outcome,
+                                claimable: false,
+                            }),
+                            None => apply_one(conn, &changes[repeat.index], direct).await,
+                        };
                     }
                     return results;
                 }
@@ -385,47 +417,74 @@ macro_rules! messages_impl {
             change.events.iter().next().map_or(0, |e| e.timestamp)
         }
 
+        /// The event id answered for an inbound key already recorded (by a transaction that has
+        /// committed: inserting the key waited for it, so its answer is visible now).
+        async fn stored_answer(conn: &mut $conn, key: &InboundKey) -> Result<EventId, Abort> {
+            let first: String = inbound_keys::table
+                .filter(inbound_keys::session_id.eq(key.session.to_string()))
+                .filter(inbound_keys::inbound_id.eq(&key.id))
+                .select(inbound_keys::event_id)
+                .first(conn)
+                .await?;
+            event_id(&first).map_err(|e| Abort::Db(DieselError::DeserializationError(Box::new(e))))
+        }
+
         /// The inbound key and the mutation of a change, without its events.
         async fn write_state(conn: &mut $conn, change: &Change) -> Result<(), Abort> {
             if let Some(ingested) = &change.inbound {
                 let key = InboundKeyRow::new(ingested, change_time(change));
-                let inserted =
+                let written =
                     $backend::insert_inbound_keys(conn, std::slice::from_ref(&key)).await?;
-                if inserted == 0 {
-                    // Another request recorded this key first (and, on Postgres, committed:
-                    // the insert waited for it), so its answer is visible now.
-                    let first: String = inbound_keys::table
-                        .filter(inbound_keys::session_id.eq(ingested.key.session.to_string()))
-                        .filter(inbound_keys::inbound_id.eq(&ingested.key.id))
-                        .select(inbound_keys::event_id)
-                        .first(conn)
-                        .await?;
-                    let first = event_id(&first)
-                        .map_err(|e| Abort::Db(DieselError::DeserializationError(Box::new(e))))?;
+                if written.is_empty() {
+                    let first = stored_answer(conn, &ingested.key).await?;
                     return Err(Abort::Outcome(ChangeOutcome::AlreadyIngested(first)));
                 }
             }
             write_mutation(conn, change).await
         }
 
-        /// The state of several changes (none of them a plain vote) with one statement per
-        /// kind of row — their inbound keys, then their new messages — and the remaining
-        /// mutations one by one in arrival order: under load a batch costs a handful of round
-        /// trips instead of two per change. A key or message already stored stops it with
-        /// [`Abort::Apart`].
-        async fn write_states_together(conn: &mut $conn, changes: &[&Change]) -> Result<(), Abort> {
+        /// The state of several changes (none of them a plain vote; `(index, change)` pairs)
+        /// with one statement per kind of row — their inbound keys, then their new messages —
+        /// and the remaining mutations one by one in arrival order: under load a batch costs a
+        /// handful of round trips instead of two per change. A change whose inbound key is
+        /// already recorded (its repeat was answered before, often while this batch queued)
+        /// writes nothing more and is returned with the first answer, by index; the others
+        /// carry on. A message already stored stops it with [`Abort::Apart`].
+        async fn write_states_together(
+            conn: &mut $conn,
+            changes: &[(usize, &Change)],
+        ) -> Result<Vec<(usize, EventId)>, Abort> {
             let keys: Vec<InboundKeyRow> = changes
                 .iter()
-                .filter_map(|c| {
+                .filter_map(|(_, c)| {
                     c.inbound
                         .as_ref()
                         .map(|i| InboundKeyRow::new(i, change_time(c)))
                 })
                 .collect();
-            if !keys.is_empty() && $backend::insert_inbound_keys(conn, &keys).await? < keys.len() {
-                return Err(Abort::Apart);
+            let mut answered = Vec::new();
+            if !keys.is_empty() {
+                let written: std::collections::HashSet<(String, String)> =
+                    $backend::insert_inbound_keys(conn, &keys)
+                        .await?
+                        .into_iter()
+                        .collect();
+                for (i, change) in changes {
+                    let Some(ingested) = &change.inbound else {
+                        continue;
+                    };
+                    let key = (ingested.key.session.to_string(), ingested.key.id.clone());
+                    if !written.contains(&key) {
+                        answered.push((*i, stored_answer(conn, &ingested.key).await?));
+                    }
+                }
             }
-            let messages: Vec<MessageRow> = changes
+            let remaining: Vec<&Change> = changes
+                .iter()
+                .filter(|(i, _)| !answered.iter().any(|(a, _)| a == i))
+                .map(|(_, c)| *c)
+                .collect();
+            let messages: Vec<MessageRow> = remaining
                 .iter()
                 .filter_map(|c| match &c.mutation {
                     Mutation::InsertMessage(message) => Some(MessageRow::new(message)),
@@ -437,13 +496,13 @@ macro_rules! messages_impl {
             {
                 return Err(Abort::Apart);
             }
-            for change in changes
+            for change in remaining
                 .iter()
                 .filter(|c| !matches!(c.mutation, Mutation::InsertMessage(_)))
             {
                 write_mutation(conn, change).await?;
             }
-            Ok(())
+            Ok(answered)
         }
 
         /// A change's mutation: the state it writes beside its inbound key.
@@ -815,15 +874,45 @@ mod tests {
             ]
         );
         let first_answer = |i: usize| batch[i].inbound.as_ref().map(|k| k.event_id).unwrap();
+        let applied = ChangeOutcome::Applied;
         assert_eq!(
-            repeats[0].outcome(&batch),
-            ChangeOutcome::AlreadyIngested(first_answer(0))
+            repeats[0].outcome(&batch, &applied),
+            Some(ChangeOutcome::AlreadyIngested(first_answer(0)))
         );
-        assert_eq!(repeats[1].outcome(&batch), ChangeOutcome::MessageExists);
-        assert_eq!(repeats[2].outcome(&batch), ChangeOutcome::MessageExists);
         assert_eq!(
-            repeats[3].outcome(&batch),
-            ChangeOutcome::AlreadyIngested(first_answer(4))
+            repeats[1].outcome(&batch, &applied),
+            Some(ChangeOutcome::MessageExists)
+        );
+        assert_eq!(
+            repeats[2].outcome(&batch, &applied),
+            Some(ChangeOutcome::MessageExists)
+        );
+        assert_eq!(
+            repeats[3].outcome(&batch, &applied),
+            Some(ChangeOutcome::AlreadyIngested(first_answer(4)))
+        );
+    }
+
+    #[test]
+    fn a_repeat_of_a_change_answered_from_before_shares_its_answer_or_is_applied() {
+        let s = SessionId::generate();
+        let batch = [
+            change(s, Some("a"), Some("m1")),
+            change(s, Some("a"), Some("m1")),
+            change(s, Some("b"), Some("m1")),
+        ];
+        let (_, repeats) = split_repeats(&batch);
+        // "a" was recorded by an earlier batch: the first change wrote nothing.
+        let earlier = ChangeOutcome::AlreadyIngested(EventId::generate());
+        assert_eq!(repeats[0].outcome(&batch, &earlier), Some(earlier.clone()));
+        assert_eq!(
+            repeats[1].outcome(&batch, &earlier),
+            None,
+            "m1 may still be new: only applying it can tell"
+        );
+        assert_eq!(
+            repeats[1].outcome(&batch, &ChangeOutcome::TargetMissing),
+            None
         );
     }
 

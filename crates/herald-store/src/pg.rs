@@ -294,19 +294,26 @@ pub(crate) mod backend {
     }
 
     /// Records inbound keys, skipping those recorded already (waiting for a concurrent
-    /// transaction holding one to end); how many rows were written.
+    /// transaction holding one to end); returns the keys written, as `(session_id, inbound_id)`.
     pub async fn insert_inbound_keys(
         conn: &mut AsyncPgConnection,
         rows: &[crate::message_rows::InboundKeyRow],
-    ) -> diesel::QueryResult<usize> {
+    ) -> diesel::QueryResult<Vec<(String, String)>> {
         use crate::pg_sql::{Param, Prepared};
+        #[derive(QueryableByName)]
+        struct Written {
+            #[diesel(sql_type = Text)]
+            session_id: String,
+            #[diesel(sql_type = Text)]
+            inbound_id: String,
+        }
         let texts = |f: fn(&crate::message_rows::InboundKeyRow) -> String| {
             rows.iter().map(f).collect::<Vec<_>>()
         };
-        Prepared::new(
+        let written: Vec<Written> = Prepared::new(
             "INSERT INTO inbound_keys (session_id, inbound_id, event_id, created_at) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) \
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT DO NOTHING RETURNING session_id, inbound_id",
             vec![
                 Param::TextArray(texts(|r| r.session_id.clone())),
                 Param::TextArray(texts(|r| r.inbound_id.clone())),
@@ -314,8 +321,12 @@ pub(crate) mod backend {
                 Param::BigIntArray(rows.iter().map(|r| r.created_at).collect()),
             ],
         )
-        .execute(conn)
-        .await
+        .load(conn)
+        .await?;
+        Ok(written
+            .into_iter()
+            .map(|w| (w.session_id, w.inbound_id))
+            .collect())
     }
 
     /// Inserts messages, skipping those stored already; how many rows were written.

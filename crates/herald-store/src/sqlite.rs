@@ -191,18 +191,22 @@ pub(crate) mod backend {
         Ok(())
     }
 
-    /// Records inbound keys, skipping those recorded already; how many rows were written.
+    /// Records inbound keys, skipping those recorded already; returns the keys written, as
+    /// `(session_id, inbound_id)`.
     pub async fn insert_inbound_keys(
         conn: &mut super::SqliteConn,
         rows: &[crate::message_rows::InboundKeyRow],
-    ) -> diesel::QueryResult<usize> {
-        let mut written = 0;
+    ) -> diesel::QueryResult<Vec<(String, String)>> {
+        let mut written = Vec::new();
         for row in rows {
-            written += diesel::insert_into(crate::schema::inbound_keys::table)
+            let inserted = diesel::insert_into(crate::schema::inbound_keys::table)
                 .values(row)
                 .on_conflict_do_nothing()
                 .execute(conn)
                 .await?;
+            if inserted > 0 {
+                written.push((row.session_id.clone(), row.inbound_id.clone()));
+            }
         }
         Ok(written)
     }

@@ -352,6 +352,16 @@ async fn concurrent_changes_each_get_their_own_outcome(backend: Backend) {
                 .expect("the session")
                 .1;
             let stored_message = store.find_message(&a, &place(&message)).await.unwrap();
+            let logged = store
+                .event_position(&a, &change.events[0].id)
+                .await
+                .unwrap()
+                .is_some();
+            assert_eq!(
+                logged,
+                kind(i).is_none(),
+                "change {i}: only an applied change logs its event"
+            );
             match kind(i) {
                 Some(0) => {
                     assert_eq!(
@@ -371,6 +381,22 @@ async fn concurrent_changes_each_get_their_own_outcome(backend: Backend) {
                 }
             }
         }
+    }
+    // A stored key reported twice more side by side: both repeats get the first answer.
+    let changes: Vec<Change> = (0..6)
+        .map(|i| match i {
+            1 | 4 => report("k-first", &format!("m-twice-{i}")),
+            _ => report(&format!("k-twice-{i}"), &format!("m-twice-{i}")),
+        })
+        .collect();
+    let outcomes =
+        futures_util::future::join_all(changes.iter().map(|c| store.apply_change(c))).await;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let expected = match i {
+            1 | 4 => ChangeOutcome::AlreadyIngested(first_event),
+            _ => ChangeOutcome::Applied,
+        };
+        assert_eq!(outcome.unwrap(), expected, "change {i}");
     }
 }
 
