@@ -123,7 +123,7 @@ macro_rules! messages_impl {
         /// applied change by change, or a database error.
         enum Abort {
             Outcome(ChangeOutcome),
-            /// A batch found a key or message already stored; only a change applied alone can
+            /// A batch found a new message already stored; only a change applied alone can
             /// tell whose it was.
             Apart,
             Db(DieselError),
@@ -447,8 +447,8 @@ macro_rules! messages_impl {
         /// with one statement per kind of row — their inbound keys, then their new messages —
         /// and the remaining mutations one by one in arrival order: under load a batch costs a
         /// handful of round trips instead of two per change. A change whose inbound key is
-        /// already recorded (its repeat was answered before, often while this batch queued)
-        /// writes nothing more and is returned with the first answer, by index; the others
+        /// already recorded (by an earlier report, often committed while this batch queued)
+        /// writes nothing more and is returned with that report's answer, by index; the others
         /// carry on. A message already stored stops it with [`Abort::Apart`].
         async fn write_states_together(
             conn: &mut $conn,
