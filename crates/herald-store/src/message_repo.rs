@@ -750,21 +750,16 @@ macro_rules! messages_impl {
                     let names: Vec<&'static str> = types.iter().map(|t| t.as_str()).collect();
                     q = q.filter(events::event_type.eq_any(names));
                 }
-                let rows: Vec<LoggedEventRow> = $backend::settled(q)
-                    .order((events::tx_id.asc(), events::seq.asc()))
-                    .limit(query.limit as i64)
-                    .select(LoggedEventRow::as_select())
-                    .load(&mut conn)
-                    .await
-                    .map_err(db_error)?;
-                let full = rows.len() >= query.limit;
+                let (rows, unsettled) = $backend::read_settled(
+                    &mut conn,
+                    q,
+                    query.limit as i64,
+                    query.organization_id.as_str(),
+                )
+                .await
+                .map_err(db_error)?;
                 let mut page = page(rows)?;
-                if !full {
-                    page.unsettled =
-                        $backend::unsettled(&mut conn, Some(query.organization_id.as_str()))
-                            .await
-                            .map_err(db_error)?;
-                }
+                page.unsettled = unsettled;
                 Ok(page)
             }
 

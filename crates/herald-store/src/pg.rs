@@ -245,7 +245,7 @@ pub(crate) fn open(url: &str, options: &StoreOptions) -> Result<PgStore, StoreEr
 }
 
 pub(crate) mod backend {
-    use crate::message_rows::VoteRow;
+    use crate::message_rows::{LoggedEventRow, VoteRow};
     use crate::rows::{NewDeliveryRow, NewEventRow};
     use crate::schema::{deliveries, events, poll_votes};
     use diesel::dsl::sql;
@@ -698,6 +698,41 @@ pub(crate) mod backend {
     /// running can precede.
     pub fn settled<'a>(query: events::BoxedQuery<'a, Pg>) -> events::BoxedQuery<'a, Pg> {
         query.filter(sql::<Bool>(&format!("tx_id < {SETTLED_BOUND}")))
+    }
+
+    /// Up to `limit` settled events of `query`, in log order, and — when fewer than `limit` —
+    /// the committed events of `org` not settled yet, both read in one snapshot (a read-only
+    /// `REPEATABLE READ` transaction: one database snapshot, and one reading of the server's
+    /// backends, which Postgres keeps for the transaction). Read in two snapshots, a
+    /// transaction of another database that ended between them was once counted as this
+    /// database's by the first (so fresh events were held back as unsettled) and was gone for
+    /// the second (so they were not reported as unsettled either): a client that had just
+    /// written events was shown none, and nothing told the caller to look again.
+    pub async fn read_settled(
+        conn: &mut AsyncPgConnection,
+        query: events::BoxedQuery<'static, Pg>,
+        limit: i64,
+        org: &str,
+    ) -> diesel::QueryResult<(Vec<LoggedEventRow>, Option<Unsettled>)> {
+        let org = org.to_owned();
+        conn.build_transaction()
+            .repeatable_read()
+            .read_only()
+            .run(async move |conn| {
+                let rows: Vec<LoggedEventRow> = settled(query)
+                    .order((events::tx_id.asc(), events::seq.asc()))
+                    .limit(limit)
+                    .select(LoggedEventRow::as_select())
+                    .load(conn)
+                    .await?;
+                let waiting = if (rows.len() as i64) < limit {
+                    unsettled(conn, Some(&org)).await?
+                } else {
+                    None
+                };
+                Ok((rows, waiting))
+            })
+            .await
     }
 
     /// Committed events not settled yet (for `org`, or anyone's): the range of their `seq`.

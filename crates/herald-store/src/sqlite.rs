@@ -173,7 +173,7 @@ pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, S
 }
 
 pub(crate) mod backend {
-    use crate::message_rows::VoteRow;
+    use crate::message_rows::{LoggedEventRow, VoteRow};
     use crate::rows::{NewDeliveryRow, NewEventRow};
     use crate::schema::{deliveries, events, poll_votes};
     use diesel::prelude::*;
@@ -451,6 +451,22 @@ pub(crate) mod backend {
     /// Every committed event is settled: with a single writer, nothing can commit below it.
     pub fn settled<'a>(query: events::BoxedQuery<'a, Sqlite>) -> events::BoxedQuery<'a, Sqlite> {
         query
+    }
+
+    /// Up to `limit` events of `query`, in log order (all settled), and no unsettled ones.
+    pub async fn read_settled(
+        conn: &mut super::SqliteConn,
+        query: events::BoxedQuery<'static, Sqlite>,
+        limit: i64,
+        _org: &str,
+    ) -> diesel::QueryResult<(Vec<LoggedEventRow>, Option<Unsettled>)> {
+        let rows = settled(query)
+            .order((events::tx_id.asc(), events::seq.asc()))
+            .limit(limit)
+            .select(LoggedEventRow::as_select())
+            .load(conn)
+            .await?;
+        Ok((rows, None))
     }
 
     /// Never any: see [`settled`].
