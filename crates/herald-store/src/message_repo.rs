@@ -750,14 +750,27 @@ macro_rules! messages_impl {
                     let names: Vec<&'static str> = types.iter().map(|t| t.as_str()).collect();
                     q = q.filter(events::event_type.eq_any(names));
                 }
-                let (rows, unsettled) = $backend::read_settled(
-                    &mut conn,
-                    q,
-                    query.limit as i64,
-                    query.organization_id.as_str(),
-                )
-                .await
-                .map_err(db_error)?;
+                let limit = query.limit;
+                let org = query.organization_id.as_str();
+                // The page and what is still unsettled, from one snapshot (`begin_log_read`).
+                let (rows, unsettled) = conn
+                    .transaction::<_, DieselError, _>(async move |conn| {
+                        $backend::begin_log_read(conn).await?;
+                        let rows: Vec<LoggedEventRow> = $backend::settled(q)
+                            .order((events::tx_id.asc(), events::seq.asc()))
+                            .limit(limit as i64)
+                            .select(LoggedEventRow::as_select())
+                            .load(conn)
+                            .await?;
+                        let unsettled = if rows.len() < limit {
+                            $backend::unsettled(conn, Some(org)).await?
+                        } else {
+                            None
+                        };
+                        Ok((rows, unsettled))
+                    })
+                    .await
+                    .map_err(db_error)?;
                 let mut page = page(rows)?;
                 page.unsettled = unsettled;
                 Ok(page)

@@ -245,7 +245,7 @@ pub(crate) fn open(url: &str, options: &StoreOptions) -> Result<PgStore, StoreEr
 }
 
 pub(crate) mod backend {
-    use crate::message_rows::{LoggedEventRow, VoteRow};
+    use crate::message_rows::VoteRow;
     use crate::rows::{NewDeliveryRow, NewEventRow};
     use crate::schema::{deliveries, events, poll_votes};
     use diesel::dsl::sql;
@@ -700,38 +700,17 @@ pub(crate) mod backend {
         query.filter(sql::<Bool>(&format!("tx_id < {SETTLED_BOUND}")))
     }
 
-    /// Up to `limit` settled events of `query`, in log order, and — when fewer than `limit` —
-    /// the committed events of `org` not settled yet, both read in one snapshot (a read-only
-    /// `REPEATABLE READ` transaction: one database snapshot, and one reading of the server's
-    /// backends, which Postgres keeps for the transaction). Read in two snapshots, a
-    /// transaction of another database that ended between them was once counted as this
-    /// database's by the first (so fresh events were held back as unsettled) and was gone for
-    /// the second (so they were not reported as unsettled either): a client that had just
-    /// written events was shown none, and nothing told the caller to look again.
-    pub async fn read_settled(
-        conn: &mut AsyncPgConnection,
-        query: events::BoxedQuery<'static, Pg>,
-        limit: i64,
-        org: &str,
-    ) -> diesel::QueryResult<(Vec<LoggedEventRow>, Option<Unsettled>)> {
-        let org = org.to_owned();
-        conn.build_transaction()
-            .repeatable_read()
-            .read_only()
-            .run(async move |conn| {
-                let rows: Vec<LoggedEventRow> = settled(query)
-                    .order((events::tx_id.asc(), events::seq.asc()))
-                    .limit(limit)
-                    .select(LoggedEventRow::as_select())
-                    .load(conn)
-                    .await?;
-                let waiting = if (rows.len() as i64) < limit {
-                    unsettled(conn, Some(&org)).await?
-                } else {
-                    None
-                };
-                Ok((rows, waiting))
-            })
+    /// Makes the current transaction a log read: a page of settled events and the range of
+    /// those not settled yet must come from one snapshot, so it runs read-only `REPEATABLE
+    /// READ` (one database snapshot, and one reading of the server's backends, which Postgres
+    /// keeps for the transaction). Read in two snapshots, a transaction of another database
+    /// that ended between them was once counted as this database's by the first (so fresh
+    /// events were held back as unsettled) and was gone for the second (so they were not
+    /// reported as unsettled either): a client that had just written events was shown none,
+    /// and nothing told the caller to look again. Must be the transaction's first statement.
+    pub async fn begin_log_read(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        use diesel_async::SimpleAsyncConnection;
+        conn.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
     }
 

@@ -173,7 +173,7 @@ pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, S
 }
 
 pub(crate) mod backend {
-    use crate::message_rows::{LoggedEventRow, VoteRow};
+    use crate::message_rows::VoteRow;
     use crate::rows::{NewDeliveryRow, NewEventRow};
     use crate::schema::{deliveries, events, poll_votes};
     use diesel::prelude::*;
@@ -453,20 +453,9 @@ pub(crate) mod backend {
         query
     }
 
-    /// Up to `limit` events of `query`, in log order (all settled), and no unsettled ones.
-    pub async fn read_settled(
-        conn: &mut super::SqliteConn,
-        query: events::BoxedQuery<'static, Sqlite>,
-        limit: i64,
-        _org: &str,
-    ) -> diesel::QueryResult<(Vec<LoggedEventRow>, Option<Unsettled>)> {
-        let rows = settled(query)
-            .order((events::tx_id.asc(), events::seq.asc()))
-            .limit(limit)
-            .select(LoggedEventRow::as_select())
-            .load(conn)
-            .await?;
-        Ok((rows, None))
+    /// Nothing to set up for a log read: every committed event is settled here.
+    pub async fn begin_log_read(_conn: &mut super::SqliteConn) -> diesel::QueryResult<()> {
+        Ok(())
     }
 
     /// Never any: see [`settled`].
