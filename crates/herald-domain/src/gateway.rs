@@ -314,7 +314,7 @@ impl Gateway {
 
     /// Looks a session up by its textual id within `org`; malformed and foreign ids are 404.
     pub async fn find_session(&self, org: &OrgId, id: &str) -> Result<Session> {
-        let id = SessionId::parse(id).ok_or(DomainError::NotFound("session"))?;
+        let id = session_id(id)?;
         self.store
             .find_session(org, &id)
             .await?
@@ -562,4 +562,10 @@ fn check_key_name(name: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A session id from a path: a malformed one names no session, so it is a 404 like a foreign
+/// one, never a 400 that would tell the two apart.
+pub(crate) fn session_id(text: &str) -> Result<SessionId> {
+    SessionId::parse(text).ok_or(DomainError::NotFound("session"))
 }

@@ -8,7 +8,7 @@ use crate::capability::{Capability, Principal};
 use crate::error::DomainError;
 use crate::event::{Envelope, EventType};
 use crate::gateway::Gateway;
-use crate::ids::{EventId, OrgId, SessionId};
+use crate::ids::{EventId, OrgId};
 use crate::message::{
     locate_poll, sending_as, vote_payload, Change, ChangeOutcome, InboundKey, Ingested, Message,
     MessageContent, MessageRef, Mutation, PollTally, SendResult,
@@ -339,7 +339,7 @@ impl Gateway {
                 return Err(DomainError::invalid("id", "id must be 1 to 256 characters"));
             }
         }
-        let id = SessionId::parse(session_id).ok_or(DomainError::NotFound("session"))?;
+        let id = crate::gateway::session_id(session_id)?;
         let (session, first) = self
             .store
             .find_report_session(
@@ -568,7 +568,7 @@ impl Gateway {
         sender: String,
         message_id: &str,
     ) -> Result<(Session, MessageRef, Option<Message>)> {
-        let session = SessionId::parse(session_id).ok_or(DomainError::NotFound("session"))?;
+        let session = crate::gateway::session_id(session_id)?;
         let key = MessageRef {
             session,
             chat,

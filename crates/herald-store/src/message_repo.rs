@@ -3,11 +3,12 @@
 //! per-backend pieces it needs — the log's position predicates and the "settled" rule — live
 //! in the `backend` modules of `pg.rs` and `sqlite.rs`.
 //!
-//! Every [`Change`](herald_domain::message::Change) is one transaction: the inbound key (if
-//! any) is inserted first with `ON CONFLICT DO NOTHING`, so two concurrent reports with the same
-//! id serialize on its primary key and the loser sees the winner's event id; then the state;
-//! then the events and their deliveries (`append_in_tx`). Any early outcome rolls everything
-//! back, so nothing is half-written.
+//! A [`Change`](herald_domain::message::Change) commits in one transaction, alone or with the
+//! others of its group commit (`apply_batch`): the inbound key (if any) is inserted first with
+//! `ON CONFLICT DO NOTHING`, so two concurrent reports with the same id serialize on its primary
+//! key and the loser gets the winner's event id; then the state; then the events and their
+//! deliveries (`append_in_tx`). Any early outcome rolls the change back (a batch: the batch,
+//! then each change is applied alone), so nothing is half-written.
 
 /// A change's outcome as its transaction left it.
 pub(crate) struct Applied {
@@ -73,24 +74,11 @@ pub(crate) fn split_repeats(
             Mutation::InsertMessage(message) => Some(&message.key),
             _ => None,
         };
-        let repeat = match (
-            key.and_then(|k| keys.get(k)),
-            message.and_then(|m| messages.get(m)),
-        ) {
-            (Some(&of), _) => Some(Repeat {
-                index: i,
-                of,
-                key: true,
-            }),
-            (None, Some(&of)) => Some(Repeat {
-                index: i,
-                of,
-                key: false,
-            }),
-            (None, None) => None,
-        };
-        match repeat {
-            Some(repeat) => repeats.push(repeat),
+        // A repeated key wins over a repeated message: the key is written first.
+        let of_key = key.and_then(|k| keys.get(k)).map(|&of| (of, true));
+        let of_message = message.and_then(|m| messages.get(m)).map(|&of| (of, false));
+        match of_key.or(of_message) {
+            Some((of, key)) => repeats.push(Repeat { index: i, of, key }),
             None => {
                 keys.extend(key.map(|k| (k, i)));
                 messages.extend(message.map(|m| (m, i)));
@@ -118,6 +106,9 @@ macro_rules! messages_impl {
         use herald_domain::poll::{VoteChange, VoterSelection};
         use herald_domain::ports::{EventLog, MessageStore, ReportSession, StoreResult};
         use herald_domain::{EventId, OrgId, StoreError};
+
+        /// Changes of a batch answered with an earlier report's event id, by index.
+        type Answered = std::collections::HashMap<usize, EventId>;
 
         /// Why a change's transaction stopped early: a definite outcome, a batch that must be
         /// applied change by change, or a database error.
@@ -264,7 +255,7 @@ macro_rules! messages_impl {
         async fn write_batch_state(
             conn: &mut $conn,
             changes: &[&Change],
-        ) -> Result<Vec<(usize, EventId)>, Abort> {
+        ) -> Result<Answered, Abort> {
             let mut last: std::collections::HashMap<(&MessageRef, &str), usize> =
                 std::collections::HashMap::new();
             for (i, change) in changes.iter().enumerate() {
@@ -282,7 +273,7 @@ macro_rules! messages_impl {
                 for change in changes {
                     write_state(conn, change).await?;
                 }
-                return Ok(Vec::new());
+                return Ok(Answered::new());
             }
             let others: Vec<(usize, &Change)> = changes
                 .iter()
@@ -334,7 +325,7 @@ macro_rules! messages_impl {
                         let events: Vec<herald_domain::event::Envelope> = all
                             .iter()
                             .enumerate()
-                            .filter(|(i, _)| !answered.iter().any(|(a, _)| a == i))
+                            .filter(|(i, _)| !answered.contains_key(i))
                             .flat_map(|(_, c)| c.events.iter().cloned())
                             .collect();
                         super::queries::append_in_tx(conn, &events, &mut handover).await?;
@@ -453,7 +444,7 @@ macro_rules! messages_impl {
         async fn write_states_together(
             conn: &mut $conn,
             changes: &[(usize, &Change)],
-        ) -> Result<Vec<(usize, EventId)>, Abort> {
+        ) -> Result<Answered, Abort> {
             let keys: Vec<InboundKeyRow> = changes
                 .iter()
                 .filter_map(|(_, c)| {
@@ -462,7 +453,7 @@ macro_rules! messages_impl {
                         .map(|i| InboundKeyRow::new(i, change_time(c)))
                 })
                 .collect();
-            let mut answered = Vec::new();
+            let mut answered = Answered::new();
             if !keys.is_empty() {
                 let written: std::collections::HashSet<(String, String)> =
                     $backend::insert_inbound_keys(conn, &keys)
@@ -475,13 +466,13 @@ macro_rules! messages_impl {
                     };
                     let key = (ingested.key.session.to_string(), ingested.key.id.clone());
                     if !written.contains(&key) {
-                        answered.push((*i, stored_answer(conn, &ingested.key).await?));
+                        answered.insert(*i, stored_answer(conn, &ingested.key).await?);
                     }
                 }
             }
             let remaining: Vec<&Change> = changes
                 .iter()
-                .filter(|(i, _)| !answered.iter().any(|(a, _)| a == i))
+                .filter(|(i, _)| !answered.contains_key(i))
                 .map(|(_, c)| *c)
                 .collect();
             let messages: Vec<MessageRow> = remaining

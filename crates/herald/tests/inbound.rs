@@ -260,6 +260,16 @@ async fn the_same_inbound_id_is_accepted_once(backend: Backend) {
             .status,
         404
     );
+    // A malformed session id names no session: 404 too, not 400.
+    let malformed = w
+        .post("/api/v1/sessions/not-a-session/inbound", report)
+        .await;
+    assert_eq!(
+        (malformed.status, malformed.error_code()),
+        (404, "not_found"),
+        "{:?}",
+        malformed.json
+    );
 }
 
 per_backend!(
