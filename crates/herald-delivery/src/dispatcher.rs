@@ -128,13 +128,22 @@ impl DispatcherConfig {
     fn timeout_ms(&self) -> i64 {
         self.timeout.as_millis().min(i64::MAX as u128) as i64
     }
+
+    /// Longest a lane sleeps: [`MAX_IDLE`], or less when a test shortened the lease margin, so
+    /// that a lapsed lease (which no query announces) is still found soon after it lapses.
+    fn max_idle(&self) -> Duration {
+        MAX_IDLE
+            .min(self.lease_margin / 2)
+            .max(Duration::from_millis(100))
+    }
 }
 
 /// An attempt is started only while this much lease beyond the timeout remains (or half the
 /// margin, when a test shortened it).
 const START_SAFETY_MS: i64 = 5_000;
-/// Longest a lane sleeps without being woken: it also finds leases of dead replicas that
-/// lapsed, so their work is attempted again within timeout + 60 s of its claim.
+/// Longest a lane sleeps without being woken: it is how leases of dead replicas that lapsed
+/// are found (nothing announces a lapse), so their work is attempted again within
+/// timeout + 60 s of its claim.
 const MAX_IDLE: Duration = Duration::from_millis(Lease::RECHECK_MS as u64);
 /// Shortest pause between two claims that found nothing they could take.
 const MIN_RECHECK: Duration = Duration::from_millis(25);
@@ -593,7 +602,7 @@ async fn run_lane(
                         && asked_next_at.is_some_and(|at| at.elapsed() < Duration::from_secs(1))
                         && next_check > Instant::now();
                     if more_due {
-                        next_check = Instant::now() + MAX_IDLE;
+                        next_check = Instant::now() + config.max_idle();
                     } else if !recent {
                         next_check = next_wake(&shared, lane, !state.excluded.is_empty()).await;
                         asked_next_at = Some(Instant::now());
@@ -951,9 +960,10 @@ async fn next_wake(shared: &Arc<Shared>, lane: Lane, saturated: bool) -> Instant
     match shared.store.next_claimable_at(lane, now).await {
         Ok(Some(at)) => {
             let wait = Duration::from_millis((at - now).max(0) as u64);
-            Instant::now() + wait.clamp(floor, MAX_IDLE)
+            let idle = shared.config.max_idle();
+            Instant::now() + wait.clamp(floor.min(idle), idle)
         }
-        Ok(None) => Instant::now() + MAX_IDLE,
+        Ok(None) => Instant::now() + shared.config.max_idle(),
         Err(error) => {
             tracing::warn!(lane = lane.as_str(), %error, "could not read the next due time");
             Instant::now() + Duration::from_secs(1)

@@ -299,16 +299,12 @@ impl DeliveryQueue for MemoryStore {
 
     async fn next_claimable_at(&self, lane: Lane, now: Millis) -> StoreResult<Option<Millis>> {
         let state = self.state()?;
-        let in_lane = || state.deliveries.values().filter(|d| d.in_lane(lane));
-        let due = in_lane()
-            .filter(|d| d.free_at(now))
+        Ok(state
+            .deliveries
+            .values()
+            .filter(|d| d.in_lane(lane) && d.free_at(now))
             .filter_map(|d| d.next_attempt_at)
-            .min();
-        let lapse = in_lane().filter_map(|d| d.lease_until).min();
-        Ok(match (due, lapse) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+            .min())
     }
 
     async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog> {

@@ -634,17 +634,7 @@ macro_rules! delivery_store_impl {
                     .await
                     .optional()
                     .map_err(db_error)?;
-                let lapse: Option<i64> = deliveries::table
-                    .filter(sql::<Bool>("lease_until IS NOT NULL"))
-                    .filter(sql::<Bool>(lane_condition(lane)))
-                    .select(diesel::dsl::min(deliveries::lease_until))
-                    .first(&mut conn)
-                    .await
-                    .map_err(db_error)?;
-                Ok(match (due.flatten(), lapse) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                })
+                Ok(due.flatten())
             }
 
             async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog> {

@@ -116,7 +116,9 @@ pub trait DeliveryQueue: Send + Sync {
     /// then claims everything.
     fn attach_direct_dispatch(&self, _dispatch: std::sync::Arc<dyn DirectDispatch>) {}
     /// When `lane` next has claimable work after `now`: the earliest due time of an unleased
-    /// pending delivery, or the earliest lapse of a lease.
+    /// pending delivery. Leases that lapse are not looked up (no index keeps them, so that a
+    /// claim touches no index): dispatchers find them by re-checking at least every
+    /// [`Lease::RECHECK_MS`](crate::delivery::Lease::RECHECK_MS).
     async fn next_claimable_at(&self, lane: Lane, now: Millis) -> StoreResult<Option<Millis>>;
     /// Pending count and the age of the oldest due delivery.
     async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog>;

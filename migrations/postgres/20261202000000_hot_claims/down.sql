@@ -1,0 +1,2 @@
+ALTER TABLE deliveries RESET (fillfactor);
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE lease_until IS NOT NULL;
