@@ -22,8 +22,9 @@
 //! - **Blocking work off the async workers.** Each attempt is a blocking ureq call run with
 //!   `spawn_blocking`; the lane's budget bounds how many run at once. No transaction is open
 //!   during an HTTP call.
-//! - **Batched completions.** Outcomes flow to one completer task that writes whatever has
-//!   accumulated in one statement (Postgres) or one transaction (SQLite).
+//! - **Batched completions.** Outcomes flow to one completer task that writes what arrives
+//!   within `COMPLETION_LINGER` (10 ms) of the first in one statement (Postgres) or one transaction
+//!   (SQLite): the receiver already has its delivery, so only the recorded status waits.
 //! - **Direct intake.** A dispatcher sharing its process (and store) with the API takes fresh
 //!   deliveries straight from the transactions that create them ([`Dispatcher::direct_dispatch`],
 //!   the [`DirectDispatch`] port): the store writes them leased to this dispatcher and hands
@@ -154,6 +155,13 @@ const SATURATED_RECHECK: Duration = Duration::from_millis(250);
 const MAX_FAILING_TRACKED: usize = 10_000;
 /// Most outcomes written in one completion query.
 const COMPLETION_BATCH: usize = 512;
+/// How long the completer waits after an outcome for more to write with it. At a few hundred
+/// deliveries a second outcomes arrive one by one, and each written alone costs a transaction
+/// of five statements (measured: 5,674 completions for 6,500 deliveries at 500/s, a third of
+/// Postgres's statements); waiting a few milliseconds lets one transaction carry several. Only
+/// the delivery's recorded status waits: the receiver already has it, and its lease outlives
+/// the wait by far.
+const COMPLETION_LINGER: Duration = Duration::from_millis(10);
 /// How often the slow lane looks for work when no slow attempt has ended meanwhile.
 const SLOW_RECHECK: Duration = Duration::from_millis(500);
 /// How long a lane remembers a webhook it has not attempted since.
@@ -1124,10 +1132,15 @@ async fn complete_outcomes(
     let mut failing: HashSet<WebhookId> = HashSet::new();
     while let Some(first) = outcomes.recv().await {
         batch.push(first);
+        let gathered_until = tokio::time::Instant::now() + COMPLETION_LINGER;
         while batch.len() < COMPLETION_BATCH {
             match outcomes.try_recv() {
                 Ok(outcome) => batch.push(outcome),
-                Err(_) => break,
+                // Nothing waiting: wait for more until the linger ends or the lanes stop.
+                Err(_) => match tokio::time::timeout_at(gathered_until, outcomes.recv()).await {
+                    Ok(Some(outcome)) => batch.push(outcome),
+                    Ok(None) | Err(_) => break,
+                },
             }
         }
         let first_try = Instant::now();
