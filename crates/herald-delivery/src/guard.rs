@@ -15,7 +15,7 @@
 pub use herald_domain::destination::is_blocked;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use ureq::config::Config;
 use ureq::http::Uri;
@@ -32,18 +32,22 @@ pub struct BlockedAddress(pub IpAddr);
 
 /// A resolver that returns only allowed addresses, and fails with [`BlockedAddress`] when a
 /// name resolves to refused addresses only.
-#[derive(Debug)]
+/// Clones share one cache of looked-up names.
+#[derive(Clone, Debug)]
 pub struct GuardedResolver {
     allow_private: bool,
-    cache: Mutex<HashMap<String, (Instant, Vec<SocketAddr>)>>,
+    cache: Arc<Mutex<NameCache>>,
 }
+
+/// Vetted addresses by `host:port`, with when they were looked up.
+type NameCache = HashMap<String, (Instant, Vec<SocketAddr>)>;
 
 impl GuardedResolver {
     /// A resolver; `allow_private` turns the guard off.
     pub fn new(allow_private: bool) -> Self {
         Self {
             allow_private,
-            cache: Mutex::new(HashMap::new()),
+            cache: Arc::default(),
         }
     }
 
