@@ -639,21 +639,31 @@ macro_rules! delivery_store_impl {
 
             async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog> {
                 let mut conn = self.reader().await?;
-                let pending: i64 = deliveries::table
-                    .filter(sql::<Bool>("status = 'pending'"))
-                    .count()
-                    .get_result(&mut conn)
-                    .await
-                    .map_err(db_error)?;
-                let oldest: Option<i64> = deliveries::table
-                    .filter(sql::<Bool>("status = 'pending'"))
-                    .filter(deliveries::next_attempt_at.le(now))
-                    .select(diesel::dsl::min(deliveries::next_attempt_at))
-                    .first(&mut conn)
-                    .await
-                    .map_err(db_error)?;
+                // Lane by lane, so each count and minimum reads its lane's own index.
+                let mut pending = 0;
+                let mut oldest: Option<i64> = None;
+                for lane in [Lane::Fresh, Lane::Retry] {
+                    let count: i64 = deliveries::table
+                        .filter(sql::<Bool>(lane_condition(lane)))
+                        .count()
+                        .get_result(&mut conn)
+                        .await
+                        .map_err(db_error)?;
+                    pending += count.max(0) as u64;
+                    let due: Option<i64> = deliveries::table
+                        .filter(sql::<Bool>(lane_condition(lane)))
+                        .filter(deliveries::next_attempt_at.le(now))
+                        .select(diesel::dsl::min(deliveries::next_attempt_at))
+                        .first(&mut conn)
+                        .await
+                        .map_err(db_error)?;
+                    oldest = match (oldest, due) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
                 Ok(Backlog {
-                    pending: pending.max(0) as u64,
+                    pending,
                     oldest_due_age_ms: oldest.map_or(0, |at| (now - at).max(0)),
                 })
             }
