@@ -24,7 +24,7 @@ use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 use ureq::config::AutoHeaderValue;
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 use ureq::Agent;
 
 /// What came back from one attempt.
@@ -108,7 +108,7 @@ impl UreqTransport {
     fn agent_with(config: &ureq::config::Config, resolver: &GuardedResolver) -> Agent {
         Agent::with_parts(
             config.clone(),
-            DefaultConnector::default(),
+            DefaultConnector::default().chain(crate::coalesce::CoalescingConnector),
             resolver.clone(),
         )
     }

@@ -18,6 +18,7 @@
 //! domain's `DeliveryQueue` port.
 
 pub mod client;
+mod coalesce;
 pub mod dispatcher;
 pub mod guard;
 pub mod metrics;
