@@ -89,6 +89,12 @@ impl PgStore {
     }
 }
 
+/// How long an announcement that wakes no dispatcher waits to cover more commits. At 500
+/// events/s, one `NOTIFY` per commit woke this process's own listener and Postgres's listening
+/// backends about 350 times a second; other replicas' live streams see events at most this
+/// much later. Announcements of claimable work are never held.
+const LOGGED_COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Sends `NOTIFY herald_events` *after* commits, coalesced: at most one announcement is in
 /// flight and at most one more is queued, so each commit is followed by an announcement that
 /// started after it, and a burst of commits costs a handful.
@@ -111,24 +117,18 @@ impl Notifier {
             tracing::warn!("no async runtime: commits will not be announced to other replicas");
             return Self::silent();
         };
-        let (poke, mut poked) = tokio::sync::mpsc::channel::<()>(1);
+        let (poke, poked) = tokio::sync::mpsc::channel::<()>(1);
         let claimable = Arc::new(AtomicBool::new(false));
         let announced = claimable.clone();
         // Ends when the store (the only sender) is dropped.
-        runtime.spawn(async move {
-            while poked.recv().await.is_some() {
-                // Taken before the announcement: a commit flagging work after this point pokes
-                // again, and that announcement carries it.
-                let payload = if announced.swap(false, Ordering::SeqCst) {
-                    ""
-                } else {
-                    crate::listen::LOGGED_PAYLOAD
-                };
+        runtime.spawn(announce_commits(poked, announced, move |payload| {
+            let pool = pool.clone();
+            async move {
                 if let Err(error) = announce(&pool, payload).await {
                     tracing::warn!(%error, "could not announce committed events");
                 }
             }
-        });
+        }));
         Self {
             poke: Some(poke),
             claimable,
@@ -152,6 +152,40 @@ impl Notifier {
             // Full means an announcement is already queued: it covers this commit too.
             let _ = poke.try_send(());
         }
+    }
+}
+
+/// The notifier's task: for each poke, one announcement (`announce` with its payload) that
+/// starts after it. An announcement of claimable work goes at once; one that only wakes other
+/// replicas' event watchers first waits up to [`LOGGED_COALESCE`] for more commits to cover —
+/// unless a commit with claimable work arrives meanwhile, which ends the wait.
+async fn announce_commits<F, Fut>(
+    mut poked: tokio::sync::mpsc::Receiver<()>,
+    claimable: Arc<AtomicBool>,
+    mut announce: F,
+) where
+    F: FnMut(&'static str) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    while poked.recv().await.is_some() {
+        if !claimable.load(Ordering::SeqCst) {
+            let until = tokio::time::Instant::now() + LOGGED_COALESCE;
+            // Pokes taken here came after commits this announcement follows.
+            while !claimable.load(Ordering::SeqCst) {
+                match tokio::time::timeout_at(until, poked.recv()).await {
+                    Ok(Some(())) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        // Taken before the announcement: a commit flagging work after this point pokes
+        // again, and that announcement carries it.
+        let payload = if claimable.swap(false, Ordering::SeqCst) {
+            ""
+        } else {
+            crate::listen::LOGGED_PAYLOAD
+        };
+        announce(payload).await;
     }
 }
 
@@ -771,4 +805,69 @@ mod delivery_queries {
 mod message_queries {
     crate::message_repo::messages_impl!(super::PgStore, super::PgConn, backend);
     use super::backend;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::time::{Duration, Instant};
+
+    /// What the notifier announced: payload, and time since the start.
+    type Said = Arc<Mutex<Vec<(&'static str, Duration)>>>;
+
+    /// Runs the notifier's task with a recording `announce`; returns its poke, its claimable
+    /// flag and what it announced (payload, time since the start).
+    fn notifier() -> (tokio::sync::mpsc::Sender<()>, Arc<AtomicBool>, Said) {
+        let (poke, poked) = tokio::sync::mpsc::channel(1);
+        let claimable = Arc::new(AtomicBool::new(false));
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let log = said.clone();
+        tokio::spawn(announce_commits(poked, claimable.clone(), move |payload| {
+            log.lock().unwrap().push((payload, start.elapsed()));
+            std::future::ready(())
+        }));
+        (poke, claimable, said)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commits_that_wake_no_dispatcher_share_one_announcement() {
+        let (poke, _, log) = notifier();
+        // Four commits a millisecond apart: within one window.
+        for i in 0..4 {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let _ = poke.try_send(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let logged = crate::listen::LOGGED_PAYLOAD;
+        assert_eq!(log.lock().unwrap().clone(), [(logged, LOGGED_COALESCE)]);
+        // A later commit gets an announcement of its own.
+        let _ = poke.try_send(());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let said = log.lock().unwrap().clone();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert_eq!(said[1], (logged, Duration::from_millis(58)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn claimable_work_is_announced_at_once_even_during_a_wait() {
+        let (poke, claimable, log) = notifier();
+        // Alone: no wait.
+        claimable.store(true, Ordering::SeqCst);
+        poke.try_send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(log.lock().unwrap().clone(), [("", Duration::ZERO)]);
+        // A commit with work to claim ends the wait of one without.
+        poke.try_send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        claimable.store(true, Ordering::SeqCst);
+        let _ = poke.try_send(());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let said = log.lock().unwrap().clone();
+        assert_eq!(said.len(), 2, "one announcement covers both: {said:?}");
+        assert_eq!(said[1], ("", Duration::from_millis(51)));
+    }
 }
