@@ -44,6 +44,10 @@ pub fn dispatcher_config(config: &Config) -> DispatcherConfig {
     settings.retention = Duration::from_secs(u64::from(config.retention_days) * 24 * 3600);
     settings.lease_margin = config.delivery_lease_margin;
     settings.health = config.health;
+    if let Database::Sqlite(_) = config.database {
+        // Its one writer runs on the async workers: larger completions cost latency there.
+        settings.completion_linger = Duration::ZERO;
+    }
     settings
 }
 
@@ -219,5 +223,28 @@ impl BacklogWatcher {
 impl Drop for BacklogWatcher {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completions_wait_for_company_on_postgres_only() {
+        let postgres = Config {
+            database: Database::Postgres("postgres://127.0.0.1/herald".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            dispatcher_config(&postgres).completion_linger,
+            Duration::from_millis(10)
+        );
+        let embedded = Config::default();
+        assert!(matches!(embedded.database, Database::Sqlite(_)));
+        assert_eq!(
+            dispatcher_config(&embedded).completion_linger,
+            Duration::ZERO
+        );
     }
 }
