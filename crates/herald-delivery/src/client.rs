@@ -24,6 +24,8 @@ use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 use ureq::config::AutoHeaderValue;
+use ureq::http::uri::{Authority, Scheme};
+use ureq::http::Uri;
 use ureq::unversioned::transport::{Connector, DefaultConnector};
 use ureq::Agent;
 
@@ -64,7 +66,7 @@ pub struct UreqTransport {
 
 /// The per-origin agents, with when each was last used.
 struct Agents {
-    by_origin: HashMap<String, (Agent, Instant)>,
+    by_origin: HashMap<(Scheme, Authority), (Agent, Instant)>,
     /// For destinations past [`MAX_ORIGINS`] and URLs without an origin.
     shared: Agent,
     swept: Instant,
@@ -113,15 +115,10 @@ impl UreqTransport {
         )
     }
 
-    /// The agent for `url`'s origin (scheme and authority), made on first use.
-    fn agent_for(&self, url: &str) -> Agent {
-        let origin = url.parse::<ureq::http::Uri>().ok().and_then(|uri| {
-            Some(format!(
-                "{}://{}",
-                uri.scheme_str()?,
-                uri.authority()?.as_str().to_ascii_lowercase()
-            ))
-        });
+    /// The agent for `uri`'s origin (scheme and authority, compared and hashed without regard
+    /// to case), made on first use.
+    fn agent_for(&self, uri: &Uri) -> Agent {
+        let origin = uri.scheme().cloned().zip(uri.authority().cloned());
         let now = Instant::now();
         let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
         if now.duration_since(agents.swept) >= ORIGIN_IDLE {
@@ -153,7 +150,18 @@ impl UreqTransport {
 
 impl Transport for UreqTransport {
     fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Answer {
-        let mut request = self.agent_for(url).post(url);
+        // Parsed once: the URL picks the agent and is what the agent is given.
+        let mut request = match url.parse::<Uri>() {
+            Ok(uri) => self.agent_for(&uri).post(uri),
+            // Not a URL ureq could send to either: let it say so in its own words.
+            Err(_) => self
+                .agents
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .shared
+                .clone()
+                .post(url),
+        };
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -366,7 +374,11 @@ mod tests {
             t.post(&url, &[], b"{}");
         }
         let agents = t.agents.lock().unwrap();
-        let mut origins: Vec<String> = agents.by_origin.keys().cloned().collect();
+        let mut origins: Vec<String> = agents
+            .by_origin
+            .keys()
+            .map(|(scheme, authority)| format!("{scheme}://{authority}"))
+            .collect();
         origins.sort();
         let mut expected = vec![
             format!("http://127.0.0.1:{a}"),

@@ -34,8 +34,9 @@
 //!   claimed as usual, and a handed-over delivery whose process dies is claimed by anyone once
 //!   its lease lapses.
 //! - **Wake-ups, not polling.** A lane sleeps until it is woken ([`DispatcherHandle::wake`],
-//!   fed by in-process commits and Postgres `NOTIFY`), until its next retry or lease lapse is
-//!   due (asked of the store after every short claim), or until capacity frees up.
+//!   fed by in-process commits and Postgres `NOTIFY`), until its next retry is due (asked of
+//!   the store after every short claim), or until capacity frees up — and never longer than
+//!   `Lease::RECHECK_MS`, which is how the lapsed leases of a dead replica are found.
 //! - **Graceful stop.** On shutdown the lanes stop claiming, give back the leases of claimed
 //!   work not yet started, let running attempts finish, and the completer writes every outcome
 //!   before [`Dispatcher::run`] returns.

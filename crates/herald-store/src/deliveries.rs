@@ -639,17 +639,17 @@ macro_rules! delivery_store_impl {
 
             async fn delivery_backlog(&self, now: Millis) -> StoreResult<Backlog> {
                 let mut conn = self.reader().await?;
-                // Lane by lane, so each count and minimum reads its lane's own index.
-                let mut pending = 0;
-                let mut oldest: Option<i64> = None;
+                // Counted on `deliveries_pending_by_webhook` (its condition is exactly this).
+                let pending: i64 = deliveries::table
+                    .filter(sql::<Bool>("status = 'pending'"))
+                    .count()
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(db_error)?;
+                // The oldest due lane by lane: each minimum is the first entry of its lane's
+                // own index, where one over all pending deliveries would read them all.
+                let mut oldest = None;
                 for lane in [Lane::Fresh, Lane::Retry] {
-                    let count: i64 = deliveries::table
-                        .filter(sql::<Bool>(lane_condition(lane)))
-                        .count()
-                        .get_result(&mut conn)
-                        .await
-                        .map_err(db_error)?;
-                    pending += count.max(0) as u64;
                     let due: Option<i64> = deliveries::table
                         .filter(sql::<Bool>(lane_condition(lane)))
                         .filter(deliveries::next_attempt_at.le(now))
@@ -657,13 +657,10 @@ macro_rules! delivery_store_impl {
                         .first(&mut conn)
                         .await
                         .map_err(db_error)?;
-                    oldest = match (oldest, due) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
+                    oldest = oldest.into_iter().chain(due).min();
                 }
                 Ok(Backlog {
-                    pending,
+                    pending: pending.max(0) as u64,
                     oldest_due_age_ms: oldest.map_or(0, |at| (now - at).max(0)),
                 })
             }

@@ -168,14 +168,12 @@ async fn announce_commits<F, Fut>(
     Fut: std::future::Future<Output = ()>,
 {
     while poked.recv().await.is_some() {
-        if !claimable.load(Ordering::SeqCst) {
-            let until = tokio::time::Instant::now() + LOGGED_COALESCE;
-            // Pokes taken here came after commits this announcement follows.
-            while !claimable.load(Ordering::SeqCst) {
-                match tokio::time::timeout_at(until, poked.recv()).await {
-                    Ok(Some(())) => {}
-                    Ok(None) | Err(_) => break,
-                }
+        let until = tokio::time::Instant::now() + LOGGED_COALESCE;
+        // Pokes taken here came after commits this announcement follows.
+        while !claimable.load(Ordering::SeqCst) {
+            match tokio::time::timeout_at(until, poked.recv()).await {
+                Ok(Some(())) => {}
+                Ok(None) | Err(_) => break,
             }
         }
         // Taken before the announcement: a commit flagging work after this point pokes

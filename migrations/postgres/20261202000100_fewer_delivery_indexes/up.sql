@@ -1,6 +1,6 @@
 -- Every delivery row is written three times (created, leased, settled), and each write that is
 -- not a HOT update adds an entry to every index. Two indexes served no query: nothing looks
--- deliveries up by event, and the backlog gauge reads each lane's own due index instead of one
--- over all pending deliveries.
+-- deliveries up by event, and the backlog gauge counts pending deliveries on
+-- deliveries_pending_by_webhook (same condition) and finds the oldest due on each lane's index.
 DROP INDEX deliveries_by_event;
 DROP INDEX deliveries_due;
