@@ -687,13 +687,23 @@ macro_rules! delivery_store_impl {
                     .delete_in_chunks(async move |conn| {
                         let inner = diesel::alias!(deliveries as inner);
                         let chunk = inner
-                            .filter(inner.field(deliveries::status).ne("pending"))
+                            // Spelled out, not bound: only a literal lets a prepared plan
+                            // use the index of settled deliveries (Postgres).
+                            .filter(sql::<Bool>("status <> 'pending'"))
                             .filter(inner.field(deliveries::created_at).lt(before))
                             .select(inner.field(deliveries::id))
                             .limit(crate::deliveries::PRUNE_CHUNK);
-                        diesel::delete(deliveries::table.filter(deliveries::id.eq_any(chunk)))
-                            .execute(conn)
-                            .await
+                        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                            let gone: Vec<String> = diesel::delete(
+                                deliveries::table.filter(deliveries::id.eq_any(chunk)),
+                            )
+                            .returning(deliveries::id)
+                            .load(conn)
+                            .await?;
+                            super::queries::delete_attempts_of(conn, &gone).await?;
+                            Ok(gone.len())
+                        })
+                        .await
                     })
                     .await?;
                 let events_removed = self

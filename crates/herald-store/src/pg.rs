@@ -509,6 +509,25 @@ pub(crate) mod backend {
         }
     }
 
+    /// Holds the active webhooks of `orgs` `FOR KEY SHARE` until the transaction ends, before
+    /// it reads them to write their deliveries: a webhook deleted meanwhile is either gone
+    /// from that read or waits for this commit and then deletes these deliveries too. (A
+    /// foreign key did this once per delivery written; this is once per webhook.)
+    pub async fn hold_webhooks(
+        conn: &mut AsyncPgConnection,
+        orgs: &[&herald_domain::OrgId],
+    ) -> diesel::QueryResult<()> {
+        crate::pg_sql::Prepared::new(
+            "SELECT 1 FROM webhooks WHERE organization_id = ANY($1) AND active FOR KEY SHARE",
+            vec![crate::pg_sql::Param::TextArray(
+                orgs.iter().map(|o| o.as_str().to_owned()).collect(),
+            )],
+        )
+        .execute(conn)
+        .await
+        .map(drop)
+    }
+
     /// Nothing inside the transaction: committed events are announced after the commit by the
     /// store's `Notifier` (a `NOTIFY` here would serialize every committing transaction).
     pub async fn after_events_appended(_conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
@@ -650,19 +669,22 @@ pub(crate) mod backend {
 
     /// Stores a test event and its one delivery, and announces them, in a single statement:
     /// one round trip and one commit instead of five, which is most of the test endpoint's cost.
+    /// The webhook is held `FOR KEY SHARE` like every writer of deliveries holds it (see
+    /// [`hold_webhooks`]); deleted meanwhile, it gets no delivery.
     pub async fn insert_test_delivery(
         conn: &mut AsyncPgConnection,
         event: &NewEventRow,
         delivery: &NewDeliveryRow,
     ) -> diesel::QueryResult<()> {
         let sql = format!(
-            "WITH e AS ( \
+            "WITH w AS (SELECT id FROM webhooks WHERE id = $10 FOR KEY SHARE), \
+             e AS ( \
                INSERT INTO events (id, organization_id, session_id, event_type, created_at, envelope, logged) \
                VALUES ($1, $2, $3, $4, $5, $6, $7)), \
              d AS ( \
                INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, status, \
                                        attempts, next_attempt_at, created_at, updated_at) \
-               VALUES ($8, $9, $10, $1, $4, 'pending', 0, $11, $11, $11)) \
+               SELECT $8, $9, w.id, $1, $4, 'pending', 0, $11, $11, $11 FROM w) \
              SELECT pg_notify('{}', '')",
             super::EVENTS_CHANNEL
         );

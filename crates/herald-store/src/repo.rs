@@ -37,6 +37,7 @@ macro_rules! store_impl {
             let mut orgs: Vec<&OrgId> = events.iter().map(|e| &e.organization_id).collect();
             orgs.sort();
             orgs.dedup();
+            $backend::hold_webhooks(conn, &orgs).await?;
             let mut deliveries = Vec::new();
             for org in orgs {
                 let hooks: Vec<(WebhookRow, Option<String>, Option<String>)> = webhooks::table
@@ -242,13 +243,31 @@ macro_rules! store_impl {
 
             async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> StoreResult<bool> {
                 let mut conn = self.writer().await?;
-                let deleted = diesel::delete(
-                    webhooks::table
-                        .filter(webhooks::organization_id.eq(org.as_str()))
-                        .filter(webhooks::id.eq(id.to_string())),
-                )
-                .execute(&mut conn)
-                .await;
+                let id = id.to_string();
+                let deleted = conn
+                    .transaction::<_, diesel::result::Error, _>(async |conn| {
+                        let deleted = diesel::delete(
+                            webhooks::table
+                                .filter(webhooks::organization_id.eq(org.as_str()))
+                                .filter(webhooks::id.eq(&id)),
+                        )
+                        .execute(conn)
+                        .await?;
+                        if deleted > 0 {
+                            // Deleting the row waited for every transaction still writing
+                            // deliveries for it (they hold it `FOR KEY SHARE`), so all of
+                            // them are visible to the statements below.
+                            let gone: Vec<String> = diesel::delete(
+                                deliveries::table.filter(deliveries::webhook_id.eq(&id)),
+                            )
+                            .returning(deliveries::id)
+                            .load(conn)
+                            .await?;
+                            delete_attempts_of(conn, &gone).await?;
+                        }
+                        Ok(deleted)
+                    })
+                    .await;
                 self.webhook_cache().invalidate();
                 Ok(deleted.map_err(db_error)? > 0)
             }
@@ -313,6 +332,26 @@ macro_rules! store_impl {
                 self.webhook_cache().invalidate();
                 Ok(changed.map_err(db_error)? > 0)
             }
+        }
+
+        /// Deletes the attempt log of deliveries just deleted. Nothing in the schema ties an
+        /// attempt to its delivery (a foreign key costs a lookup per attempt written, on the
+        /// hottest path there is), so whoever deletes deliveries deletes their attempts, in a
+        /// statement after the deletion: one that waited for a completion still recording an
+        /// attempt sees that attempt.
+        pub(crate) async fn delete_attempts_of(
+            conn: &mut $conn,
+            deliveries: &[String],
+        ) -> diesel::QueryResult<usize> {
+            let mut removed = 0;
+            for ids in deliveries.chunks(crate::deliveries::PRUNE_CHUNK as usize) {
+                removed += diesel::delete(
+                    delivery_attempts::table.filter(delivery_attempts::delivery_id.eq_any(ids)),
+                )
+                .execute(conn)
+                .await?;
+            }
+            Ok(removed)
         }
 
         /// Cancels a webhook's pending deliveries (it was deactivated).

@@ -290,6 +290,15 @@ pub(crate) mod backend {
         Ok(())
     }
 
+    /// Nothing to hold: SQLite's one writer is this transaction, so no webhook can be deleted
+    /// while it writes deliveries.
+    pub async fn hold_webhooks(
+        _conn: &mut super::SqliteConn,
+        _orgs: &[&herald_domain::OrgId],
+    ) -> diesel::QueryResult<()> {
+        Ok(())
+    }
+
     /// SQLite has no other replica to wake; the in-process listener suffices.
     pub async fn after_events_appended(_conn: &mut super::SqliteConn) -> diesel::QueryResult<()> {
         Ok(())

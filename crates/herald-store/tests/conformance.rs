@@ -400,10 +400,106 @@ async fn concurrent_changes_each_get_their_own_outcome(backend: Backend) {
     }
 }
 
+/// Rows in `table`, read past the ports: what no port shows, such as attempts left behind.
+async fn rows_in(db: &TestDb, table: &str) -> i64 {
+    use diesel::sql_types::BigInt;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"));
+    match &db.database {
+        herald_store::Database::Postgres(url) => {
+            let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+            count.get_result::<Count>(&mut conn).await.unwrap().n
+        }
+        herald_store::Database::Sqlite(path) => {
+            type Sqlite = diesel_async::sync_connection_wrapper::SyncConnectionWrapper<
+                diesel::SqliteConnection,
+            >;
+            let mut conn = Sqlite::establish(path.to_str().unwrap()).await.unwrap();
+            count.get_result::<Count>(&mut conn).await.unwrap().n
+        }
+    }
+}
+
+/// Nothing in the schema ties an attempt to its delivery or a delivery to its webhook: the
+/// store itself deletes a deleted webhook's deliveries with their attempt logs, and retention
+/// takes a pruned delivery's attempts with it.
+async fn deliveries_and_attempts_go_with_their_webhook_and_with_retention(backend: Backend) {
+    use herald_domain::delivery::{AttemptOutcome, AttemptRecord, Lane, Lease, Settlement};
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let a = org("org_a");
+    let (kept, deleted) = (
+        webhook(&a, "https://example.com/kept"),
+        webhook(&a, "https://example.com/deleted"),
+    );
+    store.insert_webhook(&kept, None).await.unwrap();
+    store.insert_webhook(&deleted, None).await.unwrap();
+    let events: Vec<Envelope> = (0..3)
+        .map(|i| {
+            Envelope::new(
+                EventType::SessionStatus,
+                a.clone(),
+                None,
+                None,
+                1_000 + i,
+                serde_json::json!({"status": "WORKING"}),
+            )
+        })
+        .collect();
+    store.append_events(&events).await.unwrap();
+    let lease = Lease {
+        owner: "me".into(),
+        until: 100_000,
+    };
+    let claimed = store
+        .claim_deliveries(Lane::Fresh, &lease, 2_000, 100, &[])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 6, "{backend:?}");
+    let outcomes: Vec<AttemptOutcome> = claimed
+        .iter()
+        .map(|c| AttemptOutcome {
+            delivery_id: c.id,
+            webhook_id: c.webhook_id,
+            event_id: c.event_id,
+            record: AttemptRecord {
+                attempt: 1,
+                started_at: 2_000,
+                duration_ms: 1,
+                status_code: Some(200),
+                error: None,
+                response_body: String::new(),
+            },
+            settlement: Settlement::Succeeded,
+        })
+        .collect();
+    let policy = herald_domain::health::HealthPolicy::default();
+    store
+        .complete_attempts("me", &outcomes, &policy, 2_001)
+        .await
+        .unwrap();
+    assert_eq!(rows_in(&db, "delivery_attempts").await, 6);
+
+    assert!(store.delete_webhook(&a, &deleted.id).await.unwrap());
+    assert_eq!(rows_in(&db, "deliveries").await, 3, "{backend:?}");
+    assert_eq!(rows_in(&db, "delivery_attempts").await, 3, "{backend:?}");
+
+    let pruned = store.prune_deliveries(10_000).await.unwrap();
+    assert_eq!(pruned.deliveries, 3);
+    assert_eq!(rows_in(&db, "deliveries").await, 0);
+    assert_eq!(rows_in(&db, "delivery_attempts").await, 0, "{backend:?}");
+}
+
 per_backend!(
     webhooks_round_trip_and_stay_in_their_organization,
     sessions_change_state_together_with_their_events,
     api_keys_are_found_by_hash_until_revoked,
     appending_events_is_atomic_and_the_store_answers_pings,
     concurrent_changes_each_get_their_own_outcome,
+    deliveries_and_attempts_go_with_their_webhook_and_with_retention,
 );
