@@ -19,9 +19,9 @@
 //!   `slow_per_webhook` at a time. A quick answer makes it ordinary again. So hanging or slow
 //!   receivers, however many, wait on capacity of their own, and the shared workers, the
 //!   claims and the local queue stay free for everyone else.
-//! - **Blocking work off the async workers.** Each attempt is a blocking ureq call run with
-//!   `spawn_blocking`; the lane's budget bounds how many run at once. No transaction is open
-//!   during an HTTP call.
+//! - **Blocking work off the async workers.** Each attempt is a blocking ureq call run on one
+//!   of the lane's own threads (`AttemptThreads`); the lane's budget bounds how many run at
+//!   once, and so how many threads it has. No transaction is open during an HTTP call.
 //! - **Batched completions.** Outcomes flow to one completer task that writes what arrives
 //!   within [`DispatcherConfig::completion_linger`] of the first in one statement (Postgres) or
 //!   one transaction (SQLite): the receiver already has its delivery, so only the recorded
@@ -389,6 +389,8 @@ impl Dispatcher {
 /// A finished attempt reported back to its lane.
 struct Done {
     seq: u64,
+    /// The thread that ran it, idle again.
+    thread: Option<usize>,
     outcome: Option<AttemptOutcome>,
     elapsed: Duration,
 }
@@ -439,6 +441,7 @@ struct LaneState {
     slow: HashSet<WebhookId>,
     last_forget: Instant,
     caps: Caps,
+    threads: AttemptThreads,
 }
 
 /// Per-webhook caps by standing.
@@ -570,6 +573,7 @@ async fn run_lane(
             fast: config.per_webhook.max(1),
             slow: config.slow_per_webhook.clamp(1, config.per_webhook.max(1)),
         },
+        threads: AttemptThreads::new(lane),
     };
     let notify = shared.handle.notify(lane).clone();
     let mut claim_now = true;
@@ -847,7 +851,8 @@ fn start(
     let shared = shared.clone();
     let done_tx = done_tx.clone();
     let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
+    let thread = state.threads.take();
+    state.threads.run(thread, move |thread| {
         if let Some(until) = rate_limited(&shared, &runtime, &item) {
             // Not attempted: the delivery waits for the next second's slots, spending nothing.
             if let Err(error) =
@@ -857,6 +862,7 @@ fn start(
             }
             let _ = done_tx.send(Done {
                 seq,
+                thread,
                 outcome: None,
                 elapsed: Duration::ZERO,
             });
@@ -882,10 +888,81 @@ fn start(
         };
         let _ = done_tx.send(Done {
             seq,
+            thread,
             outcome,
             elapsed: began.elapsed(),
         });
     });
+}
+
+/// An attempt to run on a thread of its own; told which thread runs it.
+type AttemptJob = Box<dyn FnOnce(Option<usize>) + Send>;
+
+/// The threads a lane runs its attempts on (each a blocking ureq call): started as needed,
+/// never more than the lane runs attempts at once, each fed through its own channel, and
+/// reused most-recently-idle first. They end when their lane does.
+///
+/// Why not tokio's blocking pool: every `spawn_blocking` and every pool thread going idle or
+/// waking takes one mutex the whole pool shares. With some hundred attempts starting a
+/// second on 64 threads, that mutex was contended (spinning, then `sched_yield`), which with
+/// the pool's hand-offs cost more than a tenth of this process's CPU. Handing an attempt to a
+/// known idle thread touches only that thread's channel.
+struct AttemptThreads {
+    lane: Lane,
+    feeds: Vec<std::sync::mpsc::Sender<(AttemptJob, usize)>>,
+    idle: Vec<usize>,
+}
+
+impl AttemptThreads {
+    fn new(lane: Lane) -> Self {
+        Self {
+            lane,
+            feeds: Vec::new(),
+            idle: Vec::new(),
+        }
+    }
+
+    /// An idle thread, or a new one; `None` when no thread could be started.
+    fn take(&mut self) -> Option<usize> {
+        if let Some(thread) = self.idle.pop() {
+            return Some(thread);
+        }
+        let (feed, jobs) = std::sync::mpsc::channel::<(AttemptJob, usize)>();
+        let index = self.feeds.len();
+        std::thread::Builder::new()
+            .name(format!("herald-{}-{index}", self.lane.as_str()))
+            .spawn(move || {
+                while let Ok((job, thread)) = jobs.recv() {
+                    job(Some(thread));
+                }
+            })
+            .map_err(|error| {
+                tracing::warn!(%error, "could not start an attempt thread; using tokio's blocking pool");
+            })
+            .ok()?;
+        self.feeds.push(feed);
+        Some(index)
+    }
+
+    /// Runs `job` on `thread` (from [`Self::take`]), or on tokio's blocking pool when there is
+    /// no such thread.
+    fn run(&self, thread: Option<usize>, job: impl FnOnce(Option<usize>) + Send + 'static) {
+        let job: AttemptJob = Box::new(job);
+        let job = match thread.and_then(|t| self.feeds.get(t).map(|feed| (t, feed))) {
+            Some((t, feed)) => match feed.send((job, t)) {
+                Ok(()) => return,
+                // The thread is gone (it cannot panic: attempts are caught); run it anyway.
+                Err(std::sync::mpsc::SendError((job, _))) => job,
+            },
+            None => job,
+        };
+        tokio::task::spawn_blocking(move || job(None));
+    }
+
+    /// `thread` finished its attempt.
+    fn give_back(&mut self, thread: usize) {
+        self.idle.push(thread);
+    }
 }
 
 /// Books a finished attempt, learns from it, and starts the webhook's next queued
@@ -899,6 +976,9 @@ fn finish(
     outcomes: &mpsc::UnboundedSender<AttemptOutcome>,
     late: &mut Vec<DeliveryId>,
 ) -> (bool, bool) {
+    if let Some(thread) = done.thread {
+        state.threads.give_back(thread);
+    }
     let Some(Running { webhook, slow }) = state.attempts.remove(&done.seq) else {
         return (false, false);
     };
