@@ -7,12 +7,22 @@
 //! to read a head whose body has not arrived yet). Held until ureq asks for the response, the
 //! request leaves as one segment. What is held is bounded: past [`HOLD_LIMIT`] it is sent at
 //! once, as before.
+//!
+//! The same layer spares a second liveness probe. ureq probes a keep-alive connection when it
+//! goes back to the pool (bytes after the response mean it must not be reused) and again when
+//! it is taken out; each probe is three system calls (non-blocking on, a read, blocking
+//! again). Taken out within [`PROBE_FRESH`] of a probe that found it open, with no traffic
+//! since, the connection is not probed again.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTimeout, Transport};
 
 /// Most bytes held back; a larger request is sent as it is written.
 const HOLD_LIMIT: usize = 64 * 1024;
+
+/// How long a probe that found the connection open (and idle since) stands for the next.
+const PROBE_FRESH: Duration = Duration::from_millis(250);
 
 /// Wraps whatever transport the connectors before it made (TCP, or TLS over TCP).
 #[derive(Debug, Default)]
@@ -29,6 +39,7 @@ impl<In: Transport> Connector<In> for CoalescingConnector {
         Ok(chained.map(|inner| Coalescing {
             inner,
             held: Vec::new(),
+            found_open: None,
         }))
     }
 }
@@ -38,6 +49,8 @@ impl<In: Transport> Connector<In> for CoalescingConnector {
 pub(crate) struct Coalescing<T> {
     inner: T,
     held: Vec<u8>,
+    /// When a probe last found the connection open, if nothing was sent or read since.
+    found_open: Option<Instant>,
 }
 
 impl<T: Transport> Coalescing<T> {
@@ -62,6 +75,7 @@ impl<T: Transport> Transport for Coalescing<T> {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.found_open = None;
         let output = self.inner.buffers().output();
         self.held.extend_from_slice(&output[..amount]);
         if self.held.len() >= HOLD_LIMIT {
@@ -72,17 +86,24 @@ impl<T: Transport> Transport for Coalescing<T> {
 
     fn maybe_await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         // Also when input is already buffered: nothing may stay held once ureq reads.
+        self.found_open = None;
         self.flush(timeout)?;
         self.inner.maybe_await_input(timeout)
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.found_open = None;
         self.flush(timeout)?;
         self.inner.await_input(timeout)
     }
 
     fn is_open(&mut self) -> bool {
-        self.inner.is_open()
+        if self.found_open.is_some_and(|at| at.elapsed() < PROBE_FRESH) {
+            return true;
+        }
+        let open = self.inner.is_open();
+        self.found_open = open.then(Instant::now);
+        open
     }
 
     fn is_tls(&self) -> bool {
@@ -109,6 +130,7 @@ mod tests {
     struct Recorder {
         buffers: LazyBuffers,
         writes: Vec<Vec<u8>>,
+        probes: usize,
     }
 
     impl Transport for Recorder {
@@ -124,6 +146,7 @@ mod tests {
             Ok(false)
         }
         fn is_open(&mut self) -> bool {
+            self.probes += 1;
             true
         }
     }
@@ -133,8 +156,10 @@ mod tests {
             inner: Recorder {
                 buffers: LazyBuffers::new(1024, output_size),
                 writes: Vec::new(),
+                probes: 0,
             },
             held: Vec::new(),
+            found_open: None,
         }
     }
 
@@ -174,5 +199,24 @@ mod tests {
         let sent: Vec<u8> = t.inner.writes.concat();
         assert_eq!(sent.len(), HOLD_LIMIT + 4);
         assert!(sent.ends_with(b"xtail"));
+    }
+
+    #[test]
+    fn a_connection_found_open_and_idle_since_is_not_probed_again_at_once() {
+        let mut t = coalescing(1024);
+        write(&mut t, b"GET / HTTP/1.1\r\n\r\n");
+        t.await_input(NextTimeout::default()).unwrap();
+        assert!(t.is_open(), "back to the pool: probed");
+        assert!(t.is_open(), "out of the pool at once: the probe stands");
+        assert_eq!(t.inner.probes, 1);
+        // Traffic since the probe: the next check probes again.
+        write(&mut t, b"GET / HTTP/1.1\r\n\r\n");
+        t.await_input(NextTimeout::default()).unwrap();
+        assert!(t.is_open());
+        assert_eq!(t.inner.probes, 2);
+        // Idle for longer than a probe stands for: probed again.
+        t.found_open = Some(Instant::now() - PROBE_FRESH);
+        assert!(t.is_open());
+        assert_eq!(t.inner.probes, 3);
     }
 }
