@@ -509,23 +509,19 @@ pub(crate) mod backend {
         }
     }
 
-    /// Holds the active webhooks of `orgs` `FOR KEY SHARE` until the transaction ends, before
-    /// it reads them to write their deliveries: a webhook deleted meanwhile is either gone
-    /// from that read or waits for this commit and then deletes these deliveries too. (A
-    /// foreign key did this once per delivery written; this is once per webhook.)
-    pub async fn hold_webhooks(
+    /// The active webhooks of `orgs` with their sealed secrets, to write deliveries for, held
+    /// `FOR KEY SHARE` until the transaction ends: a webhook deleted meanwhile is either not
+    /// read here or waits for this commit and then deletes these deliveries too. (A foreign
+    /// key did this once per delivery written; this is once per webhook, in the read that was
+    /// made anyway.)
+    pub async fn active_webhooks(
         conn: &mut AsyncPgConnection,
         orgs: &[&herald_domain::OrgId],
-    ) -> diesel::QueryResult<()> {
-        crate::pg_sql::Prepared::new(
-            "SELECT 1 FROM webhooks WHERE organization_id = ANY($1) AND active FOR KEY SHARE",
-            vec![crate::pg_sql::Param::TextArray(
-                orgs.iter().map(|o| o.as_str().to_owned()).collect(),
-            )],
-        )
-        .execute(conn)
-        .await
-        .map(drop)
+    ) -> diesel::QueryResult<Vec<crate::rows::ActiveWebhookRow>> {
+        crate::rows::active_webhooks::<Pg>(orgs)
+            .for_key_share()
+            .load(conn)
+            .await
     }
 
     /// Nothing inside the transaction: committed events are announced after the commit by the
@@ -670,7 +666,7 @@ pub(crate) mod backend {
     /// Stores a test event and its one delivery, and announces them, in a single statement:
     /// one round trip and one commit instead of five, which is most of the test endpoint's cost.
     /// The webhook is held `FOR KEY SHARE` like every writer of deliveries holds it (see
-    /// [`hold_webhooks`]); deleted meanwhile, it gets no delivery.
+    /// [`active_webhooks`]); deleted meanwhile, it gets no delivery.
     pub async fn insert_test_delivery(
         conn: &mut AsyncPgConnection,
         event: &NewEventRow,

@@ -37,24 +37,19 @@ macro_rules! store_impl {
             let mut orgs: Vec<&OrgId> = events.iter().map(|e| &e.organization_id).collect();
             orgs.sort();
             orgs.dedup();
-            $backend::hold_webhooks(conn, &orgs).await?;
-            let mut deliveries = Vec::new();
-            for org in orgs {
-                let hooks: Vec<(WebhookRow, Option<String>, Option<String>)> = webhooks::table
-                    .filter(webhooks::organization_id.eq(org.as_str()))
-                    .filter(webhooks::active.eq(true))
-                    .select((
-                        WebhookRow::as_select(),
-                        webhooks::secret_sealed,
-                        webhooks::previous_secrets,
-                    ))
-                    .load(conn)
-                    .await?;
-                let hooks: Vec<(Webhook, Option<String>, Option<String>)> = hooks
+            let active: Vec<(Webhook, Option<String>, Option<String>)> =
+                $backend::active_webhooks(conn, &orgs)
+                    .await?
                     .into_iter()
                     .filter_map(|(h, secret, previous)| {
                         h.into_domain().ok().map(|h| (h, secret, previous))
                     })
+                    .collect();
+            let mut deliveries = Vec::new();
+            for org in orgs {
+                let hooks: Vec<&(Webhook, Option<String>, Option<String>)> = active
+                    .iter()
+                    .filter(|(h, ..)| &h.organization_id == org)
                     .collect();
                 for (event, row) in events
                     .iter()

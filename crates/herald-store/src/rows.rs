@@ -99,6 +99,40 @@ impl SessionRow {
     }
 }
 
+/// An active webhook read to write deliveries for: the row, its sealed secret and the sealed
+/// secrets still in a rotation's grace.
+pub(crate) type ActiveWebhookRow = (WebhookRow, Option<String>, Option<String>);
+
+/// The query for the active webhooks of `orgs` ([`ActiveWebhookRow`]s), which each backend
+/// runs (Postgres also locks what it reads).
+pub(crate) type ActiveWebhooks<DB> = diesel::dsl::Select<
+    diesel::dsl::Filter<
+        diesel::dsl::Filter<
+            webhooks::table,
+            diesel::dsl::EqAny<webhooks::organization_id, Vec<String>>,
+        >,
+        diesel::dsl::Eq<webhooks::active, bool>,
+    >,
+    (
+        diesel::dsl::AsSelect<WebhookRow, DB>,
+        webhooks::secret_sealed,
+        webhooks::previous_secrets,
+    ),
+>;
+
+/// See [`ActiveWebhooks`].
+pub(crate) fn active_webhooks<DB: diesel::backend::Backend>(orgs: &[&OrgId]) -> ActiveWebhooks<DB> {
+    let orgs: Vec<String> = orgs.iter().map(|o| o.as_str().to_owned()).collect();
+    webhooks::table
+        .filter(webhooks::organization_id.eq_any(orgs))
+        .filter(webhooks::active.eq(true))
+        .select((
+            WebhookRow::as_select(),
+            webhooks::secret_sealed,
+            webhooks::previous_secrets,
+        ))
+}
+
 /// A row of `webhooks` without the secret (which only the dispatcher reads).
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = webhooks, treat_none_as_null = true, treat_none_as_default_value = false)]

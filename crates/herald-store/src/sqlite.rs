@@ -290,13 +290,16 @@ pub(crate) mod backend {
         Ok(())
     }
 
-    /// Nothing to hold: SQLite's one writer is this transaction, so no webhook can be deleted
+    /// The active webhooks of `orgs` with their sealed secrets, to write deliveries for.
+    /// Nothing to lock: SQLite's one writer is this transaction, so no webhook can be deleted
     /// while it writes deliveries.
-    pub async fn hold_webhooks(
-        _conn: &mut super::SqliteConn,
-        _orgs: &[&herald_domain::OrgId],
-    ) -> diesel::QueryResult<()> {
-        Ok(())
+    pub async fn active_webhooks(
+        conn: &mut super::SqliteConn,
+        orgs: &[&herald_domain::OrgId],
+    ) -> diesel::QueryResult<Vec<crate::rows::ActiveWebhookRow>> {
+        crate::rows::active_webhooks::<Sqlite>(orgs)
+            .load(conn)
+            .await
     }
 
     /// SQLite has no other replica to wake; the in-process listener suffices.
