@@ -951,7 +951,8 @@ impl AttemptThreads {
         let job = match thread.and_then(|t| self.feeds.get(t).map(|feed| (t, feed))) {
             Some((t, feed)) => match feed.send((job, t)) {
                 Ok(()) => return,
-                // The thread is gone (it cannot panic: attempts are caught); run it anyway.
+                // The thread is gone (only a panic outside the caught attempt ends one before
+                // its lane does); run the attempt anyway.
                 Err(std::sync::mpsc::SendError((job, _))) => job,
             },
             None => job,

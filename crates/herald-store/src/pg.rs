@@ -524,6 +524,25 @@ pub(crate) mod backend {
             .await
     }
 
+    /// Locks every delivery of `webhook` until the transaction ends (being deleted), waiting
+    /// for completions still recording attempts of them: the attempts they wrote are then
+    /// visible to the transaction's next statement, and a completion that comes later finds
+    /// its delivery gone and writes no attempt. Only a count travels back, however many
+    /// deliveries the webhook has.
+    pub async fn lock_deliveries_of(
+        conn: &mut AsyncPgConnection,
+        webhook: &str,
+    ) -> diesel::QueryResult<()> {
+        crate::pg_sql::Prepared::new(
+            "SELECT count(*) FROM \
+               (SELECT 1 FROM deliveries WHERE webhook_id = $1 FOR UPDATE) AS locked",
+            vec![crate::pg_sql::Param::Text(webhook.to_owned())],
+        )
+        .execute(conn)
+        .await
+        .map(drop)
+    }
+
     /// Nothing inside the transaction: committed events are announced after the commit by the
     /// store's `Notifier` (a `NOTIFY` here would serialize every committing transaction).
     pub async fn after_events_appended(_conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {

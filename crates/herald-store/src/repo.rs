@@ -250,15 +250,24 @@ macro_rules! store_impl {
                         .await?;
                         if deleted > 0 {
                             // Deleting the row waited for every transaction still writing
-                            // deliveries for it (they hold it `FOR KEY SHARE`), so all of
-                            // them are visible to the statements below.
-                            let gone: Vec<String> = diesel::delete(
+                            // deliveries for it (they hold it `FOR KEY SHARE`), and the lock
+                            // below for every completion still writing attempts of them, so
+                            // the statements after it see all of those.
+                            $backend::lock_deliveries_of(conn, &id).await?;
+                            let of_webhook = deliveries::table
+                                .filter(deliveries::webhook_id.eq(&id))
+                                .select(deliveries::id);
+                            diesel::delete(
+                                delivery_attempts::table
+                                    .filter(delivery_attempts::delivery_id.eq_any(of_webhook)),
+                            )
+                            .execute(conn)
+                            .await?;
+                            diesel::delete(
                                 deliveries::table.filter(deliveries::webhook_id.eq(&id)),
                             )
-                            .returning(deliveries::id)
-                            .load(conn)
+                            .execute(conn)
                             .await?;
-                            delete_attempts_of(conn, &gone).await?;
                         }
                         Ok(deleted)
                     })
@@ -329,24 +338,20 @@ macro_rules! store_impl {
             }
         }
 
-        /// Deletes the attempt log of deliveries just deleted. Nothing in the schema ties an
-        /// attempt to its delivery (a foreign key costs a lookup per attempt written, on the
-        /// hottest path there is), so whoever deletes deliveries deletes their attempts, in a
-        /// statement after the deletion: one that waited for a completion still recording an
-        /// attempt sees that attempt.
+        /// Deletes the attempt log of deliveries just deleted (at most a retention chunk of
+        /// them). On Postgres nothing in the schema ties an attempt to its delivery (a foreign
+        /// key costs a lookup per attempt written, on the hottest path there is), so whoever
+        /// deletes deliveries deletes their attempts, in a statement after the deletion: one
+        /// that waited for a completion still recording an attempt sees that attempt.
         pub(crate) async fn delete_attempts_of(
             conn: &mut $conn,
             deliveries: &[String],
         ) -> diesel::QueryResult<usize> {
-            let mut removed = 0;
-            for ids in deliveries.chunks(crate::deliveries::PRUNE_CHUNK as usize) {
-                removed += diesel::delete(
-                    delivery_attempts::table.filter(delivery_attempts::delivery_id.eq_any(ids)),
-                )
-                .execute(conn)
-                .await?;
-            }
-            Ok(removed)
+            diesel::delete(
+                delivery_attempts::table.filter(delivery_attempts::delivery_id.eq_any(deliveries)),
+            )
+            .execute(conn)
+            .await
         }
 
         /// Cancels a webhook's pending deliveries (it was deactivated).

@@ -302,6 +302,15 @@ pub(crate) mod backend {
             .await
     }
 
+    /// Nothing to wait for: SQLite's one writer is this transaction, so no completion is
+    /// writing attempts meanwhile.
+    pub async fn lock_deliveries_of(
+        _conn: &mut super::SqliteConn,
+        _webhook: &str,
+    ) -> diesel::QueryResult<()> {
+        Ok(())
+    }
+
     /// SQLite has no other replica to wake; the in-process listener suffices.
     pub async fn after_events_appended(_conn: &mut super::SqliteConn) -> diesel::QueryResult<()> {
         Ok(())
