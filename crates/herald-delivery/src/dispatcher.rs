@@ -851,8 +851,7 @@ fn start(
     let shared = shared.clone();
     let done_tx = done_tx.clone();
     let runtime = tokio::runtime::Handle::current();
-    let thread = state.threads.take();
-    state.threads.run(thread, move |thread| {
+    state.threads.run(move |thread| {
         if let Some(until) = rate_limited(&shared, &runtime, &item) {
             // Not attempted: the delivery waits for the next second's slots, spending nothing.
             if let Err(error) =
@@ -922,6 +921,22 @@ impl AttemptThreads {
         }
     }
 
+    /// Runs `job` on an idle thread, or a new one; on tokio's blocking pool when no thread
+    /// could be started or the chosen one is gone.
+    fn run(&mut self, job: impl FnOnce(Option<usize>) + Send + 'static) {
+        let job: AttemptJob = Box::new(job);
+        let job = match self.take() {
+            Some(thread) => match self.feeds[thread].send((job, thread)) {
+                Ok(()) => return,
+                // The thread is gone (only a panic outside the caught attempt ends one before
+                // its lane does); run the attempt anyway.
+                Err(std::sync::mpsc::SendError((job, _))) => job,
+            },
+            None => job,
+        };
+        tokio::task::spawn_blocking(move || job(None));
+    }
+
     /// An idle thread, or a new one; `None` when no thread could be started.
     fn take(&mut self) -> Option<usize> {
         if let Some(thread) = self.idle.pop() {
@@ -942,22 +957,6 @@ impl AttemptThreads {
             .ok()?;
         self.feeds.push(feed);
         Some(index)
-    }
-
-    /// Runs `job` on `thread` (from [`Self::take`]), or on tokio's blocking pool when there is
-    /// no such thread.
-    fn run(&self, thread: Option<usize>, job: impl FnOnce(Option<usize>) + Send + 'static) {
-        let job: AttemptJob = Box::new(job);
-        let job = match thread.and_then(|t| self.feeds.get(t).map(|feed| (t, feed))) {
-            Some((t, feed)) => match feed.send((job, t)) {
-                Ok(()) => return,
-                // The thread is gone (only a panic outside the caught attempt ends one before
-                // its lane does); run the attempt anyway.
-                Err(std::sync::mpsc::SendError((job, _))) => job,
-            },
-            None => job,
-        };
-        tokio::task::spawn_blocking(move || job(None));
     }
 
     /// `thread` finished its attempt.

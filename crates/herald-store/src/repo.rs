@@ -46,52 +46,48 @@ macro_rules! store_impl {
                     })
                     .collect();
             let mut deliveries = Vec::new();
-            for org in orgs {
-                let hooks: Vec<&(Webhook, Option<String>, Option<String>)> = active
-                    .iter()
-                    .filter(|(h, ..)| &h.organization_id == org)
-                    .collect();
-                for (event, row) in events
-                    .iter()
-                    .zip(&rows)
-                    .filter(|(e, _)| &e.organization_id == org && e.event.is_logged())
-                {
-                    for (hook, secret, previous) in hooks.iter().filter(|(h, ..)| h.receives(event))
-                    {
-                        let mut delivery = NewDeliveryRow::pending(
-                            DeliveryId::generate().to_string(),
+            for (event, row) in events
+                .iter()
+                .zip(&rows)
+                .filter(|(e, _)| e.event.is_logged())
+            {
+                let receiving = active.iter().filter(|(h, ..)| {
+                    h.organization_id == event.organization_id && h.receives(event)
+                });
+                for (hook, secret, previous) in receiving {
+                    let mut delivery = NewDeliveryRow::pending(
+                        DeliveryId::generate().to_string(),
+                        hook,
+                        event,
+                        event.timestamp,
+                    );
+                    let due_now = delivery
+                        .next_attempt_at
+                        .is_none_or(|at| at <= event.timestamp);
+                    let direct = if due_now {
+                        handover.reserve(event.timestamp)
+                    } else {
+                        None
+                    };
+                    match direct.and_then(|lease| {
+                        crate::deliveries::direct_claim(
+                            &delivery,
                             hook,
-                            event,
-                            event.timestamp,
-                        );
-                        let due_now = delivery
-                            .next_attempt_at
-                            .is_none_or(|at| at <= event.timestamp);
-                        let direct = if due_now {
-                            handover.reserve(event.timestamp)
-                        } else {
-                            None
-                        };
-                        match direct.and_then(|lease| {
-                            crate::deliveries::direct_claim(
-                                &delivery,
-                                hook,
-                                secret.as_deref(),
-                                previous.as_deref(),
-                                &row.envelope,
-                                lease.until,
-                            )
-                            .map(|claimed| (lease, claimed))
-                        }) {
-                            Some((lease, claimed)) => {
-                                delivery.lease_owner = Some(lease.owner);
-                                delivery.lease_until = Some(lease.until);
-                                handover.push(claimed);
-                            }
-                            None => handover.left_for_claim(),
+                            secret.as_deref(),
+                            previous.as_deref(),
+                            &row.envelope,
+                            lease.until,
+                        )
+                        .map(|claimed| (lease, claimed))
+                    }) {
+                        Some((lease, claimed)) => {
+                            delivery.lease_owner = Some(lease.owner);
+                            delivery.lease_until = Some(lease.until);
+                            handover.push(claimed);
                         }
-                        deliveries.push(delivery);
+                        None => handover.left_for_claim(),
                     }
+                    deliveries.push(delivery);
                 }
             }
             if !deliveries.is_empty() {
@@ -336,22 +332,6 @@ macro_rules! store_impl {
                 self.webhook_cache().invalidate();
                 Ok(changed.map_err(db_error)? > 0)
             }
-        }
-
-        /// Deletes the attempt log of deliveries just deleted (at most a retention chunk of
-        /// them). On Postgres nothing in the schema ties an attempt to its delivery (a foreign
-        /// key costs a lookup per attempt written, on the hottest path there is), so whoever
-        /// deletes deliveries deletes their attempts, in a statement after the deletion: one
-        /// that waited for a completion still recording an attempt sees that attempt.
-        pub(crate) async fn delete_attempts_of(
-            conn: &mut $conn,
-            deliveries: &[String],
-        ) -> diesel::QueryResult<usize> {
-            diesel::delete(
-                delivery_attempts::table.filter(delivery_attempts::delivery_id.eq_any(deliveries)),
-            )
-            .execute(conn)
-            .await
         }
 
         /// Cancels a webhook's pending deliveries (it was deactivated).

@@ -495,6 +495,71 @@ async fn deliveries_and_attempts_go_with_their_webhook_and_with_retention(backen
     assert_eq!(rows_in(&db, "delivery_attempts").await, 0, "{backend:?}");
 }
 
+/// Postgres, where no foreign key ties a delivery to its webhook: a webhook deleted while a
+/// transaction writes deliveries for it (holding it `FOR KEY SHARE`, as every writer of
+/// deliveries does) waits for that transaction, then deletes what it wrote. No delivery of a
+/// deleted webhook is left behind.
+#[tokio::test]
+async fn a_webhook_deleted_while_its_deliveries_are_written_takes_them_along() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = open(&db).await;
+    let a = org("org_a");
+    let hook = webhook(&a, "https://example.com/h");
+    store.insert_webhook(&hook, None).await.unwrap();
+    let herald_store::Database::Postgres(url) = &db.database else {
+        unreachable!("a Postgres test database")
+    };
+    let mut writer = AsyncPgConnection::establish(url).await.unwrap();
+    writer
+        .batch_execute(&format!(
+            "BEGIN; \
+             SELECT id FROM webhooks WHERE id = '{id}' FOR KEY SHARE; \
+             INSERT INTO deliveries (id, organization_id, webhook_id, event_id, event_type, \
+               status, attempts, next_attempt_at, created_at, updated_at) \
+             VALUES ('dlv_written', 'org_a', '{id}', 'evt_x', 'message', 'pending', 0, 1, 1, 1);",
+            id = hook.id
+        ))
+        .await
+        .unwrap();
+
+    let deleting = tokio::spawn({
+        let store = store.clone();
+        let (a, id) = (a.clone(), hook.id);
+        async move { store.delete_webhook(&a, &id).await }
+    });
+    // The deletion waits on the writer's lock.
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut watcher = AsyncPgConnection::establish(url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result(&mut watcher)
+        .await
+        .unwrap();
+        if waiting.n > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deletion never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!deleting.is_finished());
+    writer.batch_execute("COMMIT").await.unwrap();
+
+    assert!(deleting.await.unwrap().unwrap());
+    assert_eq!(rows_in(&db, "deliveries").await, 0);
+}
+
 per_backend!(
     webhooks_round_trip_and_stay_in_their_organization,
     sessions_change_state_together_with_their_events,
