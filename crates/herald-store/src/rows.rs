@@ -103,6 +103,21 @@ impl SessionRow {
 /// secrets still in a rotation's grace.
 pub(crate) type ActiveWebhookRow = (WebhookRow, Option<String>, Option<String>);
 
+/// What a read of active webhooks selects ([`ActiveWebhookRow`]).
+pub(crate) type ActiveWebhookColumns<DB> = (
+    diesel::dsl::AsSelect<WebhookRow, DB>,
+    webhooks::secret_sealed,
+    webhooks::previous_secrets,
+);
+
+fn active_webhook_columns<DB: diesel::backend::Backend>() -> ActiveWebhookColumns<DB> {
+    (
+        WebhookRow::as_select(),
+        webhooks::secret_sealed,
+        webhooks::previous_secrets,
+    )
+}
+
 /// The query for the active webhooks of `orgs` ([`ActiveWebhookRow`]s), which each backend
 /// runs (Postgres also locks what it reads).
 pub(crate) type ActiveWebhooks<DB> = diesel::dsl::Select<
@@ -113,11 +128,7 @@ pub(crate) type ActiveWebhooks<DB> = diesel::dsl::Select<
         >,
         diesel::dsl::Eq<webhooks::active, bool>,
     >,
-    (
-        diesel::dsl::AsSelect<WebhookRow, DB>,
-        webhooks::secret_sealed,
-        webhooks::previous_secrets,
-    ),
+    ActiveWebhookColumns<DB>,
 >;
 
 /// See [`ActiveWebhooks`].
@@ -126,11 +137,27 @@ pub(crate) fn active_webhooks<DB: diesel::backend::Backend>(orgs: &[&OrgId]) -> 
     webhooks::table
         .filter(webhooks::organization_id.eq_any(orgs))
         .filter(webhooks::active.eq(true))
-        .select((
-            WebhookRow::as_select(),
-            webhooks::secret_sealed,
-            webhooks::previous_secrets,
-        ))
+        .select(active_webhook_columns())
+}
+
+/// [`ActiveWebhooks`] of one organization, with the organization as a plain parameter rather
+/// than an array (see the Postgres backend's `active_webhooks` for why that matters).
+pub(crate) type ActiveWebhooksOfOne<DB> = diesel::dsl::Select<
+    diesel::dsl::Filter<
+        diesel::dsl::Filter<webhooks::table, diesel::dsl::Eq<webhooks::organization_id, String>>,
+        diesel::dsl::Eq<webhooks::active, bool>,
+    >,
+    ActiveWebhookColumns<DB>,
+>;
+
+/// See [`ActiveWebhooksOfOne`].
+pub(crate) fn active_webhooks_of_one<DB: diesel::backend::Backend>(
+    org: &OrgId,
+) -> ActiveWebhooksOfOne<DB> {
+    webhooks::table
+        .filter(webhooks::organization_id.eq(org.as_str().to_owned()))
+        .filter(webhooks::active.eq(true))
+        .select(active_webhook_columns())
 }
 
 /// A row of `webhooks` without the secret (which only the dispatcher reads).
