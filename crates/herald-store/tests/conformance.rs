@@ -280,6 +280,43 @@ async fn appending_events_is_atomic_and_the_store_answers_pings(backend: Backend
     assert!(store.append_events(&[fresh, event]).await.is_err());
 }
 
+/// An inbound text message with inbound key `id` and message id `message` in `session`, as
+/// an engine reports it: the key, the message and its `message` event.
+fn inbound_report(session: &Session, id: &str, message: &str) -> Change {
+    let a = &session.organization_id;
+    let event = Envelope::new(
+        EventType::Message,
+        a.clone(),
+        Some(session.id),
+        None,
+        1_000,
+        serde_json::json!({ "id": message }),
+    );
+    Change {
+        organization_id: a.clone(),
+        inbound: Some(Ingested {
+            key: InboundKey {
+                session: session.id,
+                id: id.into(),
+            },
+            event_id: event.id,
+        }),
+        mutation: Mutation::InsertMessage(Message {
+            organization_id: a.clone(),
+            key: MessageRef {
+                session: session.id,
+                chat: "chat@c.us".into(),
+                sender: "alice@c.us".into(),
+                id: message.into(),
+            },
+            from_me: false,
+            timestamp: 1_000,
+            content: MessageContent::Text { body: None },
+        }),
+        events: vec![event],
+    }
+}
+
 /// Concurrent changes are written together (group commit); one that repeats a stored inbound
 /// key or message must still get its own outcome and write nothing, without costing the
 /// others theirs.
@@ -295,35 +332,7 @@ async fn concurrent_changes_each_get_their_own_outcome(backend: Backend) {
         sender: "alice@c.us".into(),
         id: message.into(),
     };
-    let key = |id: &str| InboundKey {
-        session: session.id,
-        id: id.into(),
-    };
-    let report = |id: &str, message: &str| {
-        let event = Envelope::new(
-            EventType::Message,
-            a.clone(),
-            Some(session.id),
-            None,
-            1_000,
-            serde_json::json!({ "id": message }),
-        );
-        Change {
-            organization_id: a.clone(),
-            inbound: Some(Ingested {
-                key: key(id),
-                event_id: event.id,
-            }),
-            mutation: Mutation::InsertMessage(Message {
-                organization_id: a.clone(),
-                key: place(message),
-                from_me: false,
-                timestamp: 1_000,
-                content: MessageContent::Text { body: None },
-            }),
-            events: vec![event],
-        }
-    };
+    let report = |id: &str, message: &str| inbound_report(&session, id, message);
     let first = report("k-first", "m-first");
     let first_event = first.events[0].id;
     assert_eq!(
@@ -560,7 +569,50 @@ async fn a_webhook_deleted_while_its_deliveries_are_written_takes_them_along() {
     assert_eq!(rows_in(&db, "deliveries").await, 0);
 }
 
+/// A deleted session takes its messages and inbound keys along, and a report for it that
+/// arrives afterwards — alone or in a batch with others — writes nothing and is answered
+/// `TargetMissing`, while the batch's other changes are applied.
+async fn a_deleted_session_takes_its_rows_along_and_gets_no_more(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = open(&db).await;
+    let a = org("org_a");
+    let (gone, kept) = (
+        Session::new(a.clone(), "gone", 1_000).unwrap(),
+        Session::new(a.clone(), "kept", 1_000).unwrap(),
+    );
+    for session in [&gone, &kept] {
+        assert!(store.insert_session(session, &[]).await.unwrap());
+        let outcome = store
+            .apply_change(&inbound_report(session, "k-0", "m-0"))
+            .await
+            .unwrap();
+        assert_eq!(outcome, ChangeOutcome::Applied);
+    }
+    assert!(store.delete_session(&a, &gone.id).await.unwrap());
+    assert_eq!(rows_in(&db, "messages").await, 1, "{backend:?}");
+    assert_eq!(rows_in(&db, "inbound_keys").await, 1, "{backend:?}");
+
+    let changes: Vec<Change> = (1..=6)
+        .map(|i| {
+            let session = if i % 3 == 0 { &gone } else { &kept };
+            inbound_report(session, &format!("k-{i}"), &format!("m-{i}"))
+        })
+        .collect();
+    let outcomes =
+        futures_util::future::join_all(changes.iter().map(|c| store.apply_change(c))).await;
+    for (i, outcome) in (1..=6).zip(outcomes) {
+        let expected = match i % 3 {
+            0 => ChangeOutcome::TargetMissing,
+            _ => ChangeOutcome::Applied,
+        };
+        assert_eq!(outcome.unwrap(), expected, "change {i} on {backend:?}");
+    }
+    assert_eq!(rows_in(&db, "messages").await, 5, "{backend:?}");
+    assert_eq!(rows_in(&db, "inbound_keys").await, 5, "{backend:?}");
+}
+
 per_backend!(
+    a_deleted_session_takes_its_rows_along_and_gets_no_more,
     webhooks_round_trip_and_stay_in_their_organization,
     sessions_change_state_together_with_their_events,
     api_keys_are_found_by_hash_until_revoked,
