@@ -121,7 +121,11 @@ impl HeraldBuilder {
             Delivery::InProcess => true,
             Delivery::Elsewhere => false,
         };
-        let dispatcher = in_process.then(|| RunningDispatcher::start(&config, &parts));
+        let dispatcher = if in_process {
+            Some(RunningDispatcher::start(&config, &parts)?)
+        } else {
+            None
+        };
         // Without a dispatcher here, `/metrics` still shows the store-wide delivery backlog.
         let backlog = match &dispatcher {
             Some(running) => {

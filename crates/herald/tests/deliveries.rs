@@ -680,7 +680,7 @@ async fn two_dispatchers_never_attempt_one_delivery_at_the_same_time() {
     })
     .await;
     let parts = herald::app::assemble(&server.config).await.unwrap();
-    let second = herald::dispatch::RunningDispatcher::start(&server.config, &parts);
+    let second = herald::dispatch::RunningDispatcher::start(&server.config, &parts).unwrap();
     let token = server.api_key("org_once", "manage").await;
     let receiver = Receiver::start(Behaviour::Delay(Duration::from_millis(1_500))).await;
     let webhook = create_webhook(&server, &token, json!({"url": receiver.url()})).await;
