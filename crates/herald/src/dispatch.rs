@@ -51,6 +51,16 @@ pub fn dispatcher_config(config: &Config) -> DispatcherConfig {
     settings
 }
 
+/// The pool a dispatcher writes its own bookkeeping through, sized like the API's.
+fn open_bookkeeping(config: &Config) -> Result<Arc<dyn Store>, herald_domain::StoreError> {
+    herald_store::open_for_dispatch(
+        &config.database,
+        &herald_store::StoreOptions {
+            max_connections: config.pool_size,
+        },
+    )
+}
+
 /// A dispatcher running in this process.
 pub struct RunningDispatcher {
     handle: DispatcherHandle,
@@ -66,17 +76,12 @@ impl RunningDispatcher {
     /// whose commits do not wait for the WAL flush, as `herald-dispatcher`'s does (see
     /// [`herald_store::open_for_dispatch`]; events accepted by the API never go through it).
     /// Sharing the API's durable pool, every claim waited for an fsync and competed with the
-    /// API for connections: 10 webhooks in a closed loop, three alternated runs, 6,946–7,282
-    /// deliveries/s shared against 8,026–9,317 on a pool of its own. The embedded store has one
+    /// API for connections: 10 webhooks in a closed loop, four alternated pairs, 5,700–6,340
+    /// deliveries/s shared against 7,750–8,460 on a pool of its own. The embedded store has one
     /// writer, which the dispatcher shares.
     pub fn start(config: &Config, parts: &Parts) -> Result<Self, StartError> {
         let bookkeeping: Arc<dyn DeliveryQueue> = match config.database {
-            Database::Postgres(_) => herald_store::open_for_dispatch(
-                &config.database,
-                &herald_store::StoreOptions {
-                    max_connections: config.pool_size,
-                },
-            )?,
+            Database::Postgres(_) => open_bookkeeping(config)?,
             Database::Sqlite(_) => parts.store.clone(),
         };
         Ok(Self::start_on(config, parts, bookkeeping))
@@ -180,13 +185,7 @@ pub async fn run_dispatcher_on(
     let parts = assemble(&config).await?;
     // The standalone dispatcher writes only its own bookkeeping, so its commits need not wait
     // for the WAL flush (see `herald_store::open_for_dispatch`).
-    let bookkeeping = herald_store::open_for_dispatch(
-        &config.database,
-        &herald_store::StoreOptions {
-            max_connections: config.pool_size,
-        },
-    )?;
-    let running = RunningDispatcher::start_on(&config, &parts, bookkeeping);
+    let running = RunningDispatcher::start_on(&config, &parts, open_bookkeeping(&config)?);
     // Ready when the store takes writes: the dispatcher's own bookkeeping is writes.
     let store: Arc<dyn herald_domain::ports::StoreHealth> = parts.store.clone();
     let ops = Arc::new(OpsState {
