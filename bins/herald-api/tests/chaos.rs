@@ -1,13 +1,15 @@
-//! The chaos suite (`just chaos`): faults played against the real `herald-api` binary on the
-//! embedded store, each ending in an exact account of what was accepted and what was delivered.
-//! It runs only with `HERALD_CHAOS=1` (it kills processes and takes tens of seconds); without
-//! it every scenario returns at once. See `docs/chaos.md`.
+//! The chaos suite (`just chaos`): faults played against the real `herald-api` binary, each
+//! ending in an exact account of what was accepted and what was delivered. On the embedded
+//! store it runs only with `HERALD_CHAOS=1` (it kills processes and takes tens of seconds);
+//! without it those scenarios return at once. See `docs/chaos.md`.
 //!
 //! - **SIGKILL mid-flight.** Test pings stream in while the receiver is slow, the process is
-//!   killed with SIGKILL, restarted on the same file, and every event the API had answered 2xx
-//!   for must reach the receiver; an event that reaches it without a 2xx can only be one whose
-//!   request was cut off by the kill, and repeats are bounded by the attempts that were in
-//!   flight.
+//!   killed with SIGKILL, restarted on the same database, and every event the API had answered
+//!   2xx for must reach the receiver; an event that reaches it without a 2xx can only be one
+//!   whose request was cut off by the kill, and repeats are bounded by the attempts that were
+//!   in flight. On the embedded store, and on Postgres with `--with-dispatcher` (always run:
+//!   there the dispatcher keeps its bookkeeping on a pool of its own, and the killed process's
+//!   leases must lapse and be claimed by its successor).
 //! - **Hanging-receiver mix.** Thirty webhooks whose receivers never answer, next to a healthy
 //!   one: every healthy event arrives long before the delivery timeout while the hanging
 //!   requests are still held.
@@ -37,18 +39,61 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn database_url(dir: &Path) -> String {
-    format!("sqlite://{}/herald.db", dir.display())
+/// How to start `herald-api` on one database: its URL, and what else that store needs.
+struct Launch {
+    database_url: String,
+    env: Vec<(&'static str, String)>,
+    args: Vec<&'static str>,
+}
+
+impl Launch {
+    /// The embedded store in `dir`, delivering in-process.
+    fn embedded(dir: &Path) -> Self {
+        Self {
+            database_url: format!("sqlite://{}/herald.db", dir.display()),
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// `db` on Postgres, with `--with-dispatcher`; leases lapse 3 s after an attempt's timeout
+    /// so that the killed process's work comes back within the test.
+    fn postgres(db: &herald_testkit::TestDb) -> Self {
+        let herald_store::Database::Postgres(url) = &db.database else {
+            panic!("a Postgres test database");
+        };
+        Self {
+            database_url: url.clone(),
+            env: vec![
+                (
+                    "HERALD_SECRETS_KEY",
+                    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned(),
+                ),
+                ("HERALD_DELIVERY_ALLOW_PRIVATE", "true".to_owned()),
+                ("HERALD_DELIVERY_LEASE_MARGIN_MS", "3000".to_owned()),
+            ],
+            args: vec!["--with-dispatcher"],
+        }
+    }
+
+    /// The binary with this database and nothing from the caller's secrets key.
+    fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .env("DATABASE_URL", &self.database_url)
+            .env("RUST_LOG", "warn")
+            .env_remove("HERALD_SECRETS_KEY")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
 }
 
 /// Mints a `manage` key for `org_chaos` with the admin CLI.
-fn mint_key(dir: &Path) -> String {
-    let out = Command::new(BIN)
+fn mint_key(launch: &Launch) -> String {
+    let out = launch
+        .command()
         .args(["keys", "create", "--org", "org_chaos", "--name", "chaos"])
         .args(["--capabilities", "manage"])
-        .env("DATABASE_URL", database_url(dir))
-        .env("RUST_LOG", "warn")
-        .env_remove("HERALD_SECRETS_KEY")
         .output()
         .expect("run herald-api keys create");
     assert!(
@@ -60,19 +105,18 @@ fn mint_key(dir: &Path) -> String {
     stdout.lines().last().unwrap().to_owned()
 }
 
-/// Starts `herald-api` on `dir`'s database and waits until it listens.
-async fn serve(dir: &Path, timeout_ms: u64) -> (Child, Client) {
+/// Starts `herald-api` as `launch` says and waits until it listens.
+async fn serve(launch: &Launch, timeout_ms: u64) -> (Child, Client) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(BIN)
-        .env("DATABASE_URL", database_url(dir))
+    let child = launch
+        .command()
+        .args(&launch.args)
         .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
         .env("HERALD_DELIVERY_TIMEOUT_MS", timeout_ms.to_string())
-        .env("RUST_LOG", "warn")
-        .env_remove("HERALD_SECRETS_KEY")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -106,10 +150,22 @@ async fn a_sigkilled_embedded_process_loses_no_accepted_event() {
     if !enabled() {
         return;
     }
-    const SENDERS: usize = 8;
     let dir = temp_dir("kill");
-    let token = mint_key(&dir);
-    let (mut child, client) = serve(&dir, 5_000).await;
+    sigkill_mid_flight(&Launch::embedded(&dir)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_process_delivering_on_postgres_loses_no_accepted_event() {
+    let db = herald_testkit::TestDb::new(herald_testkit::Backend::Postgres).await;
+    sigkill_mid_flight(&Launch::postgres(&db)).await;
+}
+
+/// The SIGKILL scenario (see the module's documentation) on `launch`'s database.
+async fn sigkill_mid_flight(launch: &Launch) {
+    const SENDERS: usize = 8;
+    let token = mint_key(launch);
+    let (mut child, client) = serve(launch, 5_000).await;
     // Slow enough that attempts are in flight when the process dies.
     let receiver = Receiver::start(Behaviour::Delay(Duration::from_millis(150))).await;
     let webhook = create_webhook(&client, &token, receiver.url()).await;
@@ -162,7 +218,7 @@ async fn a_sigkilled_embedded_process_loses_no_accepted_event() {
     }
     let accepted = accepted.lock().unwrap().clone();
 
-    let (mut child, _client) = serve(&dir, 5_000).await;
+    let (mut child, _client) = serve(launch, 5_000).await;
     eventually(
         "every accepted event to be delivered after the restart",
         Duration::from_secs(60),
@@ -201,7 +257,6 @@ async fn a_sigkilled_embedded_process_loses_no_accepted_event() {
         assert_eq!(**n, 2, "{id} sent {n} times");
     }
     sigterm(&mut child);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,9 +265,10 @@ async fn thirty_hanging_receivers_do_not_delay_a_healthy_webhook() {
         return;
     }
     let dir = temp_dir("hang");
-    let token = mint_key(&dir);
+    let launch = Launch::embedded(&dir);
+    let token = mint_key(&launch);
     // A timeout far beyond the waits below: nothing hanging ends by timing out meanwhile.
-    let (mut child, client) = serve(&dir, 120_000).await;
+    let (mut child, client) = serve(&launch, 120_000).await;
     let mut hanging = Vec::new();
     for _ in 0..30 {
         let receiver = Receiver::start(Behaviour::Hang).await;
