@@ -31,8 +31,8 @@
 //!   the [`DirectDispatch`] port): the store writes them leased to this dispatcher and hands
 //!   them over after the commit, so the first attempt needs no claim query and no wake-up.
 //!   Room is bounded ([`DispatcherConfig::direct_intake`]); past it deliveries are written
-//!   unleased and claimed as usual, and a handed-over delivery whose process dies is claimed by anyone once
-//!   its lease lapses.
+//!   unleased and claimed as usual, and a handed-over delivery whose process dies is claimed
+//!   by anyone once its lease lapses.
 //! - **Wake-ups, not polling.** A lane sleeps until it is woken ([`DispatcherHandle::wake`],
 //!   fed by in-process commits and Postgres `NOTIFY`), until its next retry is due (asked of
 //!   the store after every short claim), or until capacity frees up — and never longer than
