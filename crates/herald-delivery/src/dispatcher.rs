@@ -77,11 +77,9 @@ pub struct DispatcherConfig {
     /// Most deliveries claimed per query.
     pub batch: usize,
     /// Most fresh deliveries handed over by the direct intake and not yet taken by the lane
-    /// (default 1,024). Past it the store writes them unleased and they are claimed. Each one
-    /// kept here saves its claim; measured with ten receivers in a closed loop on Postgres,
-    /// 64 (the workers' count, the earlier bound) → 256 → 1,024 took deliveries/s from
-    /// 4,664–5,154 to 5,723–6,155 to 5,822–7,011 in alternated runs, and the backlog from
-    /// 518–5,306 pending to 320–1,022. What it costs: a process that dies holding them leaves
+    /// (default 1,024, independent of the workers' count). Past it the store writes them
+    /// unleased and they are claimed; each one kept here saves its claim (measured in
+    /// docs/delivery.md, seventh pass). What it costs: a process that dies holding them leaves
     /// that many leases to lapse (timeout + margin) before another dispatcher claims them.
     pub direct_intake: usize,
     /// How long finished deliveries and their events are kept (`HERALD_RETENTION_DAYS`).
@@ -1326,5 +1324,48 @@ async fn housekeeping(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(BACKLOG_EVERY) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_store_memory::{FakeCipher, ManualTime, MemoryStore};
+
+    fn dispatcher(direct_intake: usize) -> Dispatcher {
+        let mut config = DispatcherConfig::new(Duration::from_secs(10));
+        config.direct_intake = direct_intake;
+        Dispatcher::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(FakeCipher),
+            Arc::new(ManualTime::new()),
+            Arc::new(crate::client::UreqTransport::new(
+                Duration::from_secs(10),
+                false,
+            )),
+            config,
+        )
+    }
+
+    /// The intake's room is its own bound, not the workers' count, and a delivery given back
+    /// (a rolled-back transaction's, or one the lane took) makes room again.
+    #[test]
+    fn the_direct_intake_holds_its_configured_depth() {
+        let mut dispatcher = dispatcher(3);
+        assert!(dispatcher.shared.config.workers(Lane::Fresh) > 3);
+        let intake = dispatcher.direct_dispatch();
+        assert!((0..3).all(|_| intake.reserve()));
+        assert!(!intake.reserve(), "a fourth delivery found room");
+        intake.unreserve(1);
+        assert!(intake.reserve());
+        // Opening the intake again shares the same room.
+        assert!(!dispatcher.direct_dispatch().reserve());
+    }
+
+    #[test]
+    fn the_default_intake_is_deeper_than_the_fresh_lane() {
+        let config = DispatcherConfig::new(Duration::from_secs(10));
+        assert_eq!(config.direct_intake, 1_024);
+        assert!(config.direct_intake > config.workers(Lane::Fresh));
     }
 }
